@@ -1,0 +1,126 @@
+"""The per-image feature bundle: everything downstream (CSS, CSG, metric) needs, computed once per image.
+
+A bundle is the only thing that crosses from the models (``segmenter.py``, ``sim.py``) to the pure math
+downstream (``predict.py``), and the unit the evaluation cache stores on disk (safetensors, no pickle).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["FeatureBundle", "BundleError"]
+
+
+class BundleError(ValueError):
+    """A bundle (in memory or on disk) is malformed, truncated or belongs to another key."""
+
+
+@dataclass
+class FeatureBundle:
+    """Models' outputs for one image and one vocabulary (Q queries = class names + synonyms).
+
+    Shapes: Q queries, N sliding-window crops on a (gh, gw) grid each, CLIPSeg maps stored at (hs, ws).
+    """
+
+    dense_logits: torch.Tensor
+    """(N, Q, gh, gw) float: the baseline's patch-text cosine similarity per crop, on the crop's own grid."""
+    crop_boxes: torch.Tensor
+    """(N, 4) int64: (y1, y2, x1, x2) of each crop in the resized image (whole image: one box)."""
+    resized_hw: torch.Tensor
+    """(2,) int64: size of the short-side-resized image that the crops tile."""
+    image_hw: torch.Tensor
+    """(2,) int64: original image (= label) size; predictions are made at this size."""
+    global_sim: torch.Tensor
+    """(Q,) float32: cosine of the vanilla global CLIP image embedding with each query's text embedding."""
+    clipseg_mean: torch.Tensor
+    """(Q,) float32: spatial mean of CLIPSeg's sigmoid map per query, over its full-resolution output."""
+    clipseg_maps: torch.Tensor
+    """(Q, hs, ws) float16: CLIPSeg's sigmoid maps per query, stored at a reduced size."""
+    query_to_class: torch.Tensor
+    """(Q,) int64: class index of each query (synonyms share one class)."""
+    regions: torch.Tensor | None = None
+    """(H, W) int32 region ids at the original size (CorrCLIP's vote), or None."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable facts: image id, backend, key. Never used by the math."""
+
+    _TENSORS = ("dense_logits", "crop_boxes", "resized_hw", "image_hw", "global_sim", "clipseg_mean",
+                "clipseg_maps", "query_to_class", "regions")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    @property
+    def num_queries(self) -> int:
+        return int(self.query_to_class.numel())
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.query_to_class.max().item()) + 1 if self.query_to_class.numel() else 0
+
+    def validate(self) -> None:
+        """Raise :class:`BundleError` naming the field when shapes or values are inconsistent."""
+        q = self.query_to_class.numel()
+        if self.query_to_class.ndim != 1 or q == 0:
+            raise BundleError("query_to_class must be a non-empty 1-D tensor")
+        checks = {
+            "dense_logits": self.dense_logits.ndim == 4 and self.dense_logits.shape[1] == q,
+            "crop_boxes": self.crop_boxes.shape == (self.dense_logits.shape[0], 4),
+            "resized_hw": tuple(self.resized_hw.shape) == (2,),
+            "image_hw": tuple(self.image_hw.shape) == (2,),
+            "global_sim": tuple(self.global_sim.shape) == (q,),
+            "clipseg_mean": tuple(self.clipseg_mean.shape) == (q,),
+            "clipseg_maps": self.clipseg_maps.ndim == 3 and self.clipseg_maps.shape[0] == q,
+        }
+        if self.regions is not None:
+            checks["regions"] = tuple(self.regions.shape) == tuple(int(v) for v in self.image_hw)
+        for name, ok in checks.items():
+            if not ok:
+                shape = tuple(getattr(self, name).shape)
+                raise BundleError(f"FeatureBundle.{name} has inconsistent shape {shape} (Q={q})")
+        for name in ("dense_logits", "global_sim", "clipseg_mean", "clipseg_maps"):
+            if not torch.isfinite(getattr(self, name)).all():
+                raise BundleError(f"FeatureBundle.{name} contains NaN or inf")
+
+    def nbytes(self) -> int:
+        """Bytes of tensor payload (what the cache stores, before the small JSON header)."""
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, n) for n in self._TENSORS if getattr(self, n) is not None}
+
+    # ------------------------------------------------------------------ disk
+    def save(self, path: str | Path) -> None:
+        """Write atomically to ``path`` (safetensors; ``meta`` in the header). A crash leaves no partial file."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tensors = {k: v.contiguous().cpu() for k, v in self.tensors().items()}
+        save_file(tensors, str(tmp), metadata={"meta": json.dumps(self.meta, sort_keys=True)})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, expected_key: str | None = None) -> "FeatureBundle":
+        """Read a bundle; raise :class:`BundleError` if truncated, corrupt, or written under another key."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("meta", "{}"))
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors raises several types for truncated / garbled files
+            raise BundleError(f"cannot read bundle {path}: {exc}") from exc
+        if expected_key is not None and meta.get("key") != expected_key:
+            raise BundleError(f"bundle {path} was written for key {meta.get('key')!r}, not {expected_key!r}")
+        names = {f.name for f in fields(cls)} - {"meta"}
+        missing = [n for n in cls._TENSORS if n != "regions" and n not in tensors]
+        if missing or set(tensors) - names:
+            raise BundleError(f"bundle {path} lacks fields {missing}")
+        return cls(**tensors, meta=meta)
