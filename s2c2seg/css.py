@@ -1,0 +1,326 @@
+"""Category Subset Selection (CSS, S2C2Seg section 3.1): prune a vocabulary of C categories to K per image.
+
+The steps are numbered as in the project's issue 2 (the paper's equations):
+
+1. ``dist(x) = relu(x) / sum(relu(x))`` (uniform ``1/C`` when the sum is 0);
+2. ``ḡ = dist(s_glob)``, ``s̄ = dist(s_spat)``, ``α = sigmoid(⟨ḡ, s̄⟩ − 0.5)``;
+3. ``p = α·ḡ + (1 − α)·s̄``, renormalised;
+4. ``H_i = −(1/log(C−1)) Σ_{j≠i} q_j log q_j`` with ``q_j = p_j / (1 − p_i)`` (closed form, O(C));
+5. ``s_conf = p·(1 − H)``;
+6. stage 1: union of the top-``max(1, ⌊τC⌋)`` indices of every enabled score;
+7. stage 2: ``K = min(C, clamp(|C_init|, k_min, k_max))``, min-max normalised score sum, top-K;
+8. ``always_keep`` indices are added whatever their scores.
+
+Every function works on one image: 1-D tensors of length C, on any device, float32 or float64.
+Ties always break towards the lower category index.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+import torch
+
+__all__ = [
+    "SCORE_NAMES",
+    "CSSConfig",
+    "CSSScores",
+    "dist",
+    "consistency_weight",
+    "fused_distribution",
+    "conditional_entropy",
+    "confidence_score",
+    "stage1_union",
+    "stage2_rerank",
+    "top_k_mask",
+    "css_scores",
+    "select_categories",
+    "oracle_categories",
+]
+
+SCORE_NAMES = ("glob", "spat", "conf")
+"""The three CSS scores, in the order the paper lists them; ``use`` is any non-empty subset."""
+
+ALPHA_OFFSET = 0.5
+"""The constant subtracted from the inner product inside the sigmoid of step 2 (part of the equation)."""
+
+RESIDUAL_EPS = 1e-12
+"""Step 4: ``H_i = 0`` when the residual mass ``1 − p_i`` is at most this (the issue's guard)."""
+
+
+@dataclass(frozen=True)
+class CSSConfig:
+    """CSS hyper-parameters (paper defaults: τ = 0.3, K ∈ [6, 20], all three scores)."""
+
+    tau: float = 0.3
+    """Stage-1 retention ratio τ ∈ (0, 1]: the top ``max(1, ⌊τC⌋)`` of each score enter the union."""
+    k_min: int = 6
+    """Lower bound on the subset size K (a vocabulary smaller than this is kept whole)."""
+    k_max: int = 20
+    """Upper bound on the subset size K."""
+    use: tuple[str, ...] = SCORE_NAMES
+    """Which scores take part in both stages (the score-subset ablation); non-empty."""
+    keep_background: bool = True
+    """Read by the caller: when the dataset has a background class, pass its index as ``always_keep``."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "use", tuple(_check_use(self.use)))
+        _check_hyper(self.tau, self.k_min, self.k_max)
+
+    def select(self, s_glob, s_spat, always_keep: Iterable[int] = ()) -> torch.Tensor:
+        """``select_categories`` with this configuration."""
+        return select_categories(s_glob, s_spat, tau=self.tau, k_min=self.k_min, k_max=self.k_max,
+                                 use=self.use, always_keep=always_keep)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["use"] = list(self.use)
+        return d
+
+
+@dataclass(frozen=True)
+class CSSScores:
+    """The per-category CSS quantities of one image (all (C,) except the scalar ``alpha``)."""
+
+    glob: torch.Tensor
+    """The raw global score ``s_glob`` (as given)."""
+    spat: torch.Tensor
+    """The raw spatial score ``s_spat`` (as given)."""
+    conf: torch.Tensor
+    """The consistency score ``s_conf = p·(1 − H)`` ∈ [0, 1]."""
+    p: torch.Tensor
+    """The fused distribution ``p`` (sums to 1)."""
+    entropy: torch.Tensor
+    """The normalised conditional entropy ``H`` ∈ [0, 1]."""
+    alpha: torch.Tensor
+    """The 0-d fusion weight ``α`` ∈ (0, 1)."""
+
+    def get(self, name: str) -> torch.Tensor:
+        """The score called ``name`` (one of ``SCORE_NAMES``)."""
+        if name not in SCORE_NAMES:
+            raise ValueError(f"score name must be one of {SCORE_NAMES}, got {name!r}")
+        return getattr(self, name)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# input checks
+
+
+def _as_scores(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one score per category), got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty: the vocabulary must have at least one category")
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return t
+
+
+def _check_pair(s_glob, s_spat) -> tuple[torch.Tensor, torch.Tensor]:
+    g = _as_scores(s_glob, "s_glob")
+    s = _as_scores(s_spat, "s_spat")
+    if g.shape != s.shape:
+        raise ValueError(f"s_glob and s_spat must have the same length, got {g.numel()} and {s.numel()}")
+    if g.device != s.device:
+        raise ValueError(f"s_glob and s_spat must be on the same device, got {g.device} and {s.device}")
+    dtype = torch.promote_types(g.dtype, s.dtype)
+    return g.to(dtype), s.to(dtype)
+
+
+def _check_use(use) -> tuple[str, ...]:
+    if isinstance(use, str):
+        raise ValueError(f"use must be a sequence of score names such as ('glob',), got the string {use!r}")
+    use = tuple(use)
+    if not use:
+        raise ValueError(f"use must name at least one score of {SCORE_NAMES}")
+    unknown = [u for u in use if u not in SCORE_NAMES]
+    if unknown:
+        raise ValueError(f"use has unknown score name(s) {unknown}; allowed: {SCORE_NAMES}")
+    if len(set(use)) != len(use):
+        raise ValueError(f"use names a score twice: {use}")
+    return use
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_hyper(tau, k_min, k_max) -> None:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or not 0 < tau <= 1:
+        raise ValueError(f"tau must be a number in (0, 1], got {tau!r}")
+    if not _is_int(k_min) or k_min < 1:
+        raise ValueError(f"k_min must be an integer >= 1, got {k_min!r}")
+    if not _is_int(k_max) or k_max < k_min:
+        raise ValueError(f"k_max must be an integer >= k_min ({k_min}), got {k_max!r}")
+
+
+def _check_indices(idx, num_classes: int, name: str, device) -> torch.Tensor:
+    t = torch.as_tensor(list(idx) if not isinstance(idx, torch.Tensor) else idx, dtype=torch.long)
+    t = t.reshape(-1).to(device)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        raise ValueError(f"{name} must hold category indices in [0, {num_classes}), got {t.tolist()}")
+    return t
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the equations, one function each
+
+
+def dist(x: torch.Tensor) -> torch.Tensor:
+    """Step 1: ``relu(x) / Σ relu(x)`` over the last dimension; the uniform ``1/C`` when the sum is 0."""
+    r = torch.relu(x)
+    total = r.sum(dim=-1, keepdim=True)
+    uniform = torch.full_like(r, 1.0 / r.shape[-1])
+    return torch.where(total > 0, r / torch.where(total > 0, total, torch.ones_like(total)), uniform)
+
+
+def consistency_weight(g_bar: torch.Tensor, s_bar: torch.Tensor) -> torch.Tensor:
+    """Step 2: ``α = sigmoid(Σ_i ḡ_i·s̄_i − 0.5)`` (cross-view agreement of the two distributions)."""
+    return torch.sigmoid((g_bar * s_bar).sum(dim=-1) - ALPHA_OFFSET)
+
+
+def fused_distribution(g_bar: torch.Tensor, s_bar: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Step 3: ``p = α·ḡ + (1 − α)·s̄``, renormalised to sum 1."""
+    a = alpha.unsqueeze(-1)
+    p = a * g_bar + (1 - a) * s_bar
+    return p / p.sum(dim=-1, keepdim=True)
+
+
+def conditional_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Step 4: ``H_i = −(1/log(C−1)) Σ_{j≠i} q_j log q_j``, ``q_j = p_j/(1−p_i)``, in O(C) via ``Σ_j p_j log p_j``.
+
+    With ``r_i = 1 − p_i`` and ``T = Σ_j p_j log p_j`` (``0·log 0 = 0``):
+    ``Σ_{j≠i} q_j log q_j = (T − p_i log p_i)/r_i − log(r_i)·(Σ_{j≠i} p_j)/r_i``.
+    ``H_i = 0`` when C ≤ 2 or ``r_i ≤ 1e-12``; the result is clamped to [0, 1] against rounding.
+    """
+    c = p.shape[-1]
+    if c <= 2:
+        return torch.zeros_like(p)
+    plogp = torch.special.xlogy(p, p)
+    total = plogp.sum(dim=-1, keepdim=True)
+    rest_mass = p.sum(dim=-1, keepdim=True) - p
+    r = 1 - p
+    valid = r > RESIDUAL_EPS
+    r_safe = torch.where(valid, r, torch.ones_like(r))
+    neg_h = (total - plogp) / r_safe - torch.log(r_safe) * rest_mass / r_safe
+    h = torch.where(valid, -neg_h / math.log(c - 1), torch.zeros_like(p))
+    return h.clamp(0.0, 1.0)
+
+
+def confidence_score(p: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+    """Step 5: ``s_conf = p·(1 − H)`` (likely present and not entangled with the rest)."""
+    return p * (1 - entropy)
+
+
+def top_k_mask(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the ``k`` largest entries of 1-D ``x``, ties broken towards the lower index; O(C)."""
+    n = x.numel()
+    if k >= n:
+        return torch.ones_like(x, dtype=torch.bool)
+    if k <= 0:
+        return torch.zeros_like(x, dtype=torch.bool)
+    kth = torch.kthvalue(x, n - k + 1).values  # the k-th largest value
+    above = x > kth
+    at = x == kth
+    room = k - above.sum()
+    return above | (at & (torch.cumsum(at, dim=0) <= room))
+
+
+def stage1_union(scores: Sequence[torch.Tensor], tau: float) -> torch.Tensor:
+    """Step 6 (stage 1, recall): mask of ``C_init`` = ∪ over enabled scores of their top-``max(1, ⌊τC⌋)``.
+
+    ``⌊τC⌋`` is computed exactly on τ's decimal value (``0.29·100`` gives 29, not 28).
+    """
+    c = scores[0].numel()
+    m = max(1, math.floor(Fraction(repr(float(tau))) * c))
+    mask = torch.zeros_like(scores[0], dtype=torch.bool)
+    for s in scores:
+        mask |= top_k_mask(s, m)
+    return mask
+
+
+def subset_size(n_init: int, num_classes: int, k_min: int, k_max: int) -> int:
+    """Step 7 (size): ``K = min(C, clamp(|C_init|, k_min, k_max))``."""
+    return min(num_classes, max(k_min, min(n_init, k_max)))
+
+
+def min_max_normalise(x: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """Step 7 (normalise): ``(x − min)/(max − min)`` over the pool (0 for a constant score; 0 outside the pool)."""
+    lo = torch.where(pool, x, torch.full_like(x, math.inf)).min()
+    hi = torch.where(pool, x, torch.full_like(x, -math.inf)).max()
+    span = hi - lo
+    scaled = (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(pool & (span > 0), scaled, torch.zeros_like(x))
+
+
+def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int, k_max: int) -> torch.Tensor:
+    """Step 7 (stage 2, precision): mask of the top-K of the pool by ``s_final = Σ min-max-normalised scores``.
+
+    The pool is ``C_init`` when ``|C_init| ≥ K``, else all C categories.
+    """
+    c = init.numel()
+    n_init = int(init.sum())
+    k = subset_size(n_init, c, k_min, k_max)
+    pool = init if n_init >= k else torch.ones_like(init)
+    s_final = torch.zeros_like(scores[0])
+    for s in scores:
+        s_final = s_final + min_max_normalise(s, pool)
+    s_final = torch.where(pool, s_final, torch.full_like(s_final, -math.inf))
+    return top_k_mask(s_final, k)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public API
+
+
+def css_scores(s_glob, s_spat) -> CSSScores:
+    """Steps 1–5 for one image: ``s_glob`` (C,) CLIP global cosines, ``s_spat`` (C,) spatial means in [0, 1]."""
+    g, s = _check_pair(s_glob, s_spat)
+    g_bar, s_bar = dist(g), dist(s)
+    alpha = consistency_weight(g_bar, s_bar)
+    p = fused_distribution(g_bar, s_bar, alpha)
+    h = conditional_entropy(p)
+    return CSSScores(glob=g, spat=s, conf=confidence_score(p, h), p=p, entropy=h, alpha=alpha)
+
+
+def select_categories(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: int = 20,
+                      use: Sequence[str] = SCORE_NAMES, always_keep: Iterable[int] = ()) -> torch.Tensor:
+    """CSS for one image: the selected category indices (LongTensor, sorted ascending, on the input's device).
+
+    Size: ``K = min(C, clamp(|C_init|, k_min, k_max))`` plus any ``always_keep`` index not already chosen.
+    """
+    use = _check_use(use)
+    _check_hyper(tau, k_min, k_max)
+    scores = css_scores(s_glob, s_spat)
+    c = scores.glob.numel()
+    keep = _check_indices(always_keep, c, "always_keep", scores.glob.device)
+    chosen = [scores.get(name) for name in use]
+    init = stage1_union(chosen, tau)
+    mask = stage2_rerank(chosen, init, k_min, k_max)
+    mask[keep] = True  # step 8
+    return torch.nonzero(mask).reshape(-1)
+
+
+def oracle_categories(label_map, num_classes: int, ignore_index: int = 255,
+                      always_keep: Iterable[int] = ()) -> torch.Tensor:
+    """The oracle subset: the ground-truth classes present in ``label_map`` (plus ``always_keep``), sorted."""
+    if not _is_int(num_classes) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    lab = torch.as_tensor(label_map)
+    if lab.is_floating_point() or lab.dtype == torch.bool or lab.is_complex():
+        raise ValueError(f"label_map must hold integer class ids, got dtype {lab.dtype}")
+    lab = lab.reshape(-1).long()
+    lab = lab[lab != ignore_index]
+    if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
+        bad = lab[(lab < 0) | (lab >= num_classes)].unique()[:10].tolist()
+        raise ValueError(f"label_map has values outside [0, {num_classes}) ∪ {{{ignore_index}}}: {bad}")
+    keep = _check_indices(always_keep, num_classes, "always_keep", lab.device)
+    present = torch.zeros(num_classes, dtype=torch.bool, device=lab.device)
+    present[lab] = True
+    present[keep] = True
+    return torch.nonzero(present).reshape(-1)
