@@ -1,0 +1,321 @@
+"""Figure helpers: CVPR column sizes, colour-blind-safe palettes, label palettes, reproducible PDF + PNG.
+
+Every figure saved through :func:`save_figure` is written twice (PDF with embedded TrueType / Type-42 fonts,
+and PNG), carries no timestamp (so the bytes depend only on the content), and, when it was made from random
+weights or the simulation, says so in its title (``label="SIMULATED"`` / ``"RANDOM WEIGHTS"``).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "CVPR_SINGLE", "CVPR_DOUBLE", "OKABE_ITO", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "RC_PARAMS",
+    "categorical", "voc_palette", "ade_palette", "label_palette", "colorize", "overlay",
+    "labelled_title", "figure", "style", "save_figure", "plot_label_maps", "bar_scores", "heatmap",
+    "line_sweep",
+]
+
+CVPR_SINGLE = 3.25
+"""Width in inches of one CVPR column."""
+CVPR_DOUBLE = 6.875
+"""Width in inches of a figure spanning both CVPR columns."""
+
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
+"""Okabe & Ito's colour-blind-safe qualitative palette (8 colours)."""
+_TOL_MUTED = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+              "#AA4499", "#DDDDDD")
+"""Paul Tol's colour-blind-safe 'muted' palette, used after Okabe-Ito for more than 8 series."""
+SEQUENTIAL_CMAP = "viridis"
+"""Perceptually uniform, colour-blind-safe colour map for magnitudes (scores, probabilities, confusion)."""
+DIVERGING_CMAP = "PuOr_r"
+"""Colour-blind-safe diverging map for signed differences (e.g. confusion reduction)."""
+
+RC_PARAMS: dict = {
+    "pdf.fonttype": 42,  # embed TrueType (Type 42), not Type 3
+    "ps.fonttype": 42,
+    "font.size": 7,
+    "axes.titlesize": 7,
+    "axes.labelsize": 7,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6,
+    "legend.fontsize": 6,
+    "figure.titlesize": 8,
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "svg.hashsalt": "s2c2seg",
+    "axes.prop_cycle": None,  # filled below with the colour-blind-safe cycle
+}
+
+
+def categorical(n: int) -> list[str]:
+    """``n`` colour-blind-safe colours (Okabe-Ito, then Tol muted, then repeating)."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    base = list(OKABE_ITO) + list(_TOL_MUTED)
+    return [base[i % len(base)] for i in range(n)]
+
+
+def _cycler():
+    from cycler import cycler
+
+    return cycler(color=list(OKABE_ITO))
+
+
+RC_PARAMS["axes.prop_cycle"] = _cycler()
+
+
+# ---------------------------------------------------------------------------------------------- label palettes
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map: class ``i``'s RGB bits are ``i``'s bits interleaved, high bit first. (n, 3) uint8."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    out = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out[i] = (r, g, b)
+    return out
+
+
+# ADE20K's 150-colour table (the dataset's published colour coding, in class order), as hex RGB.
+_ADE_HEX = (
+    "787878b4787806e6e650323204c8037878508c8c8ccc05ffe6e6e604fa07e005ffebff0796053d78784608ff33ff0652"
+    "8fff8cccff04ff3307cc46030066c83de6faff06330b66ffff0747ff09e00907e6dcdcdcff095c7009ff08ffd607ffe0"
+    "ffb8060aff47ff290a07ffffe0ff086608ffff3d06ffc207ff7a0800ff14ff0829ff05990633ffeb0cffa0961400a3ff"
+    "8c8c8cfa0a0f14ff001fff00ff1f00ffe00099ff000000ffff470000ebff00adff1f00ff0bc8c8ff520000fff5003dff"
+    "00ff7000ff85ff0000ffa300ff6600c2ff00008fff33ff000052ff00ff2900ffad0a00ffadff0000ff99ff5c00ff00ff"
+    "ff00f5ff0066ffad00ff0014ffb8b8001fff00ff3d0047ffff00cc00ffc200ff52000aff0070ff3300ff00c2ff007aff"
+    "00ffa3ff990000ff0aff70008fff005200ffa3ff00ffeb0008b8aa8500ff00ff5cb800ffff001f00b8ff00d6ffff0070"
+    "5cff0000e0ff70e0ff46b8a0a300ff9900ff47ff00ff00a3ffcc00ff008f00ffeb85ff00ff00ebf500ffff007afff500"
+    "0abed4d6ff0000ccff1400ffffff000099ff0029ff00ffcc2900ff29ff00ad00ff00f5ff4700ff7a00ff00ffb8005cff"
+    "b8ff000085ffffd60019c2c266ff005c00ff"
+)
+
+
+def ade_palette() -> np.ndarray:
+    """ADE20K's standard 150-colour palette (class order of ADE20K-150). (150, 3) uint8."""
+    return np.frombuffer(bytes.fromhex(_ADE_HEX), dtype=np.uint8).reshape(150, 3).copy()
+
+
+def label_palette(dataset: str | None, num_classes: int) -> np.ndarray:
+    """The palette for label overlays: ADE's for ``ade*`` datasets (150 classes), VOC's colour map otherwise.
+
+    Always at least ``num_classes`` rows (the VOC map extends beyond 150 classes).
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if dataset and dataset.lower().startswith("ade") and num_classes <= 150:
+        return ade_palette()
+    return voc_palette(max(256, num_classes))
+
+
+def colorize(label: np.ndarray, palette: np.ndarray, ignore_index: int = 255,
+             ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+    """(H, W) class indices -> (H, W, 3) uint8 RGB; ``ignore_index`` pixels get ``ignore_color``."""
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f"label must be (H, W), got shape {label.shape}")
+    palette = np.asarray(palette, dtype=np.uint8)
+    ignore = label == ignore_index
+    valid = label[~ignore]
+    if valid.size and (valid.min() < 0 or valid.max() >= len(palette)):
+        raise ValueError(f"label values must lie in [0, {len(palette)}) or equal {ignore_index}")
+    out = palette[np.where(ignore, 0, label).astype(np.int64)]
+    out[ignore] = np.asarray(ignore_color, dtype=np.uint8)
+    return out
+
+
+def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float = 0.55,
+            ignore_index: int = 255) -> np.ndarray:
+    """Blend the coloured label map over the RGB image; ignored pixels show the image alone."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    image = np.asarray(image)
+    if image.shape[:2] != np.shape(label):
+        raise ValueError(f"image {image.shape[:2]} and label {np.shape(label)} differ in size")
+    col = colorize(label, palette, ignore_index).astype(np.float32)
+    a = np.where(np.asarray(label) == ignore_index, 0.0, alpha)[..., None]
+    return (image.astype(np.float32) * (1 - a) + col * a).round().astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def labelled_title(title: str, label: str | None) -> str:
+    """``"SIMULATED — title"`` when ``label`` is set (e.g. by a non-pretrained backend), else ``title``."""
+    if not label:
+        return title
+    if label in title:
+        return title
+    return f"{label} — {title}" if title else label
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """Matplotlib settings for paper figures (small fonts, Type-42, colour-blind cycle), scoped to the block."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC_PARAMS):
+        yield
+
+
+def _width(width: str | float) -> float:
+    if width == "single":
+        return CVPR_SINGLE
+    if width == "double":
+        return CVPR_DOUBLE
+    if isinstance(width, (int, float)) and width > 0:
+        return float(width)
+    raise ValueError(f"width must be 'single', 'double' or a positive number of inches, got {width!r}")
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, width: str | float = "single", aspect: float = 0.75,
+           title: str = "", label: str | None = None, squeeze: bool = False, **kwargs):
+    """A figure at a CVPR column width (``aspect`` = height / width); returns ``(fig, axes)`` (2-D array).
+
+    The title gets ``label`` ("SIMULATED" / "RANDOM WEIGHTS") in front of it.
+    """
+    import matplotlib.pyplot as plt
+
+    w = _width(width)
+    with style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(w, w * aspect), squeeze=squeeze, **kwargs)
+    text = labelled_title(title, label)
+    if text:
+        fig.suptitle(text, fontsize=RC_PARAMS["figure.titlesize"])
+    return fig, axes
+
+
+def save_figure(fig, path: str | Path, *, label: str | None = None, close: bool = False) -> dict[str, str]:
+    """Write ``path``.pdf (Type-42 fonts) and ``path``.png without timestamps; return both paths.
+
+    When ``label`` is given and the figure's title does not carry it yet, it is put in the title first.
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.suffix in (".pdf", ".png"):
+        path = path.with_suffix("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if label:
+        current = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+        if label not in current:
+            fig.suptitle(labelled_title(current, label), fontsize=RC_PARAMS["figure.titlesize"])
+    out = {"pdf": str(path.with_suffix(".pdf")), "png": str(path.with_suffix(".png"))}
+    with matplotlib.rc_context(RC_PARAMS):
+        fig.savefig(out["pdf"], metadata={"CreationDate": None, "ModDate": None, "Producer": None,
+                                          "Creator": "s2c2seg"})
+        fig.savefig(out["png"], metadata={"Software": None})
+    if close:
+        plt.close(fig)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- plot helpers
+def plot_label_maps(image: np.ndarray, maps: Mapping[str, np.ndarray], class_names: Sequence[str], *,
+                    palette: np.ndarray, title: str = "", label: str | None = None,
+                    width: str | float = "double", alpha: float = 0.55, ignore_index: int = 255,
+                    max_legend: int = 12):
+    """The image, then one overlay per entry of ``maps`` (name -> (H, W) labels), with a legend of the classes
+    shown (at most ``max_legend``, by area). Returns the figure."""
+    import matplotlib.patches as mpatches
+
+    n = 1 + len(maps)
+    h, w = image.shape[:2]
+    fig, axes = figure(1, n, width=width, aspect=(h / w) / n * 1.35, title=title, label=label)
+    axes = axes[0]
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    counts: dict[int, int] = {}
+    for ax, (name, lab) in zip(axes[1:], maps.items()):
+        lab = np.asarray(lab)
+        ax.imshow(overlay(image, lab, palette, alpha, ignore_index))
+        ax.set_title(name)
+        ids, c = np.unique(lab[lab != ignore_index], return_counts=True)
+        for i, k in zip(ids.tolist(), c.tolist()):
+            counts[i] = counts.get(i, 0) + k
+    for ax in axes:
+        ax.set_axis_off()
+    shown = sorted(counts, key=lambda i: -counts[i])[:max_legend]
+    handles = [mpatches.Patch(color=np.asarray(palette[i]) / 255.0,
+                              label=class_names[i] if i < len(class_names) else str(i)) for i in shown]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), frameon=False,
+                   fontsize=RC_PARAMS["legend.fontsize"], bbox_to_anchor=(0.5, -0.08))
+    return fig
+
+
+def bar_scores(ax, values: Sequence[float], names: Sequence[str], *, highlight: Sequence[int] = (),
+               top: int | None = None, title: str = "", color: str = OKABE_ITO[4],
+               highlight_color: str = OKABE_ITO[5], horizontal: bool = True):
+    """Bar chart of one score per class (optionally the ``top`` largest only); ``highlight`` indices in another
+    colour (e.g. the selected subset or the GT classes)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) != len(names):
+        raise ValueError(f"values ({len(values)}) and names ({len(names)}) differ in length")
+    order = np.argsort(-values, kind="stable")
+    if top is not None:
+        order = order[:top]
+    hl = set(int(i) for i in highlight)
+    cols = [highlight_color if int(i) in hl else color for i in order]
+    pos = np.arange(len(order))
+    if horizontal:
+        ax.barh(pos, values[order], color=cols)
+        ax.set_yticks(pos, [names[i] for i in order])
+        ax.invert_yaxis()
+    else:
+        ax.bar(pos, values[order], color=cols)
+        ax.set_xticks(pos, [names[i] for i in order], rotation=90)
+    if title:
+        ax.set_title(title)
+    return order
+
+
+def heatmap(ax, matrix: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], *,
+            cmap: str = SEQUENTIAL_CMAP, vmin: float | None = None, vmax: float | None = None,
+            annotate: bool = False, fmt: str = "{:.2f}", title: str = "", colorbar: bool = True):
+    """A labelled matrix image (rows = GT classes for confusion matrices)."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(row_names), len(col_names)):
+        raise ValueError(f"matrix {matrix.shape} does not match {len(row_names)} rows x {len(col_names)} cols")
+    im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.set_xticks(np.arange(len(col_names)), col_names, rotation=90)
+    ax.set_yticks(np.arange(len(row_names)), row_names)
+    if annotate:
+        mid = np.nanmean(matrix) if vmax is None else (vmax + (vmin or 0)) / 2
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                v = matrix[i, j]
+                if np.isfinite(v):
+                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=5,
+                            color="white" if v < mid else "black")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    return im
+
+
+def line_sweep(ax, x: Sequence[float], series: Mapping[str, Sequence[float]], *, xlabel: str = "",
+               ylabel: str = "mIoU", title: str = "", marker: str = "o", default: float | None = None):
+    """One line per series over a swept parameter; ``default`` draws a dashed vertical line at the paper value."""
+    cols = categorical(len(series))
+    for c, (name, ys) in zip(cols, series.items()):
+        ax.plot(list(x), list(ys), marker=marker, markersize=3, linewidth=1, color=c, label=name)
+    if default is not None:
+        ax.axvline(default, color="0.5", linestyle="--", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(frameon=False)
+    ax.grid(True, linewidth=0.3, alpha=0.5)
