@@ -194,20 +194,25 @@ def fused_distribution(g_bar: torch.Tensor, s_bar: torch.Tensor, alpha: torch.Te
 def conditional_entropy(p: torch.Tensor) -> torch.Tensor:
     """Step 4: ``H_i = −(1/log(C−1)) Σ_{j≠i} q_j log q_j``, ``q_j = p_j/(1−p_i)``, in O(C) via ``Σ_j p_j log p_j``.
 
-    With ``r_i = 1 − p_i`` and ``T = Σ_j p_j log p_j`` (``0·log 0 = 0``):
-    ``Σ_{j≠i} q_j log q_j = (T − p_i log p_i)/r_i − log(r_i)·(Σ_{j≠i} p_j)/r_i``.
-    ``H_i = 0`` when C ≤ 2 or ``r_i ≤ 1e-12``; the result is clamped to [0, 1] against rounding.
+    With ``R_i = Σ_{j≠i} p_j`` (= ``1 − p_i``, as p sums to 1) and ``A_i = Σ_{j≠i} p_j log p_j = T − p_i log p_i``,
+    ``T = Σ_j p_j log p_j`` (``0·log 0 = 0``): ``Σ_{j≠i} q_j log q_j = A_i/R_i − log R_i``. ``R_i`` and ``A_i`` are
+    summed directly for the largest ``p_i`` (the one entry where ``T − p_i log p_i`` and ``1 − p_i`` cancel), so
+    the residual q sums to 1 even when ``1 − p_i`` is tiny. ``H_i = 0`` when C ≤ 2 or ``1 − p_i ≤ 1e-12``; the
+    result is clamped to [0, 1] against rounding.
     """
     c = p.shape[-1]
     if c <= 2:
         return torch.zeros_like(p)
     plogp = torch.special.xlogy(p, p)
-    total = plogp.sum(dim=-1, keepdim=True)
-    rest_mass = p.sum(dim=-1, keepdim=True) - p
-    r = 1 - p
-    valid = r > RESIDUAL_EPS
-    r_safe = torch.where(valid, r, torch.ones_like(r))
-    neg_h = (total - plogp) / r_safe - torch.log(r_safe) * rest_mass / r_safe
+    rest = p.sum(dim=-1, keepdim=True) - p  # R_i
+    rest_plogp = plogp.sum(dim=-1, keepdim=True) - plogp  # A_i
+    top = p.argmax(dim=-1, keepdim=True)
+    others = torch.ones_like(p, dtype=torch.bool).scatter(-1, top, False)
+    rest = rest.scatter(-1, top, torch.where(others, p, torch.zeros_like(p)).sum(dim=-1, keepdim=True))
+    rest_plogp = rest_plogp.scatter(-1, top, torch.where(others, plogp, torch.zeros_like(p)).sum(-1, keepdim=True))
+    valid = (1 - p > RESIDUAL_EPS) & (rest > 0)
+    r_safe = torch.where(valid, rest, torch.ones_like(rest))
+    neg_h = rest_plogp / r_safe - torch.log(r_safe)
     h = torch.where(valid, -neg_h / math.log(c - 1), torch.zeros_like(p))
     return h.clamp(0.0, 1.0)
 

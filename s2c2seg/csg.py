@@ -1,0 +1,134 @@
+"""Consistent Semantic Guidance (CSG, S2C2Seg section 3.2): fuse global and local maps on the selected subset.
+
+On the K selected categories, with ``s_glob`` (K, H, W) the baseline's dense patch-text cosine (bilinearly
+upsampled) and ``s_spat`` (K, H, W) CLIPSeg's sigmoid maps at the same size:
+
+* ``g_i = mean_{h,w} s_glob_i``, ``w = softmax(g / temperature)``;
+* ``fused_i = s_glob_i + λ·w_i·s_spat_i``;
+* the K fused maps go back to the C-class space with −inf outside the subset; the prediction is the argmax.
+
+Leading batch dimensions (..., K, H, W) are accepted too.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+__all__ = ["FUSION_MODES", "WEIGHTED_MODES", "CSGConfig", "category_weights", "fuse", "expand_to_vocabulary"]
+
+FUSION_MODES = ("category_aware", "uniform", "add", "global_only", "local_only")
+"""``category_aware`` is the paper's CSG; the others are the fusion ablations."""
+
+WEIGHTED_MODES = ("category_aware", "uniform", "add", "global_only")
+"""Modes of the form ``s_glob + λ·w·s_spat`` (``global_only`` is ``w = 0``); ``local_only`` is not one."""
+
+
+@dataclass(frozen=True)
+class CSGConfig:
+    """CSG hyper-parameters. λ = 0.6 is the paper's; the softmax temperature is not given there."""
+
+    mode: str = "category_aware"
+    """One of ``FUSION_MODES``."""
+    lam: float = 0.6
+    """λ, the weight of the local maps."""
+    temperature: float = 0.01
+    """Softmax temperature over the spatially averaged global cosines (only for ``category_aware``)."""
+
+    def __post_init__(self):
+        _check_mode(self.mode, FUSION_MODES)
+        _check_lam(self.lam)
+        _check_temperature(self.temperature)
+
+    def fuse(self, s_glob, s_spat) -> torch.Tensor:
+        """``fuse`` with this configuration."""
+        return fuse(s_glob, s_spat, mode=self.mode, lam=self.lam, temperature=self.temperature)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _check_mode(mode, allowed) -> None:
+    if mode not in allowed:
+        raise ValueError(f"mode must be one of {allowed}, got {mode!r}")
+
+
+def _check_lam(lam) -> None:
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
+        raise ValueError(f"lam must be a finite number, got {lam!r}")
+
+
+def _check_temperature(temperature) -> None:
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not math.isfinite(temperature) or temperature <= 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+
+def _as_maps(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    if t.ndim < 3:
+        raise ValueError(f"{name} must have shape (K, H, W) (or (..., K, H, W)), got {tuple(t.shape)}")
+    if t.shape[-3] == 0 or t.shape[-2] == 0 or t.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one category and one pixel, got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return t
+
+
+def category_weights(s_glob, *, mode: str = "category_aware", temperature: float = 0.01) -> torch.Tensor:
+    """CSG weights (K,): ``softmax(mean_{h,w} s_glob / temperature)``; ``uniform`` 1/K, ``add`` 1, ``global_only`` 0."""
+    _check_mode(mode, WEIGHTED_MODES)
+    _check_temperature(temperature)
+    g = _as_maps(s_glob, "s_glob")
+    k = g.shape[-3]
+    if mode == "category_aware":
+        return torch.softmax(g.mean(dim=(-2, -1)) / temperature, dim=-1)
+    fill = {"uniform": 1.0 / k, "add": 1.0, "global_only": 0.0}[mode]
+    return torch.full(g.shape[:-2], fill, dtype=g.dtype, device=g.device)
+
+
+def fuse(s_glob, s_spat, *, mode: str = "category_aware", lam: float = 0.6,
+         temperature: float = 0.01) -> torch.Tensor:
+    """CSG fusion (K, H, W): ``fused_i = s_glob_i + λ·w_i·s_spat_i`` (``local_only`` returns ``s_spat``)."""
+    _check_mode(mode, FUSION_MODES)
+    _check_lam(lam)
+    _check_temperature(temperature)
+    g = _as_maps(s_glob, "s_glob")
+    s = _as_maps(s_spat, "s_spat")
+    if g.shape != s.shape:
+        raise ValueError(f"s_glob and s_spat must have the same shape, got {tuple(g.shape)} and {tuple(s.shape)}")
+    if g.device != s.device:
+        raise ValueError(f"s_glob and s_spat must be on the same device, got {g.device} and {s.device}")
+    dtype = torch.promote_types(g.dtype, s.dtype)
+    g, s = g.to(dtype), s.to(dtype)
+    if mode == "local_only":
+        return s.clone()
+    if mode == "global_only":
+        return g.clone()
+    w = category_weights(g, mode=mode, temperature=temperature)
+    return g + lam * w[..., None, None] * s
+
+
+def expand_to_vocabulary(fused, subset, num_classes: int) -> torch.Tensor:
+    """Back to the C-class space (C, H, W): row ``subset[i]`` is ``fused[i]``, −inf for the other categories."""
+    f = torch.as_tensor(fused)
+    if f.ndim != 3 or not f.is_floating_point():
+        raise ValueError(f"fused must be a floating-point (K, H, W) tensor, got {tuple(f.shape)} {f.dtype}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    idx = torch.as_tensor(subset)
+    if idx.ndim != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
+        raise ValueError(f"subset must be a 1-D integer tensor of category indices, got {tuple(idx.shape)} {idx.dtype}")
+    idx = idx.long().to(f.device)
+    if idx.numel() != f.shape[0]:
+        raise ValueError(f"subset has {idx.numel()} indices but fused has {f.shape[0]} maps")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
+        raise ValueError(f"subset must hold indices in [0, {num_classes}), got {idx.tolist()}")
+    if idx.unique().numel() != idx.numel():
+        raise ValueError(f"subset has repeated indices: {idx.tolist()}")
+    out = f.new_full((num_classes, *f.shape[1:]), -math.inf)
+    out[idx] = f
+    return out
