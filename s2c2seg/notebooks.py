@@ -1,0 +1,369 @@
+"""Run the notebook collection headless: jupytext ``.py`` -> ``.ipynb`` -> papermill, one run folder per call.
+
+``s2c2seg notebooks run [NAMES...] [-f params.yaml] [--grid grid.yaml] [--out DIR]``
+
+* Each invocation makes a new folder ``<out>/<UTC time>`` (never reusing one) holding, per notebook, the
+  executed notebook, its JSON record and its figures (``<run>/<name>/``), plus ``summary.json`` / ``summary.md``.
+* A failing notebook does not stop the others; the exit status is 0 only when all of them passed.
+* Parameters come from YAML (papermill's ``-p`` would turn lists into strings): top-level keys apply to every
+  notebook, a key named after a notebook holds overrides for that notebook only. ``--grid`` is a YAML mapping
+  ``parameter: [values...]``; every point of the Cartesian product runs the selected notebooks into its own
+  sub-folder.
+* The kernel is the interpreter running this command (``sys.executable``), given to papermill through an
+  in-process kernel spec, so a fresh virtual environment needs no ``ipykernel install``.
+* ``backend="auto"`` is resolved by the first notebook that runs (it records what it resolved to); the later
+  notebooks of the same run get the resolved backend, so a missing model hub is paid for once.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = [
+    "NOTEBOOKS", "KERNEL_NAME", "RECORD_NAME", "NotebookResult", "notebooks_dir", "resolve_notebooks",
+    "to_ipynb", "interpreter_kernel_spec", "execute_notebook", "load_params", "grid_points", "new_run_dir",
+    "run_collection", "format_summary", "register_cli", "main",
+]
+
+NOTEBOOKS = ("00_quickstart", "01_scoring_terms", "02_css_score_subsets", "03_fusion_variants",
+             "04_oracle_gap", "05_confusion", "06_hparam_robustness", "07_paper_tables")
+KERNEL_NAME = "s2c2seg-python"
+"""Kernel name given to papermill; it resolves to ``sys.executable -m ipykernel_launcher`` (no install needed)."""
+RECORD_NAME = "record.json"
+"""File each notebook writes into its ``out_dir`` (see :func:`s2c2seg.analysis.Session.write_record`)."""
+
+
+# ---------------------------------------------------------------------------------------------- locating
+def notebooks_dir() -> Path:
+    """The folder holding the ``NN_name.py`` notebooks: the checkout's ``notebooks/`` (editable install), or
+    the copy packaged as ``s2c2seg/notebooks_src`` (wheel install)."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "notebooks", here / "notebooks_src"):
+        if (cand / f"{NOTEBOOKS[0]}.py").is_file():
+            return cand
+    raise FileNotFoundError(f"notebook sources not found in {here.parent / 'notebooks'} or {here / 'notebooks_src'}")
+
+
+def resolve_notebooks(names: Sequence[str] = (), directory: str | Path | None = None) -> list[Path]:
+    """Map names (``"02"``, ``"02_css_score_subsets"``, ``"css_score_subsets"`` or a path) to ``.py`` files,
+    in collection order when no names are given. Unknown names raise ``ValueError`` listing the known ones."""
+    directory = Path(directory) if directory is not None else notebooks_dir()
+    if not names:
+        return [directory / f"{n}.py" for n in NOTEBOOKS]
+    out = []
+    for name in names:
+        p = Path(name)
+        if p.suffix in (".py", ".ipynb") and p.is_file():
+            out.append(p)
+            continue
+        stem = p.stem
+        hits = [n for n in NOTEBOOKS if n == stem or n.split("_", 1)[0] == stem or n.split("_", 1)[1] == stem]
+        if len(hits) != 1:
+            raise ValueError(f"unknown notebook {name!r}; known: {', '.join(NOTEBOOKS)}")
+        out.append(directory / f"{hits[0]}.py")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- kernel
+def interpreter_kernel_spec():
+    """A jupyter ``KernelSpec`` that starts ipykernel with this very interpreter."""
+    from ipykernel.kernelspec import RESOURCES
+    from jupyter_client.kernelspec import KernelSpec
+
+    return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                      display_name=f"Python ({sys.executable})", language="python", resource_dir=RESOURCES,
+                      metadata={"debugger": False})
+
+
+def _kernel_manager_class():
+    """An nbclient kernel manager whose spec manager knows :data:`KERNEL_NAME` (built lazily: jupyter imports)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class _SpecManager(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name):  # noqa: D401 - jupyter API
+            if kernel_name == KERNEL_NAME:
+                return interpreter_kernel_spec()
+            return super().get_kernel_spec(kernel_name)
+
+    class InterpreterKernelManager(AsyncKernelManager):
+        @default("kernel_spec_manager")
+        def _default_spec_manager(self):
+            return _SpecManager(data_dir=self.data_dir)
+
+    return InterpreterKernelManager
+
+
+# ---------------------------------------------------------------------------------------------- conversion
+def to_ipynb(src: str | Path, dst: str | Path) -> Path:
+    """Convert a jupytext ``py:percent`` notebook to ``.ipynb`` (cell tags kept), with this interpreter's kernel."""
+    import jupytext
+    import nbformat
+
+    src, dst = Path(src), Path(dst)
+    nb = jupytext.read(src) if src.suffix == ".py" else nbformat.read(src, as_version=4)
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise ValueError(f"notebook {src} has no cell tagged 'parameters'")
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python (s2c2seg)", "language": "python"}
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    nb.metadata.pop("jupytext", None)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dst)
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------- results
+@dataclass
+class NotebookResult:
+    """Outcome of one notebook execution."""
+
+    name: str
+    ok: bool
+    seconds: float
+    out_dir: str
+    notebook: str
+    params: dict = field(default_factory=dict)
+    error: str = ""
+    record: dict | None = None
+    """The notebook's JSON record (None when it did not write one)."""
+
+    @property
+    def backend(self) -> str:
+        rec = self.record or {}
+        return str(rec.get("backend", self.params.get("backend", "?")))
+
+    @property
+    def label(self) -> str:
+        return str((self.record or {}).get("label", ""))
+
+
+def _error_summary(exc: BaseException) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    return f"{ename}: {evalue}".strip()[:500]
+
+
+def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[str, Any] | None = None, *,
+                     cwd: str | Path | None = None, timeout: float | None = None,
+                     start_timeout: float = 120.0) -> NotebookResult:
+    """Execute one notebook into ``out_dir`` (``<name>.ipynb`` executed, ``out_dir`` injected as parameter).
+
+    Never raises for a failure inside the notebook: the result says ``ok=False`` with the error, and the
+    partially executed notebook is kept (papermill saves it with the traceback).
+    """
+    import papermill as pm
+
+    src = Path(src)
+    name = src.stem
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = dict(parameters or {})
+    params["out_dir"] = str(out_dir)
+    source_nb = out_dir / f"{name}.source.ipynb"
+    executed = out_dir / f"{name}.ipynb"
+    t0 = time.perf_counter()
+    error = ""
+    try:
+        to_ipynb(src, source_nb)
+        pm.execute_notebook(str(source_nb), str(executed), parameters=params, kernel_name=KERNEL_NAME,
+                            kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
+                            progress_bar=False, log_output=False, execution_timeout=timeout,
+                            start_timeout=start_timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure of one notebook is reported, never fatal
+        error = _error_summary(exc)
+    finally:
+        source_nb.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    record = None
+    rec_path = out_dir / RECORD_NAME
+    if rec_path.is_file():
+        try:
+            record = json.loads(rec_path.read_text())
+        except json.JSONDecodeError as exc:
+            error = error or f"record {rec_path} is not valid JSON: {exc}"
+    if not error and record is None:
+        error = f"notebook finished but wrote no {RECORD_NAME}"
+    return NotebookResult(name=name, ok=not error, seconds=round(seconds, 2), out_dir=str(out_dir),
+                          notebook=str(executed), params=params, error=error, record=record)
+
+
+# ---------------------------------------------------------------------------------------------- params
+def load_params(path: str | Path | None) -> dict:
+    """Read a YAML parameter file (``{}`` for None). Must be a mapping."""
+    if path is None:
+        return {}
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"parameter file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def params_for(name: str, params: Mapping[str, Any]) -> dict:
+    """Common keys plus the overrides under the notebook's own key (full name or its number)."""
+    keys = {name, name.split("_", 1)[0]}
+    common = {k: v for k, v in params.items() if k not in NOTEBOOKS and not _is_number_key(k)}
+    for k in sorted(keys & set(params)):
+        over = params[k]
+        if not isinstance(over, dict):
+            raise ValueError(f"parameters for notebook {k!r} must be a mapping, got {over!r}")
+        common.update(over)
+    return common
+
+
+def _is_number_key(key: str) -> bool:
+    return isinstance(key, str) and re.fullmatch(r"\d\d", key) is not None
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]] | None) -> list[dict]:
+    """Cartesian product of ``{param: [values]}`` (one empty point when there is no grid)."""
+    if not grid:
+        return [{}]
+    for k, v in grid.items():
+        if not isinstance(v, (list, tuple)) or len(v) == 0:
+            raise ValueError(f"grid entry {k!r} must be a non-empty list, got {v!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _point_tag(point: Mapping[str, Any]) -> str:
+    if not point:
+        return ""
+    text = "_".join(f"{k}={v}" for k, v in point.items())
+    return re.sub(r"[^A-Za-z0-9=._-]+", "-", text)[:120]
+
+
+def new_run_dir(root: str | Path) -> Path:
+    """A fresh folder ``root/<UTC yyyymmdd-HHMMSS>[-N]``; an existing one is never reused."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        cand = root / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            cand.mkdir()
+            return cand
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run folder under {root}")
+
+
+# ---------------------------------------------------------------------------------------------- run
+def run_collection(names: Sequence[str] = (), *, params: Mapping[str, Any] | None = None,
+                   grid: Mapping[str, Sequence[Any]] | None = None, out: str | Path = "runs/notebooks",
+                   run_dir: str | Path | None = None, notebook_dir: str | Path | None = None,
+                   timeout: float | None = None, echo=print) -> tuple[Path, list[NotebookResult]]:
+    """Execute the selected notebooks (all by default) for every grid point; write the summary; return
+    ``(run_dir, results)``. ``echo`` receives one progress line per notebook (None = silent)."""
+    sources = resolve_notebooks(names, notebook_dir)
+    params = dict(params or {})
+    points = grid_points(grid)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cwd = Path.cwd()
+    results: list[NotebookResult] = []
+    for point in points:
+        tag = _point_tag(point)
+        base = run_dir / tag if tag else run_dir
+        resolved_backend: str | None = None
+        for src in sources:
+            p = params_for(src.stem, params)
+            p.update(point)
+            p.setdefault("records_dir", str(base.resolve()))
+            if p.get("backend", "auto") == "auto" and resolved_backend:
+                p["backend"] = resolved_backend
+                p["backend_requested"] = "auto"
+            if echo:
+                echo(f"[notebooks] {tag + ' ' if tag else ''}{src.stem} ...")
+            res = execute_notebook(src, base / src.stem, p, cwd=cwd, timeout=timeout)
+            results.append(res)
+            if res.record and res.record.get("backend") and resolved_backend is None:
+                resolved_backend = str(res.record["backend"])
+            if echo:
+                status = "ok" if res.ok else f"FAILED ({res.error})"
+                echo(f"[notebooks]   {status} in {res.seconds:.1f} s, backend {res.backend}"
+                     f"{' [' + res.label + ']' if res.label else ''}")
+    _write_summary(run_dir, results, params, grid)
+    return run_dir, results
+
+
+def _write_summary(run_dir: Path, results: Sequence[NotebookResult], params: Mapping, grid) -> None:
+    rows = [{k: v for k, v in asdict(r).items() if k != "record"} | {"backend": r.backend, "label": r.label}
+            for r in results]
+    summary = {"all_passed": all(r.ok for r in results), "params": dict(params), "grid": grid or {},
+               "python": sys.executable, "notebooks": rows}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str, sort_keys=True) + "\n")
+    (run_dir / "summary.md").write_text(format_summary(results, run_dir) + "\n")
+
+
+def format_summary(results: Iterable[NotebookResult], run_dir: str | Path | None = None) -> str:
+    """A markdown table: notebook, status, seconds, backend (+ label), folder."""
+    results = list(results)
+    lines = ["| notebook | status | seconds | backend | output |", "|---|---|---:|---|---|"]
+    for r in results:
+        where = Path(r.out_dir)
+        if run_dir is not None:
+            try:
+                where = where.relative_to(Path(run_dir).resolve())
+            except ValueError:
+                pass
+        backend = r.backend + (f" ({r.label})" if r.label else "")
+        status = "ok" if r.ok else "FAILED: " + r.error.replace("|", "/").replace("\n", " ")[:120]
+        lines.append(f"| {r.name} | {status} | {r.seconds:.1f} | {backend} | {where} |")
+    n_ok = sum(r.ok for r in results)
+    lines.append("")
+    lines.append(f"{n_ok}/{len(results)} notebooks passed" + (f"; run folder: {run_dir}" if run_dir else ""))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def register_cli(subparsers) -> None:
+    """Add ``notebooks run`` to the ``s2c2seg`` command line."""
+    p = subparsers.add_parser("notebooks", help="run the notebook collection headless (papermill)")
+    sub = p.add_subparsers(dest="notebooks_command", required=True)
+    r = sub.add_parser("run", help="execute notebooks into a new run folder",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("names", nargs="*", help=f"notebooks to run (default: all): {', '.join(NOTEBOOKS)}")
+    r.add_argument("-f", "--params", dest="params_file", help="YAML parameters (common + per-notebook keys)")
+    r.add_argument("--grid", help="YAML mapping parameter -> list of values; runs every combination")
+    r.add_argument("--out", default="runs/notebooks", help="parent folder of the run folder (default: %(default)s)")
+    r.add_argument("--notebook-dir", default=None, help="folder of the .py notebooks (default: the package's)")
+    r.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
+    r.set_defaults(func=_cli_run)
+    lst = sub.add_parser("list", help="list the notebooks")
+    lst.set_defaults(func=lambda args: print("\n".join(NOTEBOOKS)) or 0)
+
+
+def _cli_run(args) -> int:
+    params = load_params(args.params_file)
+    grid = load_params(args.grid) if args.grid else None
+    run_dir, results = run_collection(args.names, params=params, grid=grid, out=args.out,
+                                      notebook_dir=args.notebook_dir, timeout=args.timeout)
+    print()
+    print(format_summary(results, run_dir))
+    return 0 if results and all(r.ok for r in results) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m s2c2seg.notebooks run ...`` (same as ``s2c2seg notebooks run ...``)."""
+    parser = argparse.ArgumentParser(prog="s2c2seg")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
