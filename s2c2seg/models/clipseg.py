@@ -1,0 +1,299 @@
+"""CLIPSeg through transformers, encode once / decode K: the local dense model of S2C2Seg.
+
+``CLIPSegForImageSegmentation.forward`` insists on one image per prompt, so K prompts run the CLIP vision
+tower K times. :class:`ClipSeg` runs the vision tower once per image (``model.clip.vision_model`` with
+``output_hidden_states=True``, activations ``hidden_states[i + 1]`` for ``i in model.extract_layers``), and
+the decoder once for all prompts (the batch-1 activations broadcast against the K conditional embeddings
+inside the decoder's FiLM and residual sums), in chunks of ``decoder_chunk`` prompts. The result equals
+transformers' own forward with the image repeated K times (tested to 1e-5).
+
+Input as the ``CIDAS/clipseg-rd64-refined`` processor: 352 x 352, PIL bilinear resize of the uint8 image,
+1/255, ImageNet mean/std. Output: sigmoid maps (K, 352, 352).
+
+Prompt text: the raw name by default (CLIPSeg's own inference setting); ``prompt="templates"`` averages the
+(unnormalised) text embeddings of open_clip's 80 OpenAI ImageNet templates. Synonyms are separate queries;
+the class-level max is taken downstream.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["ClipSeg", "ClipSegSettings", "tiny_clipseg_config", "rd64_clipseg_config", "build_clip_tokenizer_dir",
+           "load_clipseg_tokenizer", "DEFAULT_CLIPSEG_ID", "WeightsUnavailableError"]
+
+DEFAULT_CLIPSEG_ID = "CIDAS/clipseg-rd64-refined"
+
+
+class WeightsUnavailableError(OSError):
+    """Pretrained weights cannot be loaded (no network and no local copy)."""
+
+
+@dataclass(frozen=True)
+class ClipSegSettings:
+    """Pre-processing and batching of :class:`ClipSeg` (the ``CIDAS/clipseg-rd64-refined`` processor's values)."""
+
+    input_size: int = 352
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    prompt: str = "raw"
+    """``raw`` (the name as is) or ``templates`` (mean text embedding over ``templates``)."""
+    templates: str = "openai_imagenet"
+    """Template set for ``prompt="templates"``: ``openai_imagenet`` (80) or ``simple_imagenet`` (open_clip's lists)."""
+    decoder_chunk: int = 64
+    """Prompts per decoder call; bounds memory for large vocabularies (K x 485 tokens x reduce_dim)."""
+    text_chunk: int = 256
+    """Prompts per text-encoder call."""
+
+
+def tiny_clipseg_config():
+    """A small random CLIPSeg with rd64-refined's layout: patch 16, complex transposed conv, layers (3, 6, 9) of 10."""
+    from transformers import CLIPSegConfig
+
+    text = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=77, eos_token_id=2)
+    vision = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=10, num_attention_heads=4,
+                  image_size=224, patch_size=16)
+    return CLIPSegConfig(text_config=text, vision_config=vision, projection_dim=24, extract_layers=[3, 6, 9],
+                         reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=32,
+                         conditional_layer=0, use_complex_transposed_convolution=True)
+
+
+def rd64_clipseg_config():
+    """The ``CIDAS/clipseg-rd64-refined`` architecture (ViT-B/16 vision, CLIP base text, reduce_dim 64), random weights."""
+    from transformers import CLIPSegConfig
+
+    return CLIPSegConfig(text_config=dict(eos_token_id=2), vision_config=dict(patch_size=16, image_size=224),
+                         projection_dim=512, extract_layers=[3, 6, 9], reduce_dim=64, decoder_num_attention_heads=4,
+                         decoder_intermediate_size=2048, conditional_layer=0, use_complex_transposed_convolution=True)
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+def build_clip_tokenizer_dir(directory: str | Path) -> Path:
+    """Write ``vocab.json`` + ``merges.txt`` (transformers' CLIP format) from open_clip's shipped BPE file.
+
+    The vocabulary is laid out as CLIP's: the 256 byte symbols, the same with ``</w>``, one entry per
+    merge (the first 48,894 merges of the file), then ``<|startoftext|>`` and ``<|endoftext|>``
+    (49,408 entries). Idempotent: an existing complete directory is reused.
+    """
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
+    directory = Path(directory)
+    vocab_file, merges_file = directory / "vocab.json", directory / "merges.txt"
+    if vocab_file.is_file() and merges_file.is_file():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    n_merges = 49152 - 256 - 2  # CLIP's vocabulary size minus bytes, byte</w> and the two special tokens
+    merges = [tuple(ln.split()) for ln in lines[1:n_merges + 1]]
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    tmp = Path(tempfile.mkdtemp(dir=directory))
+    (tmp / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
+                                    encoding="utf-8")
+    (tmp / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
+                                    encoding="utf-8")
+    (tmp / "merges.txt").replace(merges_file)
+    (tmp / "vocab.json").replace(vocab_file)
+    tmp.rmdir()
+    return directory
+
+
+def load_clipseg_tokenizer(model_id: str | None = None, cache_dir: str | Path | None = None):
+    """transformers ``CLIPTokenizer``: the model's own (``model_id``) or one built offline from open_clip's BPE.
+
+    The offline one is written under ``cache_dir/clip_bpe_tokenizer`` (or a temporary directory when
+    ``cache_dir`` is None) and loaded with ``CLIPTokenizer.from_pretrained`` (the constructor's
+    ``vocab_file`` argument is ignored in transformers 5).
+    """
+    from transformers import CLIPTokenizer
+
+    if model_id is not None:
+        return CLIPTokenizer.from_pretrained(model_id)
+    if cache_dir is not None:
+        return CLIPTokenizer.from_pretrained(str(build_clip_tokenizer_dir(Path(cache_dir) / "clip_bpe_tokenizer")))
+    with tempfile.TemporaryDirectory() as tmp:
+        return CLIPTokenizer.from_pretrained(str(build_clip_tokenizer_dir(tmp)))
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_pretrained(model_id: str):
+    """Model + tokenizer from the local HF cache, else the hub; raise within seconds when neither works."""
+    from transformers import CLIPSegForImageSegmentation, CLIPTokenizer
+
+    try:
+        return (CLIPSegForImageSegmentation.from_pretrained(model_id, local_files_only=True),
+                CLIPTokenizer.from_pretrained(model_id, local_files_only=True))
+    except OSError as local_exc:
+        fix = (f"Fix: connect to the network once (weights are cached under $HF_HOME), copy a populated HF cache "
+               f"and point HF_HOME at it, or pass a local directory holding {model_id}'s files as the model "
+               f"id; for tests use ClipSeg(config=tiny_clipseg_config()).")
+        if not _hub_reachable():
+            raise WeightsUnavailableError(f"CLIPSeg weights {model_id!r} are not in the local cache and the "
+                                          f"model hub is unreachable (or HF_HUB_OFFLINE is set). {fix}") from local_exc
+        try:
+            return CLIPSegForImageSegmentation.from_pretrained(model_id), CLIPTokenizer.from_pretrained(model_id)
+        except OSError as exc:
+            raise WeightsUnavailableError(f"cannot load CLIPSeg weights {model_id!r}: {exc}. {fix}") from exc
+
+
+# ---------------------------------------------------------------------------------------------- model
+class ClipSeg:
+    """CLIPSeg, vision tower once per image and decoder once per prompt batch; ``__call__`` -> sigmoid maps.
+
+    ``ClipSeg()`` loads ``CIDAS/clipseg-rd64-refined`` (real weights; fails fast offline naming the id and
+    the fix). ``ClipSeg(config=tiny_clipseg_config())`` builds a random model from a ``CLIPSegConfig``
+    (full size: ``rd64_clipseg_config()``) with a tokenizer built offline from open_clip's BPE file.
+    """
+
+    def __init__(self, model_id: str = DEFAULT_CLIPSEG_ID, *, config=None, cache_dir: str | Path | None = None,
+                 settings: ClipSegSettings = ClipSegSettings(), device: str | torch.device = "cpu", seed: int = 0):
+        from transformers import CLIPSegForImageSegmentation
+
+        if settings.prompt not in ("raw", "templates"):
+            raise ValueError(f"settings.prompt must be 'raw' or 'templates', got {settings.prompt!r}")
+        if settings.decoder_chunk < 1 or settings.text_chunk < 1:
+            raise ValueError("settings.decoder_chunk and settings.text_chunk must be >= 1")
+        self.settings = settings
+        self.device = torch.device(device)
+        if config is None:
+            self.model, self.tokenizer = _load_pretrained(model_id)
+            self.model_id, self.weights = model_id, "pretrained"
+        else:
+            torch.manual_seed(seed)
+            self.model = CLIPSegForImageSegmentation(config)
+            self.tokenizer = load_clipseg_tokenizer(None, cache_dir)
+            self.model_id, self.weights = model_id, "random"
+        self.model.eval().to(self.device)
+        cfg = self.model.config
+        self.patch_size = int(cfg.vision_config.patch_size)
+        self.projection_dim = int(cfg.projection_dim)
+        self._mean = torch.tensor(settings.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(settings.std, device=self.device).view(1, 3, 1, 1)
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.text_calls = 0
+        """Number of text-encoder batches run (the per-name embedding memo avoids repeats across images)."""
+
+    # ------------------------------------------------------------------ inputs
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """(1, 3, S, S) float: PIL bilinear resize of the (H, W, 3) uint8 image to S = input_size, 1/255, ImageNet norm."""
+        from PIL import Image
+
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+                and image.dtype == np.uint8):
+            raise ValueError(f"image must be an (H, W, 3) uint8 array, got {getattr(image, 'shape', None)} "
+                             f"{getattr(image, 'dtype', type(image))}")
+        s = self.settings.input_size
+        if min(image.shape[:2]) < 1:
+            raise ValueError(f"image is empty: {image.shape}")
+        resized = np.asarray(Image.fromarray(image).resize((s, s), Image.BILINEAR), dtype=np.float32)
+        px = torch.from_numpy(resized).permute(2, 0, 1)[None].to(self.device) / 255.0
+        return (px - self._mean) / self._std
+
+    def _prompts(self, name: str) -> list[str]:
+        if self.settings.prompt == "raw":
+            return [name]
+        from open_clip import zero_shot_metadata as zsm
+
+        sets = {"openai_imagenet": zsm.OPENAI_IMAGENET_TEMPLATES, "simple_imagenet": zsm.SIMPLE_IMAGENET_TEMPLATES}
+        if self.settings.templates not in sets:
+            raise ValueError(f"settings.templates must be one of {sorted(sets)}, got {self.settings.templates!r}")
+        return [t(name) for t in sets[self.settings.templates]]
+
+    @torch.no_grad()
+    def _encode_texts(self, texts: list[str]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(texts), self.settings.text_chunk):
+            tok = self.tokenizer(texts[i:i + self.settings.text_chunk], padding=True, truncation=True,
+                                 max_length=77, return_tensors="pt").to(self.device)
+            out.append(self.model.clip.get_text_features(input_ids=tok["input_ids"],
+                                                         attention_mask=tok["attention_mask"]).pooler_output)
+            self.text_calls += 1
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def text_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
+        """(Q, projection_dim) conditional embeddings (unnormalised, as CLIPSeg was trained); memoised per name."""
+        queries = list(queries)
+        if not queries:
+            raise ValueError("queries is empty: give at least one prompt")
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"queries contains an empty name: {q!r}")
+        todo = [q for q in dict.fromkeys(queries) if q not in self._text_cache]
+        if todo:
+            per = [self._prompts(q) for q in todo]
+            emb = self._encode_texts([p for ps in per for p in ps])
+            start = 0
+            for q, ps in zip(todo, per):
+                self._text_cache[q] = emb[start:start + len(ps)].mean(0)  # templates: mean embedding; raw: itself
+                start += len(ps)
+        return torch.stack([self._text_cache[q] for q in queries])
+
+    # ------------------------------------------------------------------ forward
+    @torch.no_grad()
+    def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """Vision tower once: the activations after ``extract_layers`` blocks, each (1, 1 + n, width)."""
+        if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+            raise ValueError(f"pixel_values must be (1, 3, S, S), got {tuple(pixel_values.shape)}")
+        if min(pixel_values.shape[-2:]) < self.patch_size:
+            raise ValueError(f"image side {min(pixel_values.shape[-2:])} is smaller than CLIPSeg's patch size "
+                             f"{self.patch_size}")
+        out = self.model.clip.vision_model(pixel_values, output_hidden_states=True, interpolate_pos_encoding=True)
+        return [out.hidden_states[i + 1] for i in self.model.extract_layers]
+
+    @torch.no_grad()
+    def decode(self, activations: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
+        """(K, S, S) logits: the decoder on one image's activations for K conditional embeddings, in chunks."""
+        if cond.ndim != 2 or cond.shape[1] != self.projection_dim or cond.shape[0] == 0:
+            raise ValueError(f"cond must be (K>0, {self.projection_dim}), got {tuple(cond.shape)}")
+        k = self.settings.decoder_chunk
+        return torch.cat([self.model.decoder(activations, cond[i:i + k]).logits for i in range(0, len(cond), k)])
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, queries: Sequence[str]) -> torch.Tensor:
+        """(Q, S, S) float32 sigmoid maps of the (H, W, 3) uint8 image for each query, S = input_size."""
+        cond = self.text_embeddings(queries)
+        acts = self.encode_image(self.preprocess(image))
+        return self.decode(acts, cond).sigmoid_()
+
+    @torch.no_grad()
+    def naive_forward(self, image: np.ndarray, queries: Sequence[str]) -> torch.Tensor:
+        """(Q, S, S) sigmoid maps through transformers' own ``forward``, the image repeated Q times (reference)."""
+        if self.settings.prompt != "raw":
+            raise ValueError("naive_forward is the raw-prompt reference; settings.prompt must be 'raw'")
+        queries = list(queries)
+        px = self.preprocess(image).expand(len(queries), -1, -1, -1)
+        tok = self.tokenizer(queries, padding=True, return_tensors="pt").to(self.device)
+        out = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"], pixel_values=px,
+                         interpolate_pos_encoding=True)
+        logits = out.logits if out.logits.ndim == 3 else out.logits[None]
+        return logits.sigmoid()
+
+    def describe(self) -> dict:
+        return {"model_id": self.model_id, "weights": self.weights, "input_size": self.settings.input_size,
+                "prompt": self.settings.prompt}

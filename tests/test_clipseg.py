@@ -1,0 +1,111 @@
+"""CLIPSeg encode-once equals transformers' forward with the image repeated; offline tokenizer equals open_clip's."""
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from s2c2seg.models.clipseg import (ClipSeg, ClipSegSettings, WeightsUnavailableError, build_clip_tokenizer_dir,
+                                    tiny_clipseg_config)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("clipseg_cache")
+
+
+@pytest.fixture(scope="module")
+def clipseg(cache):
+    return ClipSeg(config=tiny_clipseg_config(), cache_dir=cache)
+
+
+@pytest.fixture
+def image():
+    return np.random.default_rng(0).integers(0, 256, (61, 83, 3), dtype=np.uint8)
+
+
+QUERIES = ["cat", "a dog", "traffic light", "sky", "potted plant"]
+
+
+def test_encode_once_equals_forward_repeated(clipseg, image):
+    fast = clipseg(image, QUERIES)
+    ref = clipseg.naive_forward(image, QUERIES)
+    assert fast.shape == (5, 352, 352) and fast.dtype == torch.float32
+    assert (fast - ref).abs().max().item() <= 1e-5
+    # the logits themselves (not only the squashed sigmoid) agree, and they vary across queries and pixels
+    acts = clipseg.encode_image(clipseg.preprocess(image))
+    logits = clipseg.decode(acts, clipseg.text_embeddings(QUERIES))
+    assert logits.std() > 1e-3 and (logits[0] - logits[1]).abs().max() > 1e-4
+    assert torch.allclose(logits.sigmoid(), ref, atol=1e-5)
+
+
+def test_decoder_chunking_is_exact(cache, image):
+    one = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache)
+    chunked = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache,
+                      settings=ClipSegSettings(decoder_chunk=2, text_chunk=3))
+    a, b = one(image, QUERIES), chunked(image, QUERIES)
+    assert (a - b).abs().max().item() <= 1e-4  # different text batch shapes: float rounding only
+    assert chunked.text_calls == 2
+
+
+def test_text_memo_and_synonyms(clipseg, image):
+    clipseg.text_embeddings(["zebra", "horse"])
+    calls = clipseg.text_calls
+    e = clipseg.text_embeddings(["horse", "zebra", "horse"])
+    assert clipseg.text_calls == calls and e.shape == (3, 24)
+    assert torch.equal(e[0], e[2])
+
+
+def test_template_prompt_option(cache, image):
+    cs = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache,
+                 settings=ClipSegSettings(prompt="templates", templates="simple_imagenet"))
+    e = cs.text_embeddings(["cat"])
+    from open_clip import zero_shot_metadata as zsm
+
+    prompts = [t("cat") for t in zsm.SIMPLE_IMAGENET_TEMPLATES]
+    tok = cs.tokenizer(prompts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = cs.model.clip.get_text_features(**tok).pooler_output.mean(0)
+    assert torch.allclose(e[0], ref, atol=1e-5)
+    assert cs(image, ["cat"]).shape == (1, 352, 352)
+
+
+def test_preprocess_matches_processor_rule(clipseg, image):
+    from PIL import Image
+
+    px = clipseg.preprocess(image)
+    ref = np.asarray(Image.fromarray(image).resize((352, 352), Image.BILINEAR), np.float32) / 255.0
+    ref = (ref - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    assert px.shape == (1, 3, 352, 352)
+    assert np.abs(px[0].permute(1, 2, 0).numpy() - ref).max() < 1e-5
+
+
+def test_tokenizer_ids_equal_open_clip(cache):
+    import open_clip
+    from transformers import CLIPTokenizer
+
+    hf = CLIPTokenizer.from_pretrained(str(build_clip_tokenizer_dir(cache / "clip_bpe_tokenizer")))
+    assert len(hf) == 49408
+    oc = open_clip.get_tokenizer("ViT-B-16")
+    prompts = ["a photo of a cat.", "Traffic-Light!!", "potted plant, tv monitor", "ÉCOLE naïve café",
+               "a bad photo of the   aeroplane.", "rock-climbing; 2 people @ the beach", "tvmonitor"]
+    for p, row in zip(prompts, oc(prompts)):
+        assert hf(p)["input_ids"] == row[row != 0].tolist(), p
+
+
+def test_bad_input(clipseg, image):
+    with pytest.raises(ValueError, match="queries"):
+        clipseg(image, [])
+    with pytest.raises(ValueError, match="empty name"):
+        clipseg(image, ["cat", " "])
+    with pytest.raises(ValueError, match="uint8"):
+        clipseg(image.astype(np.float32), ["cat"])
+    with pytest.raises(ValueError, match="prompt"):
+        ClipSeg(config=tiny_clipseg_config(), settings=ClipSegSettings(prompt="fancy"))
+
+
+def test_pretrained_fails_fast_offline():
+    t = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError, match="CIDAS/clipseg-rd64-refined.*HF_HOME"):
+        ClipSeg("CIDAS/clipseg-rd64-refined")
+    assert time.perf_counter() - t < 60  # generous bound; fails in well under a second offline
