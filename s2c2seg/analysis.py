@@ -1,0 +1,454 @@
+"""Small analyses the notebooks show, kept here so the notebooks only call and plot.
+
+Two parts:
+
+* pure functions on tensors / confusion matrices: subset recall and precision, the CSS scoring steps of one
+  image, top-confused pairs, GT boundary co-occurrence, the split of a confusion reduction into semantically
+  similar and spatially adjacent pairs;
+* :class:`Session` (via :func:`open_session`): the notebooks' common set-up — backend (``auto`` resolves to
+  pretrained weights when they load, else the simulation), dataset (a real root, else the simulation's
+  scenes or generated fixture data), vocabulary, protocol, an output folder, figure saving with the backend's
+  label, and the JSON record every notebook writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "SCORE_SUBSETS", "subset_name", "subset_recall_precision", "scoring_steps", "ScoringSteps",
+    "row_normalise", "top_confused_pairs", "top_classes", "boundary_cooccurrence", "cosine_similarity",
+    "split_confusion_reduction", "finite_tree", "Session", "open_session",
+]
+
+SCORE_SUBSETS: tuple[tuple[str, ...], ...] = (
+    (), ("glob",), ("spat",), ("conf",), ("glob", "spat"), ("glob", "conf"), ("spat", "conf"),
+    ("glob", "spat", "conf"),
+)
+"""The CSS score-subset ablation: no selection, each score alone, each pair, all three (oracle is separate)."""
+
+
+def subset_name(use: Sequence[str]) -> str:
+    """Display name of a score subset: ``none`` for no selection, else ``glob+spat`` etc."""
+    return "+".join(use) if use else "none"
+
+
+# ---------------------------------------------------------------------------------------------- subsets
+def _as_index_set(x, name: str) -> set[int]:
+    if isinstance(x, torch.Tensor):
+        x = x.reshape(-1).tolist()
+    try:
+        return {int(v) for v in x}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a sequence of class indices, got {x!r}") from exc
+
+
+def subset_recall_precision(subset, gt_classes) -> tuple[float, float]:
+    """Recall = |subset ∩ GT| / |GT| and precision = |subset ∩ GT| / |subset| of one image's subset.
+
+    An empty GT gives recall NaN; an empty subset gives precision NaN.
+    """
+    s, g = _as_index_set(subset, "subset"), _as_index_set(gt_classes, "gt_classes")
+    hit = len(s & g)
+    recall = hit / len(g) if g else math.nan
+    precision = hit / len(s) if s else math.nan
+    return recall, precision
+
+
+@dataclass
+class ScoringSteps:
+    """Every intermediate quantity of CSS for one image (all (C,) tensors unless noted)."""
+
+    s_glob: torch.Tensor
+    s_spat: torch.Tensor
+    g_bar: torch.Tensor
+    """L1 distribution of ``s_glob``."""
+    s_bar: torch.Tensor
+    """L1 distribution of ``s_spat``."""
+    alpha: float
+    p: torch.Tensor
+    entropy: torch.Tensor
+    conf: torch.Tensor
+    m: int
+    """Stage-1 size ``max(1, ⌊τC⌋)`` per score."""
+    stage1: dict[str, torch.Tensor]
+    """Score name -> bool mask of its top-m."""
+    union: torch.Tensor
+    """Bool mask of ``C_init``."""
+    k: int
+    """Subset size K."""
+    pool: torch.Tensor
+    """Bool mask of the stage-2 pool."""
+    normalised: dict[str, torch.Tensor]
+    """Score name -> min-max-normalised score over the pool (0 outside)."""
+    s_final: torch.Tensor
+    selected: torch.Tensor
+    """Sorted LongTensor of the selected indices (equals ``css.select_categories``)."""
+
+
+def scoring_steps(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: int = 20,
+                  use: Sequence[str] = ("glob", "spat", "conf"), always_keep: Iterable[int] = ()) -> ScoringSteps:
+    """CSS step by step, with the package's own functions (``css.py``) so the pieces equal the whole."""
+    from . import css
+
+    scores = css.css_scores(s_glob, s_spat)
+    g_bar, s_bar = css.dist(scores.glob), css.dist(scores.spat)
+    use = tuple(use)
+    chosen = [scores.get(u) for u in use]
+    c = scores.glob.numel()
+    union = css.stage1_union(chosen, tau)
+    m = int(max(1, math.floor(float(tau) * c + 1e-9)))
+    stage1 = {u: css.stage1_union([scores.get(u)], tau) for u in use}
+    n_init = int(union.sum())
+    k = css.subset_size(n_init, c, k_min, k_max)
+    pool = union if n_init >= k else torch.ones_like(union)
+    normalised = {u: css.min_max_normalise(scores.get(u), pool) for u in use}
+    s_final = sum(normalised.values())
+    selected = css.select_categories(scores.glob, scores.spat, tau=tau, k_min=k_min, k_max=k_max, use=use,
+                                     always_keep=list(always_keep))
+    return ScoringSteps(s_glob=scores.glob, s_spat=scores.spat, g_bar=g_bar, s_bar=s_bar,
+                        alpha=float(scores.alpha), p=scores.p, entropy=scores.entropy, conf=scores.conf, m=m,
+                        stage1=stage1, union=union, k=k, pool=pool, normalised=normalised, s_final=s_final,
+                        selected=selected)
+
+
+# ---------------------------------------------------------------------------------------------- confusion
+def _matrix(m) -> np.ndarray:
+    m = m.matrix if hasattr(m, "matrix") else m
+    m = m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"confusion matrix must be square (C, C), got shape {m.shape}")
+    return m.astype(np.float64)
+
+
+def row_normalise(matrix) -> np.ndarray:
+    """Each GT row divided by its sum (rows of absent classes stay 0)."""
+    m = _matrix(matrix)
+    rows = m.sum(axis=1, keepdims=True)
+    return np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+
+
+def top_confused_pairs(matrix, names: Sequence[str] | None = None, n: int = 10) -> list[dict]:
+    """The ``n`` largest off-diagonal entries of the row-normalised matrix: ``{gt, pred, rate, pixels}``
+    (``gt``/``pred`` are names when given, else indices; ``gt_index``/``pred_index`` always)."""
+    m = _matrix(matrix)
+    r = row_normalise(m)
+    np.fill_diagonal(r, 0.0)
+    flat = np.argsort(-r, axis=None, kind="stable")[: max(0, int(n))]
+    out = []
+    for f in flat:
+        i, j = divmod(int(f), r.shape[1])
+        if r[i, j] <= 0:
+            break
+        out.append({"gt_index": i, "pred_index": j, "gt": names[i] if names else i,
+                    "pred": names[j] if names else j, "rate": float(r[i, j]), "pixels": int(m[i, j])})
+    return out
+
+
+def top_classes(matrices: Sequence, n: int = 20) -> np.ndarray:
+    """Indices (sorted) of the ``n`` GT classes with the most off-diagonal (confused) pixels summed over the
+    given matrices; classes never present are skipped. Keeps a 150–171-class matrix readable."""
+    total = sum(_matrix(m) for m in matrices)
+    off = total.sum(axis=1) - np.diag(total)
+    present = np.flatnonzero(total.sum(axis=1) > 0)
+    order = present[np.argsort(-off[present], kind="stable")]
+    return np.sort(order[: max(1, int(n))])
+
+
+def boundary_cooccurrence(labels: Iterable, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """(C, C) symmetric counts of 4-neighbour pixel pairs with different GT classes (the spatial adjacency of
+    classes), summed over the given label maps; ignored pixels do not count."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    out = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for lab in labels:
+        lab = np.asarray(lab.detach().cpu() if isinstance(lab, torch.Tensor) else lab).astype(np.int64)
+        if lab.ndim != 2:
+            raise ValueError(f"label maps must be (H, W), got shape {lab.shape}")
+        for a, b in ((lab[:, :-1], lab[:, 1:]), (lab[:-1, :], lab[1:, :])):
+            ok = (a != b) & (a != ignore_index) & (b != ignore_index)
+            a, b = a[ok], b[ok]
+            if a.size and (a.max() >= num_classes or a.min() < 0 or b.max() >= num_classes or b.min() < 0):
+                raise ValueError(f"label values must lie in [0, {num_classes}) or equal {ignore_index}")
+            np.add.at(out, (a, b), 1)
+    return out + out.T
+
+
+def cosine_similarity(embeddings) -> np.ndarray:
+    """(C, C) cosine similarity of row vectors (e.g. class text embeddings)."""
+    e = embeddings.detach().cpu().numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
+    e = e.astype(np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be (C, D), got shape {e.shape}")
+    n = np.linalg.norm(e, axis=1, keepdims=True)
+    e = e / np.where(n > 0, n, 1.0)
+    return e @ e.T
+
+
+def split_confusion_reduction(before, after, *, similarity, adjacency, similar_quantile: float = 0.9,
+                              names: Sequence[str] | None = None, n: int = 10) -> dict:
+    """How much off-diagonal confusion (row-normalised rate, summed over pairs) ``after`` removes vs ``before``,
+    split into semantically similar pairs (``similarity`` ≥ its ``similar_quantile`` over off-diagonal pairs)
+    and spatially adjacent pairs (``adjacency`` > 0). A pair may be both; ``other`` is neither.
+
+    Returns ``{"similar": {...}, "adjacent": {...}, "other": {...}, "all": {...}, "pairs": [...]}`` where each
+    group holds ``before``, ``after``, ``reduction`` and ``n_pairs``; ``pairs`` lists the ``n`` pairs with the
+    largest reduction (and the group they fall in).
+    """
+    b, a = row_normalise(before), row_normalise(after)
+    if b.shape != a.shape:
+        raise ValueError(f"before {b.shape} and after {a.shape} differ in shape")
+    c = b.shape[0]
+    sim = np.asarray(similarity, dtype=np.float64)
+    adj = np.asarray(adjacency, dtype=np.float64)
+    if sim.shape != (c, c) or adj.shape != (c, c):
+        raise ValueError(f"similarity {sim.shape} and adjacency {adj.shape} must be ({c}, {c})")
+    if not 0.0 <= similar_quantile <= 1.0:
+        raise ValueError(f"similar_quantile must be in [0, 1], got {similar_quantile}")
+    off = ~np.eye(c, dtype=bool)
+    thr = float(np.quantile(sim[off], similar_quantile)) if c > 1 else math.inf
+    similar = off & (sim >= thr)
+    adjacent = off & (adj > 0)
+    other = off & ~similar & ~adjacent
+    groups = {"similar": similar, "adjacent": adjacent, "other": other, "all": off}
+    out: dict[str, Any] = {"similarity_threshold": thr}
+    for k, mask in groups.items():
+        out[k] = {"before": float(b[mask].sum()), "after": float(a[mask].sum()),
+                  "reduction": float((b - a)[mask].sum()), "n_pairs": int(mask.sum())}
+    red = np.where(off, b - a, -np.inf)
+    pairs = []
+    for f in np.argsort(-red, axis=None, kind="stable")[: max(0, int(n))]:
+        i, j = divmod(int(f), c)
+        if not np.isfinite(red[i, j]) or red[i, j] <= 0:
+            break
+        group = "+".join(g for g in ("similar", "adjacent") if groups[g][i, j]) or "other"
+        pairs.append({"gt": names[i] if names else i, "pred": names[j] if names else j, "before": float(b[i, j]),
+                      "after": float(a[i, j]), "reduction": float(red[i, j]), "group": group})
+    out["pairs"] = pairs
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- records
+def finite_tree(obj) -> Any:
+    """A JSON-safe copy: tensors / arrays to lists, numpy scalars to Python, NaN/inf to None."""
+    if isinstance(obj, torch.Tensor):
+        return finite_tree(obj.detach().cpu().tolist())
+    if isinstance(obj, np.ndarray):
+        return finite_tree(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): finite_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_tree(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------- session
+_LABEL_NOTES = {
+    "SIMULATED": "SIMULATED: features come from the simulation backend (a teaching and testing instrument, "
+                 "never evidence for the paper's numbers)",
+    "RANDOM WEIGHTS": "RANDOM WEIGHTS: the real architectures with random weights (numbers are meaningless)",
+}
+
+
+@dataclass
+class Session:
+    """What a notebook works with: backend, data, vocabulary, protocol, output folder, record."""
+
+    notebook: str
+    backend: Any
+    """Object with ``encode(sample, vocab, protocol) -> FeatureBundle`` and ``describe() -> dict``."""
+    info: dict
+    """``backend.describe()``."""
+    backend_requested: str
+    dataset_name: str
+    dataset: Any
+    """Indexable samples (``len``, ``sample(i)`` or ``[i]``)."""
+    data_source: str
+    """``root <path>``, ``simulation`` or ``generated fixture`` — said in the banner and the record."""
+    vocab: Any
+    protocol: Any
+    out_dir: Path
+    params: dict = field(default_factory=dict)
+    figures: list = field(default_factory=list)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def backend_name(self) -> str:
+        """What actually ran: ``pretrained``, ``random`` or ``sim``."""
+        return str(self.info.get("backend", self.backend_requested))
+
+    @property
+    def label(self) -> str:
+        """``""`` for pretrained weights, ``"SIMULATED"`` or ``"RANDOM WEIGHTS"`` otherwise."""
+        return str(self.info.get("label", ""))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.vocab.num_classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.vocab.names)
+
+    @property
+    def background(self) -> int | None:
+        """Index of the dataset's background class (kept by CSS), or None."""
+        from .data import get_spec
+
+        try:
+            return get_spec(self.dataset_name).background
+        except ValueError:
+            return None
+
+    def banner(self) -> str:
+        """One paragraph for the top of the notebook: which backend ran (and why), on what data."""
+        req = self.backend_requested
+        how = f"backend {self.backend_name}" + (f" (requested {req!r}" if req != self.backend_name else "")
+        if req != self.backend_name:
+            reason = self.info.get("fallback_reason") or self.info.get("reason") or ""
+            how += f": {reason})" if reason else ")"
+        line = f"[{self.notebook}] {how}; data: {self.dataset_name}, {self.data_source}; {len(self)} image(s)"
+        if self.label:
+            line = f"{self.label} — {line}\n{_LABEL_NOTES.get(self.label, self.label)}"
+        return line
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    # ------------------------------------------------------------------ data
+    def sample(self, i: int):
+        """The ``i``-th sample (cached)."""
+        key = ("sample", i)
+        if key not in self._cache:
+            ds = self.dataset
+            self._cache[key] = ds.sample(i) if hasattr(ds, "sample") else ds[i]
+        return self._cache[key]
+
+    def bundle(self, i: int):
+        """The ``i``-th sample's feature bundle (encoded once per session)."""
+        key = ("bundle", i)
+        if key not in self._cache:
+            self._cache[key] = self.backend.encode(self.sample(i), self.vocab, self.protocol)
+        return self._cache[key]
+
+    def pairs(self, n: int | None = None) -> list:
+        """``[(sample, bundle), ...]`` for the first ``n`` images (all when None)."""
+        n = len(self) if n is None else min(int(n), len(self))
+        return [(self.sample(i), self.bundle(i)) for i in range(n)]
+
+    def always_keep(self) -> tuple[int, ...]:
+        return () if self.background is None else (int(self.background),)
+
+    # ------------------------------------------------------------------ outputs
+    def title(self, text: str) -> str:
+        from .plots import labelled_title
+
+        return labelled_title(text, self.label)
+
+    def save(self, fig, name: str, close: bool = True) -> dict:
+        """Save ``fig`` as ``out_dir/figures/<name>.pdf|.png`` with the backend's label in its title."""
+        from .plots import save_figure
+
+        paths = save_figure(fig, self.out_dir / "figures" / name, label=self.label, close=False)
+        self.figures.append({"name": name, **{k: str(Path(v).relative_to(self.out_dir)) for k, v in paths.items()}})
+        if close:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        return paths
+
+    def write_record(self, values: Mapping[str, Any]) -> Path:
+        """Write ``out_dir/record.json``: backend facts, data, protocol, parameters, figures and ``values``."""
+        from . import __version__
+
+        protocol = self.protocol.to_json() if hasattr(self.protocol, "to_json") else self.protocol
+        rec = {
+            "notebook": self.notebook, "backend": self.backend_name, "backend_requested": self.backend_requested,
+            "label": self.label, "describe": self.info, "dataset": self.dataset_name,
+            "data_source": self.data_source, "n_images": len(self), "num_classes": self.num_classes,
+            "name_variant": getattr(self.vocab, "variant", None), "protocol": protocol, "params": self.params,
+            "figures": self.figures, "package_version": __version__, "values": values,
+        }
+        path = self.out_dir / "record.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(finite_tree(rec), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def _default_out_dir(notebook: str) -> Path:
+    return Path("runs") / "notebooks" / "interactive" / (notebook or "notebook")
+
+
+def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21", data_root: str = "",
+                 baseline: str = "sclip", n_images: int = 4, out_dir: str = "", size: str = "full", seed: int = 0,
+                 backend_requested: str = "", name_variant: str = "", image_size: Sequence[int] = (96, 128),
+                 params: Mapping[str, Any] | None = None, backend_kwargs: Mapping[str, Any] | None = None) -> Session:
+    """Build the notebook's world.
+
+    * ``backend``: ``pretrained`` | ``random`` | ``sim`` | ``auto`` (pretrained when the weights load, else sim),
+      through :func:`s2c2seg.segmenter.build_backend` with ``baseline`` and ``size`` (``tiny`` for CI).
+    * data: ``data_root`` when given (the real layout, first ``n_images`` of the val split); otherwise the
+      simulation's scenes for the sim backend, or a generated fixture of ``dataset`` (written under
+      ``out_dir``) for the others — both at ``image_size`` (H, W) and labelled as such.
+    * ``backend_requested``: set by the runner when it passes on what an earlier ``auto`` resolved to.
+    """
+    from .data import get_protocol, vocabulary
+    from .segmenter import build_backend
+
+    if not isinstance(n_images, int) or n_images < 1:
+        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
+    out = Path(out_dir) if out_dir else _default_out_dir(notebook)
+    out.mkdir(parents=True, exist_ok=True)
+    protocol = get_protocol(dataset, baseline)
+    vocab = vocabulary(dataset, name_variant or protocol.name_variant)
+    be = build_backend(backend, baseline=baseline, size=size, **dict(backend_kwargs or {}))
+    info = dict(be.describe())
+    resolved = str(info.get("backend", backend))
+    h, w = (int(v) for v in image_size)
+    if data_root:
+        from .data import load_dataset
+
+        ds = load_dataset(dataset, data_root)
+        if hasattr(ds, "select"):
+            ds = ds.select(list(range(min(n_images, len(ds)))))
+        source = f"root {data_root}"
+    elif resolved == "sim":
+        from .sim import SimDataset
+
+        ds = _sim_dataset(SimDataset, vocab, dataset, n_images, seed, (h, w))
+        source = "simulation (generated scenes)"
+    else:
+        from .data import load_dataset
+        from .data.fixtures import write_fixture
+
+        root = out / "fixture_data" / dataset
+        write_fixture(dataset, root, n_images=n_images, seed=seed, size=(h, w))
+        ds = load_dataset(dataset, root)
+        source = "generated fixture data (not a benchmark)"
+    return Session(notebook=notebook, backend=be, info=info, backend_requested=backend_requested or backend,
+                   dataset_name=dataset, dataset=ds, data_source=source, vocab=vocab, protocol=protocol,
+                   out_dir=out.resolve(), params=dict(params or {}))
+
+
+def _sim_dataset(cls, vocab, dataset: str, n_images: int, seed: int, hw: tuple[int, int]):
+    """Construct the simulation's dataset over ``vocab`` (the contract: same Sample interface as real data)."""
+    from .data import get_spec
+
+    spec = get_spec(dataset)
+    return cls(vocab=vocab, n_images=n_images, seed=seed, size=hw, background=spec.background)
