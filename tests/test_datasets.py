@@ -131,6 +131,12 @@ def test_missing_root_names_path_and_converter(tmp_path):
     assert "nowhere" in str(e.value) and "ADEChallengeData2016" in str(e.value)
 
 
+def test_parent_folder_given_as_root_gets_a_hint(tmp_path):
+    write_fixture("voc21", tmp_path / "VOCdevkit" / "VOC2012", n_images=1)
+    with pytest.raises(DatasetError, match="did you mean root=.*VOC2012"):
+        load_dataset("voc21", tmp_path)
+
+
 def test_missing_folder_names_path_and_converter(tmp_path):
     root = write_fixture("context60", tmp_path / "ctx", n_images=1)
     import shutil
@@ -165,10 +171,33 @@ def test_coco_object_vs_stuff_label_files(tmp_path):
 def test_missing_label_file_of_one_image(tmp_path):
     root = write_fixture("voc21", tmp_path / "voc", n_images=2)
     (root / "SegmentationClass/2007_000039.png").unlink()
+    with pytest.raises(DatasetError, match="1 of 2 label files.*2007_000039.png"):
+        load_dataset("voc21", root)
+
+
+def test_missing_image_listed_in_split(tmp_path):
+    root = write_fixture("context59", tmp_path / "ctx", n_images=2)
+    (root / "ImageSets/SegmentationContext/val.txt").write_text("2008_000002\n2008_999999\n")
+    with pytest.raises(DatasetError, match="1 of 2 image files.*2008_999999.jpg"):
+        load_dataset("context59", root)
+
+
+def test_label_deleted_after_listing_names_it(tmp_path):
+    root = write_fixture("voc21", tmp_path / "voc", n_images=2)
     ds = load_dataset("voc21", root)
+    (root / "SegmentationClass/2007_000039.png").unlink()
     ds.sample(0)
     with pytest.raises(DatasetError, match="2007_000039.png"):
         ds.sample(1)
+
+
+def test_other_split_folders(tmp_path):
+    root = write_fixture("ade20k", tmp_path / "ade", n_images=2)
+    (root / "images/validation").rename(root / "images/training")
+    (root / "annotations/validation").rename(root / "annotations/training")
+    assert len(load_dataset("ade20k", root, split="train")) == 2
+    with pytest.raises(DatasetError, match="images/validation"):
+        load_dataset("ade20k", root)
 
 
 @pytest.mark.parametrize("name,bad", [("voc21", 21), ("voc20", 21), ("context59", 60), ("ade20k", 151),

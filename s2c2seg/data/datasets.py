@@ -22,7 +22,8 @@ from ..metrics import reduce_zero_label
 from ..regions import load_region_mask, region_mask_path
 from .sample import Sample
 
-__all__ = ["DatasetSpec", "DATASETS", "Dataset", "DatasetError", "get_spec", "load_dataset"]
+__all__ = ["DatasetSpec", "DATASETS", "Dataset", "DatasetError", "IGNORE_INDEX", "encode_label", "get_spec",
+           "load_dataset"]
 
 IGNORE_INDEX = 255
 """Label value every anchor ignores in the metric (mmseg ``IoUMetric(ignore_index=255)``)."""
@@ -138,11 +139,18 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def _missing(spec: DatasetSpec, what: str, path: Path) -> DatasetError:
+def _missing(spec: DatasetSpec, what: str, path: Path, root: Path | None = None) -> DatasetError:
+    hint = ""
+    if root is not None:  # the usual slip: passing data/ or VOCdevkit/ instead of the dataset's own folder
+        for cand in (root / spec.root_name, root / "VOCdevkit" / spec.root_name, root / "ade" / spec.root_name):
+            if (cand / spec.img_dir).is_dir():
+                hint = f"\n  did you mean root={cand}?"
+                break
     return DatasetError(f"{spec.name}: {what} not found: {path}\n  expected layout: <root>/{spec.img_dir}/*"
                         f"{spec.img_suffix}, <root>/{spec.ann_dir}/*{spec.seg_suffix}"
                         + (f", <root>/{spec.split_file}" if spec.split_file else "")
-                        + f" (root is usually a folder named {spec.root_name!r})\n  produced by: {spec.converter}")
+                        + f" (root is usually a folder named {spec.root_name!r})\n  produced by: {spec.converter}"
+                        + hint)
 
 
 class Dataset:
@@ -238,8 +246,8 @@ def encode_label(spec: DatasetSpec, raw: np.ndarray, path: str | Path = "<array>
         raise DatasetError(f"{spec.name}: label file {path} has value {int(bad[0])} (all bad values: "
                            f"{bad[:10].tolist()}); valid stored values are 0..{spec.stored_max} and "
                            f"{IGNORE_INDEX} (ignore)" + (" before reduce_zero_label" if spec.reduce_zero_label
-                                                         else "") + f". Is this a {spec.name} label map "
-                           f"({spec.converter.split(':')[0]})?")
+                                                         else "") + f"; is this a {spec.name} label map?\n"
+                           f"  produced by: {spec.converter}")
     label = raw.astype(np.int64, copy=True)
     if spec.reduce_zero_label:
         label = np.asarray(reduce_zero_label(label), dtype=np.int64)
@@ -278,14 +286,29 @@ def _split_dirs(spec: DatasetSpec, split: str) -> tuple[str, str]:
     return spec.img_dir.replace(tail, new), spec.ann_dir.replace(tail, new)
 
 
+def _check_files(spec: DatasetSpec, img_paths: list[Path], seg_paths: list[Path], ann_dir: Path) -> None:
+    """Every listed image and label exists (one ``stat`` each), so a run never dies half-way for a missing file."""
+    missing_seg = [p for p in seg_paths if not p.is_file()]
+    if len(missing_seg) == len(seg_paths):
+        # not one label file of the expected suffix: the COCO-Object / COCO-Stuff mix-up, or no conversion run
+        raise _missing(spec, f"label files '*{spec.seg_suffix}' (none of {len(seg_paths)}, e.g. "
+                             f"{seg_paths[0].name})", ann_dir)
+    missing_img = [p for p in img_paths if not p.is_file()]
+    for what, missing, total in (("image", missing_img, img_paths), ("label", missing_seg, seg_paths)):
+        if missing:
+            shown = ", ".join(str(p) for p in missing[:3])
+            raise DatasetError(f"{spec.name}: {len(missing)} of {len(total)} {what} files of the split are missing, "
+                               f"e.g. {shown}\n  produced by: {spec.converter}")
+
+
 def load_dataset(name: str | DatasetSpec, root: str | Path, split: str = "val",
                  region_dir: str | Path | None = None) -> Dataset:
     """One split of a benchmark at ``root`` (the folder holding the spec's ``img_dir``/``ann_dir``).
 
     ``region_dir``: folder of CorrCLIP's pre-generated ``<image stem>.npz`` region masks; each sample then
     carries ``regions`` (a missing mask file raises naming its path when the sample is read).
-    Raises :class:`DatasetError` naming the expected path and the converter when a folder or split file is
-    missing, and when the split is empty.
+    Raises :class:`DatasetError` naming the expected path and the converter when a folder, split file, image
+    or label file is missing, and when the split is empty (files are checked here, contents when read).
     """
     spec = get_spec(name)
     if not isinstance(split, str) or not split:
@@ -296,9 +319,9 @@ def load_dataset(name: str | DatasetSpec, root: str | Path, split: str = "val",
     img_rel, ann_rel = _split_dirs(spec, split)
     img_dir, ann_dir = root / img_rel, root / ann_rel
     if not img_dir.is_dir():
-        raise _missing(spec, "image folder", img_dir)
+        raise _missing(spec, "image folder", img_dir, root)
     if not ann_dir.is_dir():
-        raise _missing(spec, "label folder", ann_dir)
+        raise _missing(spec, "label folder", ann_dir, root)
     if spec.split_file is not None:
         rels = _list_split_file(spec, root, split)
         where = root / spec.split_file.replace("/val.txt", f"/{split}.txt")
@@ -314,10 +337,7 @@ def load_dataset(name: str | DatasetSpec, root: str | Path, split: str = "val",
         raise DatasetError(f"{spec.name}: duplicate image names under {img_dir}: {dup}")
     img_paths = [img_dir / f"{r}{spec.img_suffix}" for r in rels]
     seg_paths = [ann_dir / f"{r}{spec.seg_suffix}" for r in rels]
-    if spec.split_file is None:
-        # a scanned folder without any label file of the right suffix is the COCO-Object/Stuff mix-up
-        if not any(p.is_file() for p in seg_paths[:50]) and not any(ann_dir.rglob(f"*{spec.seg_suffix}")):
-            raise _missing(spec, f"label files '*{spec.seg_suffix}'", ann_dir)
+    _check_files(spec, img_paths, seg_paths, ann_dir)
     rdir = None
     if region_dir is not None:
         rdir = Path(region_dir).expanduser()
