@@ -1,0 +1,70 @@
+"""Time per image of ``s2c2seg.css.select_categories`` against the vocabulary size C (float32, CPU).
+
+Targets (issue 2): at most 10 ms per image at C = 20,000, and a 2,000 → 20,000 time ratio of at most 12×.
+All sizes are timed side by side in one process, interleaved round by round so that machine load hits
+every size alike; the reported time is the median over rounds. Inputs are random (labelled so below).
+
+    python benchmarks/css_scaling.py [--rounds 30] [--calls 20] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from s2c2seg.css import CSSConfig, select_categories
+
+SIZES = (21, 171, 2000, 20000)
+TARGET_MS_AT_20000 = 10.0
+TARGET_RATIO = 12.0
+
+
+def make_inputs(c: int, n: int, seed: int = 0):
+    """Random CSS inputs: global cosines ~ N(0.2, 0.05) (some negative), spatial means in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed + c)
+    return [(torch.randn(c, generator=gen) * 0.05 + 0.2, torch.rand(c, generator=gen) ** 2) for _ in range(n)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (median reported)")
+    ap.add_argument("--calls", type=int, default=20, help="images per size per round")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = CSSConfig()
+    inputs = {c: make_inputs(c, args.calls) for c in SIZES}
+    for c in SIZES:  # warm-up
+        for g, s in inputs[c][:3]:
+            select_categories(g, s, tau=cfg.tau, k_min=cfg.k_min, k_max=cfg.k_max, use=cfg.use, always_keep=[0])
+    times = {c: [] for c in SIZES}
+    for _ in range(args.rounds):
+        for c in SIZES:
+            t0 = time.perf_counter()
+            for g, s in inputs[c]:
+                select_categories(g, s, tau=cfg.tau, k_min=cfg.k_min, k_max=cfg.k_max, use=cfg.use,
+                                  always_keep=[0])
+            times[c].append((time.perf_counter() - t0) / len(inputs[c]) * 1e3)
+    med = {c: statistics.median(v) for c, v in times.items()}
+    print("CSS select_categories, time per image (RANDOM INPUTS, float32, CPU)")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}, "
+          f"{platform.processor() or platform.machine()}; {args.rounds} rounds x {args.calls} images, median")
+    print(f"{'C':>7} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'K':>4}")
+    for c in SIZES:
+        k = len(select_categories(*inputs[c][0], always_keep=[0]))
+        print(f"{c:>7} {med[c]:>10.3f} {min(times[c]):>8.3f} {max(times[c]):>8.3f} {k:>4}")
+    ratio = med[20000] / med[2000]
+    ok_time = med[20000] <= TARGET_MS_AT_20000
+    ok_ratio = ratio <= TARGET_RATIO
+    print(f"C=20000: {med[20000]:.3f} ms (target <= {TARGET_MS_AT_20000} ms): {'PASS' if ok_time else 'FAIL'}")
+    print(f"ratio 2000 -> 20000: {ratio:.2f}x (target <= {TARGET_RATIO}x): {'PASS' if ok_ratio else 'FAIL'}")
+    return 0 if ok_time and ok_ratio else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
