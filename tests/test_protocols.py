@@ -99,3 +99,26 @@ def test_bad_values_raise_naming_the_field(field, value):
 def test_whole_image_inference_allowed():
     assert get_protocol("voc20", "naclip").crop == 0
     assert get_protocol("voc21", "sclip", crop=0, stride=500).crop == 0
+
+
+def test_docs_table_matches_the_code():
+    """docs/datasets.md §4 shows the same values as PROTOCOLS (guards against drift)."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
+    if not docs.is_file():
+        pytest.skip("docs/datasets.md not present (installed package)")
+    order = ["voc21", "voc20", "context60", "context59", "coco_object", "coco_stuff164k", "ade20k", "cityscapes"]
+
+    def cell(p: Protocol) -> str:
+        s = f"{p.short_side} · " + (f"{p.crop}/{p.stride}" if p.crop else "whole") + f" · {p.logit_scale:g}"
+        s += f" · p{p.prob_thd:g}" if p.prob_thd else ""
+        s += f" · a{p.area_thd:g}" if p.area_thd else ""
+        return s
+
+    rows = {line.split("|")[1].strip().split(" ")[0]: [c.strip() for c in line.split("|")[2:-1]]
+            for line in docs.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip().split(" ")[0] in PROTOCOLS}
+    assert set(rows) == set(PROTOCOLS)
+    for name, table in PROTOCOLS.items():
+        assert rows[name] == [cell(table[d]) for d in order], name
