@@ -12,7 +12,7 @@ split file, a label map of another dataset) raises an error that names the path 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -274,16 +274,14 @@ def _scan(spec: DatasetSpec, img_dir: Path) -> list[str]:
 
 
 def _split_dirs(spec: DatasetSpec, split: str) -> tuple[str, str]:
-    """The image/label folders of a split: the val folder names with the split substituted."""
-    if split == "val":
+    """The image/label folders of a split: the last folder of the val paths renamed after the split
+    (``val`` -> ``train``, ``val2017`` -> ``train2017``, ``validation`` -> ``training``); VOC/Context keep one
+    folder for all splits and choose by split file."""
+    if split == "val" or spec.split_file is not None:
         return spec.img_dir, spec.ann_dir
-    if spec.split_file is not None:  # VOC / Context: one folder for all splits, the split file chooses
-        return spec.img_dir, spec.ann_dir
-    tail = {"ade20k": "validation"}.get(spec.name, "val2017" if spec.name.startswith("coco") else "val")
-    repl = {"ade20k": {"train": "training"}}.get(spec.name, {"train": "train2017"} if spec.name.startswith("coco")
-                                                  else {})
-    new = repl.get(split, split)
-    return spec.img_dir.replace(tail, new), spec.ann_dir.replace(tail, new)
+    img, ann = PurePosixPath(spec.img_dir), PurePosixPath(spec.ann_dir)
+    folder = {"val2017": f"{split}2017", "validation": {"train": "training"}.get(split, split)}.get(img.name, split)
+    return str(img.parent / folder), str(ann.parent / folder)
 
 
 def _check_files(spec: DatasetSpec, img_paths: list[Path], seg_paths: list[Path], ann_dir: Path) -> None:
