@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from s2c2seg.models.clipseg import (ClipSeg, ClipSegSettings, WeightsUnavailableError, build_clip_tokenizer_dir,
-                                    tiny_clipseg_config)
+from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, build_clip_tokenizer_dir, tiny_clipseg_config
+from s2c2seg.models.offline import ModelUnavailableError
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,6 @@ def test_bad_input(clipseg, image):
 
 def test_pretrained_fails_fast_offline():
     t = time.perf_counter()
-    with pytest.raises(WeightsUnavailableError, match="CIDAS/clipseg-rd64-refined.*HF_HOME"):
+    with pytest.raises(ModelUnavailableError, match="CIDAS/clipseg-rd64-refined.*HF_HOME"):
         ClipSeg("CIDAS/clipseg-rd64-refined")
     assert time.perf_counter() - t < 60  # generous bound; fails in well under a second offline

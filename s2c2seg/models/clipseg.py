@@ -27,13 +27,9 @@ import numpy as np
 import torch
 
 __all__ = ["ClipSeg", "ClipSegSettings", "tiny_clipseg_config", "rd64_clipseg_config", "build_clip_tokenizer_dir",
-           "load_clipseg_tokenizer", "DEFAULT_CLIPSEG_ID", "WeightsUnavailableError"]
+           "load_clipseg_tokenizer", "DEFAULT_CLIPSEG_ID"]
 
 DEFAULT_CLIPSEG_ID = "CIDAS/clipseg-rd64-refined"
-
-
-class WeightsUnavailableError(OSError):
-    """Pretrained weights cannot be loaded (no network and no local copy)."""
 
 
 @dataclass(frozen=True)
@@ -125,40 +121,25 @@ def load_clipseg_tokenizer(model_id: str | None = None, cache_dir: str | Path | 
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _load_pretrained(model_id: str):
-    """Model + tokenizer from the local HF cache, else the hub; raise within seconds when neither works."""
+    """Model + tokenizer from a local directory, the local HF cache, else the hub; raise within seconds otherwise."""
+    from huggingface_hub import constants
     from transformers import CLIPSegForImageSegmentation, CLIPTokenizer
 
+    from .offline import cached_hub_file, hub_offline, host_reachable, unavailable
+
+    local = Path(model_id).is_dir() or cached_hub_file(model_id, ("config.json",)) is not None
+    source = f"Hugging Face repo {model_id}"
+    if not local:
+        if hub_offline():
+            raise unavailable(model_id, source, "not in the local cache and HF_HUB_OFFLINE is set")
+        if not host_reachable(constants.ENDPOINT):
+            raise unavailable(model_id, source, f"not in the local cache and {constants.ENDPOINT} is unreachable")
     try:
-        return (CLIPSegForImageSegmentation.from_pretrained(model_id, local_files_only=True),
-                CLIPTokenizer.from_pretrained(model_id, local_files_only=True))
-    except OSError as local_exc:
-        fix = (f"Fix: connect to the network once (weights are cached under $HF_HOME), copy a populated HF cache "
-               f"and point HF_HOME at it, or pass a local directory holding {model_id}'s files as the model "
-               f"id; for tests use ClipSeg(config=tiny_clipseg_config()).")
-        if not _hub_reachable():
-            raise WeightsUnavailableError(f"CLIPSeg weights {model_id!r} are not in the local cache and the "
-                                          f"model hub is unreachable (or HF_HUB_OFFLINE is set). {fix}") from local_exc
-        try:
-            return CLIPSegForImageSegmentation.from_pretrained(model_id), CLIPTokenizer.from_pretrained(model_id)
-        except OSError as exc:
-            raise WeightsUnavailableError(f"cannot load CLIPSeg weights {model_id!r}: {exc}. {fix}") from exc
+        return (CLIPSegForImageSegmentation.from_pretrained(model_id, local_files_only=local),
+                CLIPTokenizer.from_pretrained(model_id, local_files_only=local))
+    except OSError as exc:
+        raise unavailable(model_id, source, str(exc)) from exc
 
 
 # ---------------------------------------------------------------------------------------------- model

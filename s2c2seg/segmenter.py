@@ -1,0 +1,298 @@
+"""Image + vocabulary -> :class:`~s2c2seg.bundle.FeatureBundle`: the one place where models run.
+
+:class:`Segmenter` follows the anchors' test pipeline (mmseg ``Resize(scale=(2048, S), keep_ratio=True)``,
+``SegDataPreProcessor`` with CLIP's mean/std in 0-255, ``slide_inference``) and adds S2C2Seg's two extra sources:
+
+* ``dense_logits`` (N, Q, gh, gw): cosine of the baseline's L2-normalised patch embeddings with the
+  L2-normalised query text embeddings, on each crop's own grid (the full map is rebuilt downstream by
+  :func:`s2c2seg.slide.slide_average`, as the anchors' ``forward_slide``).
+* ``global_sim`` (Q,): cosine of CLIP's vanilla global image embedding with the query text embeddings.
+  ``global_view="crops"`` (default): the per-crop embeddings that the baseline computes on blocks ``0..L-2``
+  shared with its dense pass (vanilla last block, CLS, ``ln_post``, ``proj``), each L2-normalised, averaged over
+  the sliding-window crops and renormalised; no extra trunk forward. ``global_view="image"``: one extra vanilla
+  CLIP forward on the whole resized image, bilinearly resized (anti-aliased) to the model's native input size.
+* ``clipseg_mean`` (Q,) / ``clipseg_maps`` (Q, s, s) float16: CLIPSeg on the whole image at 352 x 352
+  (encode once, decode all queries), the spatial mean of the full-resolution sigmoid maps and the maps
+  resized (bilinear, anti-aliased) to ``clipseg_store_size``.
+
+:func:`build_backend` assembles a Segmenter with pretrained or random weights, or returns the simulation backend.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .bundle import FeatureBundle
+from .data.protocols import Protocol
+from .data.sample import Sample
+from .data.vocab import Vocabulary
+from .slide import resize_short_side, slide_boxes
+
+__all__ = ["SegmenterConfig", "Segmenter", "build_backend", "full_vfm_config", "RANDOM_LABEL"]
+
+RANDOM_LABEL = "RANDOM WEIGHTS"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How a Segmenter turns an image into a bundle (the protocol's knobs live in :class:`Protocol`)."""
+
+    global_view: str = "crops"
+    """``crops``: mean of the per-crop vanilla CLS embeddings sharing blocks 0..L-2 with the dense pass (free);
+    ``image``: one extra vanilla forward on the whole image resized to the CLIP model's native size."""
+    crop_batch: int = 8
+    """Sliding-window crops per baseline call."""
+    clipseg_store_size: int = 88
+    """Side of the stored CLIPSeg maps (``clipseg_maps``); the mean is taken at full 352 x 352 resolution."""
+    dense_dtype: str = "float32"
+    """dtype of the stored ``dense_logits``: ``float32`` or ``float16`` (half the bytes)."""
+    pixel_mean: tuple[float, float, float] = (122.771, 116.746, 104.094)
+    """The anchors' ``SegDataPreProcessor`` mean (CLIP's mean x 255, rounded as in their configs)."""
+    pixel_std: tuple[float, float, float] = (68.501, 66.632, 70.323)
+    long_max: int = 2048
+    """Long-side cap of mmcv's ``Resize(scale=(long_max, short_side), keep_ratio=True)``."""
+
+    def __post_init__(self) -> None:
+        if self.global_view not in ("crops", "image"):
+            raise ValueError(f"global_view must be 'crops' or 'image', got {self.global_view!r}")
+        if self.crop_batch < 1:
+            raise ValueError(f"crop_batch must be >= 1, got {self.crop_batch}")
+        if self.clipseg_store_size < 1:
+            raise ValueError(f"clipseg_store_size must be >= 1, got {self.clipseg_store_size}")
+        if self.dense_dtype not in ("float32", "float16"):
+            raise ValueError(f"dense_dtype must be 'float32' or 'float16', got {self.dense_dtype!r}")
+
+
+def cosine_logits(patch: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """(B, Q, gh, gw) patch-text cosine ``⟨v̂, t̂⟩`` from normalised patch (B, gh, gw, D) and text (Q, D) embeddings."""
+    return torch.einsum("bhwd,qd->bqhw", patch, text.to(patch.dtype))
+
+
+def mean_direction(embeddings: torch.Tensor) -> torch.Tensor:
+    """L2-normalised mean of L2-normalised embeddings (N, D) -> (D,): the crops' shared global embedding."""
+    return F.normalize(F.normalize(embeddings, dim=-1).mean(0), dim=0)
+
+
+class Segmenter:
+    """Runs a dense baseline, CLIP's global embedding and CLIPSeg on one image; returns a FeatureBundle.
+
+    ``baseline``: a callable from :mod:`s2c2seg.models.baselines` (or CorrCLIP); ``clip``: a
+    :class:`~s2c2seg.models.clip.ClipHandle`; ``clipseg``: a :class:`~s2c2seg.models.clipseg.ClipSeg`;
+    ``text``: a :class:`~s2c2seg.models.text.TextEncoder` over the same CLIP; ``vfm``: a
+    :class:`~s2c2seg.models.vfm.VFMHandle` for baselines that need one.
+    """
+
+    def __init__(self, baseline, clip, clipseg, text, vfm=None, config: SegmenterConfig = SegmenterConfig()):
+        if getattr(baseline, "needs_vfm", False) and vfm is None:
+            raise ValueError(f"vfm: baseline {type(baseline).__name__} needs a vision foundation model (load_vfm)")
+        if getattr(text, "clip", clip) is not clip:
+            raise ValueError("text: the TextEncoder must wrap the same ClipHandle as clip")
+        self.baseline, self.clip, self.clipseg, self.text, self.vfm = baseline, clip, clipseg, text, vfm
+        self.config = config
+
+    # ------------------------------------------------------------------ description
+    @property
+    def baseline_name(self) -> str:
+        return getattr(self.baseline, "name", "") or type(self.baseline).__name__.lower()
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, model ids and weights; ``label`` is ``""`` for pretrained weights, else ``"RANDOM WEIGHTS"``."""
+        parts = [self.clip.pretrained == "random", self.clipseg.weights == "random"]
+        if self.vfm is not None:
+            parts.append(self.vfm.model_id == "random")
+        random = any(parts)
+        params = self.baseline.params() if hasattr(self.baseline, "params") else {}
+        return {
+            "backend": "random" if random else "pretrained",
+            "label": RANDOM_LABEL if random else "",
+            "baseline": self.baseline_name,
+            "baseline_params": {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))},
+            "clip": self.clip.model_name,
+            "clip_weights": self.clip.pretrained,
+            "clip_weights_id": self.clip.weights_id,
+            "clipseg": self.clipseg.model_id,
+            "clipseg_weights": self.clipseg.weights,
+            "vfm": None if self.vfm is None else self.vfm.name,
+            "vfm_weights": None if self.vfm is None else self.vfm.model_id,
+            "templates": getattr(self.text, "template_id", None),
+            "weights": "random" if random else "pretrained",
+            "config": asdict(self.config),
+        }
+
+    # ------------------------------------------------------------------ inputs
+    def _check(self, sample: Sample, vocab: Vocabulary) -> None:
+        if not isinstance(sample, Sample):
+            raise ValueError(f"sample must be a Sample, got {type(sample).__name__}")
+        if not isinstance(vocab, Vocabulary) or len(vocab.queries) == 0:
+            raise ValueError(f"vocab must be a non-empty Vocabulary, got {vocab!r}")
+        h, w = sample.image.shape[:2]
+        p = self.clip.patch_size
+        if min(h, w) < p:
+            raise ValueError(f"image {sample.id!r} of size {h}x{w} is smaller than the CLIP patch size {p}")
+
+    def preprocess(self, image: np.ndarray, protocol: Protocol) -> torch.Tensor:
+        """(3, h, w) float32: mmcv short-side resize (bilinear, uint8) then ``(x − mean) / std`` in 0-255."""
+        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        img = resize_short_side(img, protocol.short_side, self.config.long_max).float()
+        mean = torch.tensor(self.config.pixel_mean).view(3, 1, 1)
+        std = torch.tensor(self.config.pixel_std).view(3, 1, 1)
+        return (img - mean) / std
+
+    def _vfm_argument(self):
+        """The baselines of ``models.baselines`` take the VFMHandle; CorrCLIP takes the transformers module."""
+        if self.vfm is None:
+            return None
+        from .models import baselines
+
+        own = tuple(c for c in baselines.BASELINES.values() if isinstance(c, type))
+        return self.vfm if isinstance(self.baseline, own) else getattr(self.vfm, "model", self.vfm)
+
+    # ------------------------------------------------------------------ encode
+    @torch.no_grad()
+    def encode(self, sample: Sample, vocab: Vocabulary, protocol: Protocol) -> FeatureBundle:
+        """The FeatureBundle of ``sample`` for ``vocab`` under ``protocol`` (short side, crop, stride)."""
+        self._check(sample, vocab)
+        device = self.clip.device
+        text = self.text.encode(vocab).to(device=device, dtype=torch.float32)          # (Q, D) normalised
+        image = self.preprocess(sample.image, protocol).to(device)
+        rh, rw = image.shape[-2:]
+        boxes = slide_boxes(rh, rw, protocol.crop, protocol.stride)
+        sizes = {(int(b[1] - b[0]), int(b[3] - b[2])) for b in boxes}
+        if min(min(s) for s in sizes) < self.clip.patch_size:
+            raise ValueError(f"image {sample.id!r}: crops of size {sorted(sizes)} (resized image {rh}x{rw}) are "
+                             f"smaller than the CLIP patch size {self.clip.patch_size}")
+        regions_resized = None
+        if getattr(self.baseline, "needs_regions", False):
+            if sample.regions is None:
+                raise ValueError(f"sample {sample.id!r}: baseline {self.baseline_name} needs region ids "
+                                 "(sample.regions is None)")
+            from .regions import resize_nearest
+
+            regions_resized = resize_nearest(torch.from_numpy(sample.regions.astype(np.int64)), (rh, rw)).to(device)
+        want_global = self.config.global_view == "crops"
+        vfm = self._vfm_argument()
+        logits, globals_ = [], []
+        for i in range(0, len(boxes), self.config.crop_batch):
+            chunk = boxes[i:i + self.config.crop_batch].tolist()
+            crops = torch.stack([image[:, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
+            regions = None
+            if regions_resized is not None:
+                regions = torch.stack([regions_resized[y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
+            out = self.baseline(self.clip, crops, vfm=vfm, regions=regions, return_global=want_global)
+            logits.append(cosine_logits(out.patch.float(), text).to(getattr(torch, self.config.dense_dtype)))
+            if want_global:
+                globals_.append(out.global_.float())
+        if want_global:
+            glob = mean_direction(torch.cat(globals_))
+        else:
+            glob = self._global_image(image)
+        global_sim = (text @ glob).float()
+        maps = self.clipseg(sample.image, vocab.queries).float()                      # (Q, 352, 352) sigmoid
+        s = self.config.clipseg_store_size
+        stored = F.interpolate(maps[None], size=(s, s), mode="bilinear", align_corners=False,
+                               antialias=True)[0] if maps.shape[-1] != s else maps
+        h, w = sample.image.shape[:2]
+        regions = None if sample.regions is None else torch.from_numpy(sample.regions.astype(np.int32))
+        desc = self.describe()
+        return FeatureBundle(
+            dense_logits=torch.cat(logits).cpu(),
+            crop_boxes=boxes,
+            resized_hw=torch.tensor([rh, rw], dtype=torch.long),
+            image_hw=torch.tensor([h, w], dtype=torch.long),
+            global_sim=global_sim.cpu(),
+            clipseg_mean=maps.mean(dim=(1, 2)).cpu(),
+            clipseg_maps=stored.clamp(0, 1).to(torch.float16).cpu(),
+            query_to_class=vocab.query_to_class,
+            regions=regions,
+            meta={"image_id": sample.id, "backend": desc["backend"], "label": desc["label"],
+                  "baseline": desc["baseline"], "global_view": self.config.global_view},
+        )
+
+    def _global_image(self, image: torch.Tensor) -> torch.Tensor:
+        """(D,) vanilla CLIP embedding of the whole normalised image resized to the model's native input size."""
+        size = self.clip.visual.image_size
+        size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        x = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)
+        return F.normalize(self.clip.model.encode_image(x).float()[0], dim=0)
+
+
+# ---------------------------------------------------------------------------------------------- backends
+def full_vfm_config() -> dict[str, Any]:
+    """DINO ViT-B/8's architecture (``facebook/dino-vitb8``) as a transformers config dict, for random weights."""
+    return {"model_type": "vit", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+            "intermediate_size": 3072, "image_size": 224, "patch_size": 8, "layer_norm_eps": 1e-6, "qkv_bias": True}
+
+
+def _sim_backend(**kw):
+    from .sim import SimBackend
+
+    return SimBackend(**kw)
+
+
+def build_backend(name: str = "pretrained", baseline: str = "sclip", size: str = "full",
+                  cache_dir: str | Path | None = None, *, device: str = "cpu", baseline_params: dict | None = None,
+                  clip_model: str | None = None, clip_pretrained: str | None = None, vfm_name: str | None = None,
+                  config: SegmenterConfig = SegmenterConfig(), seed: int = 0, **kw):
+    """An object with ``.encode(sample, vocab, protocol)`` and ``.describe()``.
+
+    ``pretrained``: real weights (CLIP through open_clip, CLIPSeg ``CIDAS/clipseg-rd64-refined``, the
+    baseline's VFM); raises :class:`~s2c2seg.models.offline.ModelUnavailableError` within seconds when they
+    cannot be loaded. ``random``: the same architectures with random weights (``size="full"``) or tiny ones
+    (``size="tiny"``, tests). ``sim``: :class:`s2c2seg.sim.SimBackend` (``**kw`` go to it). ``auto``:
+    pretrained, else the simulation backend with a warning. ``cache_dir`` holds the text-embedding cache and
+    the offline CLIP tokenizer for CLIPSeg.
+    """
+    if name == "sim":
+        return _sim_backend(**kw)
+    if name == "auto":
+        from .models.offline import ModelUnavailableError
+
+        try:
+            return build_backend("pretrained", baseline, size, cache_dir, device=device,
+                                 baseline_params=baseline_params, clip_model=clip_model,
+                                 clip_pretrained=clip_pretrained, vfm_name=vfm_name, config=config, seed=seed)
+        except (ModelUnavailableError, OSError) as exc:
+            warnings.warn(f"pretrained weights unavailable ({exc}); falling back to the SIMULATED backend: "
+                          "its numbers are not real-model results", RuntimeWarning, stacklevel=2)
+            return _sim_backend(**kw)
+    if name not in ("pretrained", "random"):
+        raise ValueError(f"name must be 'pretrained', 'random', 'sim' or 'auto', got {name!r}")
+    if size not in ("full", "tiny"):
+        raise ValueError(f"size must be 'full' or 'tiny', got {size!r}")
+    if name == "pretrained" and size != "full":
+        raise ValueError("size='tiny' exists only for random weights (name='random')")
+    if kw:
+        raise ValueError(f"unknown argument(s) for a {name} backend: {sorted(kw)}")
+
+    from .models.baselines import make_baseline
+    from .models.clip import builtin_clip_config, load_clip, tiny_clip_config
+    from .models.clipseg import ClipSeg, rd64_clipseg_config, tiny_clipseg_config
+    from .models.text import TextEncoder
+    from .models.vfm import load_vfm, tiny_vfm_config
+
+    bl = make_baseline(baseline, **(baseline_params or {}))
+    default_model, default_tag = getattr(bl, "default_clip", ("ViT-B-16", "openai"))
+    model_name = clip_model or default_model
+    vfm_id = vfm_name or getattr(bl, "vfm_name", None) or getattr(bl, "default_vfm", None) or "dino_vitb8"
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if name == "pretrained":
+        clip = load_clip(model_name, clip_pretrained or default_tag, device=device)
+        clipseg = ClipSeg(cache_dir=cache, device=device)
+        vfm = load_vfm(vfm_id, device=device) if bl.needs_vfm else None
+    else:
+        clip_cfg = builtin_clip_config(model_name) if size == "full" else tiny_clip_config()
+        clip = load_clip(model_name, config=clip_cfg, device=device, seed=seed)
+        clipseg = ClipSeg(config=rd64_clipseg_config() if size == "full" else tiny_clipseg_config(),
+                          cache_dir=cache, device=device, seed=seed)
+        vfm = None
+        if bl.needs_vfm:
+            vfm = load_vfm(vfm_id, config=full_vfm_config() if size == "full" else tiny_vfm_config("dino"),
+                           device=device, seed=seed)
+    text = TextEncoder(clip, cache_dir=None if cache is None else cache / "text")
+    return Segmenter(bl, clip, clipseg, text, vfm=vfm, config=config)
