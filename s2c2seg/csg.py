@@ -12,6 +12,7 @@ Leading batch dimensions (..., K, H, W) are accepted too.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 
 import torch
@@ -78,7 +79,7 @@ def _as_maps(x, name: str) -> torch.Tensor:
     return t
 
 
-def category_weights(s_glob, *, mode: str = "category_aware", temperature: float = 0.01) -> torch.Tensor:
+def category_weights(s_glob, mode: str = "category_aware", temperature: float = 0.01) -> torch.Tensor:
     """CSG weights (K,): ``softmax(mean_{h,w} s_glob / temperature)``; ``uniform`` 1/K, ``add`` 1, ``global_only`` 0."""
     _check_mode(mode, WEIGHTED_MODES)
     _check_temperature(temperature)
@@ -117,8 +118,9 @@ def expand_to_vocabulary(fused, subset, num_classes: int) -> torch.Tensor:
     f = torch.as_tensor(fused)
     if f.ndim != 3 or not f.is_floating_point():
         raise ValueError(f"fused must be a floating-point (K, H, W) tensor, got {tuple(f.shape)} {f.dtype}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    num_classes = int(num_classes)
     idx = torch.as_tensor(subset)
     if idx.ndim != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
         raise ValueError(f"subset must be a 1-D integer tensor of category indices, got {tuple(idx.shape)} {idx.dtype}")

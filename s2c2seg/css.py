@@ -17,10 +17,12 @@ Ties always break towards the lower category index.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "stage1_union",
     "stage2_rerank",
     "top_k_mask",
+    "subset_size",
+    "min_max_normalise",
     "css_scores",
     "select_categories",
     "oracle_categories",
@@ -69,7 +73,7 @@ class CSSConfig:
         object.__setattr__(self, "use", tuple(_check_use(self.use)))
         _check_hyper(self.tau, self.k_min, self.k_max)
 
-    def select(self, s_glob, s_spat, always_keep: Iterable[int] = ()) -> torch.Tensor:
+    def select(self, s_glob, s_spat, always_keep: Iterable[int] | int = ()) -> torch.Tensor:
         """``select_categories`` with this configuration."""
         return select_categories(s_glob, s_spat, tau=self.tau, k_min=self.k_min, k_max=self.k_max,
                                  use=self.use, always_keep=always_keep)
@@ -147,7 +151,7 @@ def _check_use(use) -> tuple[str, ...]:
 
 
 def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def _check_hyper(tau, k_min, k_max) -> None:
@@ -160,7 +164,16 @@ def _check_hyper(tau, k_min, k_max) -> None:
 
 
 def _check_indices(idx, num_classes: int, name: str, device) -> torch.Tensor:
-    t = torch.as_tensor(list(idx) if not isinstance(idx, torch.Tensor) else idx, dtype=torch.long)
+    if isinstance(idx, torch.Tensor):
+        if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+            raise ValueError(f"{name} must hold integer category indices, got dtype {idx.dtype}")
+        t = idx.long()
+    else:
+        items = [idx] if _is_int(idx) else list(idx)
+        if not all(_is_int(i) or (isinstance(i, torch.Tensor) and i.numel() == 1
+                                   and not i.is_floating_point()) for i in items):
+            raise ValueError(f"{name} must hold integer category indices, got {items!r}")
+        t = torch.as_tensor([int(i) for i in items], dtype=torch.long)
     t = t.reshape(-1).to(device)
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
         raise ValueError(f"{name} must hold category indices in [0, {num_classes}), got {t.tolist()}")
@@ -296,7 +309,7 @@ def css_scores(s_glob, s_spat) -> CSSScores:
 
 
 def select_categories(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: int = 20,
-                      use: Sequence[str] = SCORE_NAMES, always_keep: Iterable[int] = ()) -> torch.Tensor:
+                      use: Sequence[str] = SCORE_NAMES, always_keep: Iterable[int] | int = ()) -> torch.Tensor:
     """CSS for one image: the selected category indices (LongTensor, sorted ascending, on the input's device).
 
     Size: ``K = min(C, clamp(|C_init|, k_min, k_max))`` plus any ``always_keep`` index not already chosen.
@@ -314,7 +327,7 @@ def select_categories(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max
 
 
 def oracle_categories(label_map, num_classes: int, ignore_index: int = 255,
-                      always_keep: Iterable[int] = ()) -> torch.Tensor:
+                      always_keep: Iterable[int] | int = ()) -> torch.Tensor:
     """The oracle subset: the ground-truth classes present in ``label_map`` (plus ``always_keep``), sorted."""
     if not _is_int(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")

@@ -11,6 +11,7 @@ column sums, ``U = rows + cols − diag``. It is an int64 torch tensor so that i
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -51,12 +52,12 @@ class ConfusionMatrix:
     """Accumulates a (C, C) int64 confusion matrix (GT rows, prediction columns) over a split."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
             raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise ValueError(f"ignore_index must be an integer, got {ignore_index!r}")
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     def __repr__(self) -> str:

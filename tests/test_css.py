@@ -173,6 +173,9 @@ def test_select_hand():
     # always_keep adds class 7 (the lowest scores) on top of the K = 3
     got = select_categories(g, s, tau=0.3, k_min=2, k_max=3, always_keep=[7])
     assert got.tolist() == sorted(expect + [7])
+    assert select_categories(g, s, tau=0.3, k_min=2, k_max=3, always_keep=7).tolist() == got.tolist()
+    assert select_categories(g, s, tau=0.3, k_min=2, k_max=3, always_keep=[np.int64(7)]).tolist() == got.tolist()
+    assert select_categories(g, s, tau=0.3, k_min=2, k_max=3, always_keep=torch.tensor([7])).tolist() == got.tolist()
 
 
 def test_small_vocabularies_keep_all():
@@ -355,6 +358,8 @@ def test_prop_permutation_equivariance(seed, c, tau):
     (dict(use="glob"), "use"),
     (dict(always_keep=[3]), "always_keep"),
     (dict(always_keep=[-1]), "always_keep"),
+    (dict(always_keep=[0.5]), "always_keep"),
+    (dict(always_keep=torch.tensor([1.0])), "always_keep"),
 ])
 def test_bad_input_raises(kwargs, name):
     args = dict(s_glob=[0.1, 0.2, 0.3], s_spat=[0.5, 0.1, 0.2])
