@@ -52,6 +52,27 @@ def test_fixture_loads_and_labels_are_encoded(fixtures, name):
         assert spec.background in seen
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_verify_counts_pixels_and_matches_samples(fixtures, name):
+    ds = load_dataset(name, fixtures[name], region_dir=fixture_region_dir(name, fixtures[name]))
+    stats = ds.verify()
+    labels = np.stack([s.label for s in ds])
+    ref = np.bincount(labels[labels != 255], minlength=DATASETS[name].num_classes)
+    assert stats["images"] == 4 and stats["class_pixels"].tolist() == ref.tolist()
+    assert stats["ignore_pixels"] == int((labels == 255).sum())
+
+
+def test_verify_raises_on_bad_label_and_size(tmp_path):
+    root = write_fixture("voc21", tmp_path / "voc", n_images=2)
+    ds = load_dataset("voc21", root)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(ds.seg_paths[1])
+    with pytest.raises(DatasetError, match="2007_000039"):
+        ds.verify()
+    Image.fromarray(np.full((48, 64), 30, np.uint8)).save(ds.seg_paths[1])
+    with pytest.raises(DatasetError, match="value 30"):
+        ds.verify()
+
+
 def test_real_layout_on_disk(fixtures):
     voc = fixtures["voc21"]
     assert (voc / "ImageSets/Segmentation/val.txt").read_text().split() == fixture_stems("voc21", 4)

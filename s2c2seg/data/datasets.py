@@ -208,6 +208,35 @@ class Dataset:
         raw = load_label(path)
         return encode_label(self.spec, raw, path)
 
+    def verify(self) -> dict:
+        """Read every label (and image header) once: raise on the first bad file, return pixel statistics.
+
+        Checks what :meth:`sample` checks (label values, image/label size, region masks) without decoding the
+        images, so a conversion mistake shows before a long run. Returns ``{"images": n, "class_pixels":
+        (C,) int64 pixel count per class after encoding, "ignore_pixels": int}``.
+        """
+        from PIL import Image
+
+        counts = np.zeros(self.spec.num_classes, dtype=np.int64)
+        ignore = 0
+        for i in range(len(self)):
+            label = self.load_label(i)
+            with Image.open(self.img_paths[i]) as img:
+                w, h = img.size
+                if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that swap the axes
+                    w, h = h, w
+            if label.shape != (h, w):
+                raise DatasetError(f"{self.spec.name}: image {self.img_paths[i]} is {h}x{w} but label "
+                                   f"{self.seg_paths[i]} is {label.shape[0]}x{label.shape[1]} (H x W)")
+            rpath = self.region_path(i)
+            if rpath is not None and load_region_mask(rpath).shape != label.shape:
+                raise DatasetError(f"{self.spec.name}: region mask {rpath} does not match label "
+                                   f"{self.seg_paths[i]} ({label.shape[0]}x{label.shape[1]})")
+            valid = label != IGNORE_INDEX
+            counts += np.bincount(label[valid], minlength=self.spec.num_classes)
+            ignore += int((~valid).sum())
+        return {"images": len(self), "class_pixels": counts, "ignore_pixels": ignore}
+
     def sample(self, i: int) -> Sample:
         """Image i with its encoded label (and regions when the dataset has a region_dir)."""
         if not -len(self) <= i < len(self):
