@@ -34,6 +34,7 @@ __all__ = [
     "fused_distribution",
     "conditional_entropy",
     "confidence_score",
+    "stage1_size",
     "stage1_union",
     "stage2_rerank",
     "top_k_mask",
@@ -251,13 +252,14 @@ def top_k_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     return above | (at & (torch.cumsum(at, dim=0) <= room))
 
 
-def stage1_union(scores: Sequence[torch.Tensor], tau: float) -> torch.Tensor:
-    """Step 6 (stage 1, recall): mask of ``C_init`` = ∪ over enabled scores of their top-``max(1, ⌊τC⌋)``.
+def stage1_size(num_classes: int, tau: float) -> int:
+    """Step 6 (size): ``m = max(1, ⌊τ·C⌋)``, exact on τ's decimal value (``0.29·100`` gives 29, not 28)."""
+    return max(1, math.floor(Fraction(repr(float(tau))) * num_classes))
 
-    ``⌊τC⌋`` is computed exactly on τ's decimal value (``0.29·100`` gives 29, not 28).
-    """
-    c = scores[0].numel()
-    m = max(1, math.floor(Fraction(repr(float(tau))) * c))
+
+def stage1_union(scores: Sequence[torch.Tensor], tau: float) -> torch.Tensor:
+    """Step 6 (stage 1, recall): mask of ``C_init`` = ∪ over enabled scores of their top-``max(1, ⌊τC⌋)``."""
+    m = stage1_size(scores[0].numel(), tau)
     mask = torch.zeros_like(scores[0], dtype=torch.bool)
     for s in scores:
         mask |= top_k_mask(s, m)

@@ -130,6 +130,8 @@ def test_stage1_hand():
     assert torch.nonzero(stage1_union([a], 0.01)).reshape(-1).tolist() == [0]
     # ⌊τC⌋ is exact on the decimal τ: 0.29 · 100 = 29 (the float product is 28.999…)
     assert int(stage1_union([torch.arange(100.0)], 0.29).sum()) == 29
+    assert [css.stage1_size(c, tau) for c, tau in [(10, 0.3), (10, 0.01), (100, 0.29), (21, 0.3), (7, 1.0)]] == \
+        [3, 1, 29, 6, 7]
 
 
 def test_top_k_ties_lower_index():
@@ -380,5 +382,5 @@ def test_bad_input_css_scores():
 
 def test_every_equation_function_is_documented():
     for f in (dist, consistency_weight, fused_distribution, conditional_entropy, confidence_score,
-              stage1_union, subset_size, css.min_max_normalise, stage2_rerank):
+              css.stage1_size, stage1_union, subset_size, css.min_max_normalise, stage2_rerank):
         assert f.__doc__ and "Step" in f.__doc__.splitlines()[0]
