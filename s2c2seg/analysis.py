@@ -397,7 +397,8 @@ def _default_out_dir(notebook: str) -> Path:
 
 def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21", data_root: str = "",
                  baseline: str = "sclip", n_images: int = 4, out_dir: str = "", size: str = "full", seed: int = 0,
-                 backend_requested: str = "", name_variant: str = "", image_size: Sequence[int] = (96, 128),
+                 backend_requested: str = "", name_variant: str = "", vocabulary: Sequence = (),
+                 image_size: Sequence[int] = (96, 128),
                  params: Mapping[str, Any] | None = None, backend_kwargs: Mapping[str, Any] | None = None) -> Session:
     """Build the notebook's world.
 
@@ -406,9 +407,12 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
     * data: ``data_root`` when given (the real layout, first ``n_images`` of the val split); otherwise the
       simulation's scenes for the sim backend, or a generated fixture of ``dataset`` (written under
       ``out_dir``) for the others — both at ``image_size`` (H, W) and labelled as such.
+    * ``vocabulary``: a user's class names (items: a name or a list of synonyms) instead of the dataset's;
+      the protocol still comes from ``dataset``.
     * ``backend_requested``: set by the runner when it passes on what an earlier ``auto`` resolved to.
     """
-    from .data import get_protocol, vocabulary
+    from .data import get_protocol
+    from .data import vocabulary as vocabulary_of
     from .segmenter import build_backend
 
     if not isinstance(n_images, int) or n_images < 1:
@@ -416,9 +420,21 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
     out = Path(out_dir) if out_dir else _default_out_dir(notebook)
     out.mkdir(parents=True, exist_ok=True)
     protocol = get_protocol(dataset, baseline)
-    vocab = vocabulary(dataset, name_variant or protocol.name_variant)
-    be = build_backend(backend, baseline=baseline, size=size, **dict(backend_kwargs or {}))
+    if vocabulary:
+        from .data import Vocabulary
+
+        vocab = Vocabulary.from_names(list(vocabulary))
+    else:
+        vocab = vocabulary_of(dataset, name_variant or protocol.name_variant)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        be = build_backend(backend, baseline=baseline, size=size, **dict(backend_kwargs or {}))
     info = dict(be.describe())
+    fallback = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if fallback and backend == "auto":
+        info["fallback_reason"] = fallback[0]
     resolved = str(info.get("backend", backend))
     h, w = (int(v) for v in image_size)
     if data_root:
@@ -441,9 +457,12 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
         write_fixture(dataset, root, n_images=n_images, seed=seed, size=(h, w))
         ds = load_dataset(dataset, root)
         source = "generated fixture data (not a benchmark)"
+    setup = dict(backend=backend, dataset=dataset, data_root=data_root, baseline=baseline, n_images=n_images,
+                 size=size, seed=seed, name_variant=name_variant, vocabulary=list(vocabulary),
+                 image_size=[h, w])
     return Session(notebook=notebook, backend=be, info=info, backend_requested=backend_requested or backend,
                    dataset_name=dataset, dataset=ds, data_source=source, vocab=vocab, protocol=protocol,
-                   out_dir=out.resolve(), params=dict(params or {}))
+                   out_dir=out.resolve(), params={**setup, **dict(params or {})})
 
 
 def _sim_dataset(cls, vocab, dataset: str, n_images: int, seed: int, hw: tuple[int, int]):
@@ -452,3 +471,98 @@ def _sim_dataset(cls, vocab, dataset: str, n_images: int, seed: int, hw: tuple[i
 
     spec = get_spec(dataset)
     return cls(vocab=vocab, n_images=n_images, seed=seed, size=hw, background=spec.background)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class ConfigResult:
+    """One downstream configuration evaluated over a session's images."""
+
+    name: str
+    confusion: Any
+    """:class:`s2c2seg.metrics.ConfusionMatrix` summed over the images."""
+    subsets: list = field(default_factory=list)
+    """Per image: the selected class indices (None when the method keeps every class)."""
+    gt_classes: list = field(default_factory=list)
+    """Per image: the GT classes present."""
+    per_image_miou: list = field(default_factory=list)
+
+    @property
+    def miou(self) -> float:
+        return 100.0 * float(self.confusion.miou())
+
+    def recall_precision(self) -> tuple[float, float]:
+        """Mean over images of the subset's recall and precision against the GT classes (NaN without subsets)."""
+        rp = [subset_recall_precision(s, g) for s, g in zip(self.subsets, self.gt_classes) if s is not None]
+        if not rp:
+            return math.nan, math.nan
+        r = [v for v, _ in rp if math.isfinite(v)]
+        p = [v for _, v in rp if math.isfinite(v)]
+        return (float(np.mean(r)) if r else math.nan, float(np.mean(p)) if p else math.nan)
+
+
+def evaluate_configs(session: Session, configs: Mapping[str, Mapping[str, Any]],
+                     n_images: int | None = None) -> dict[str, ConfigResult]:
+    """Evaluate several downstream settings on the session's images, each image encoded once.
+
+    ``configs``: name -> keyword arguments of :func:`s2c2seg.predict.predict` besides the bundle, protocol and
+    label (``method``, ``css`` (CSSConfig), ``csg`` (CSGConfig), ...).
+    """
+    from .css import oracle_categories
+    from .metrics import ConfusionMatrix
+    from .predict import BundleView, predict
+
+    c = session.num_classes
+    results = {name: ConfigResult(name, ConfusionMatrix(c)) for name in configs}
+    for sample, bundle in session.pairs(n_images):
+        if sample.label is None:
+            raise ValueError(f"sample {sample.id!r} has no label: evaluation needs ground truth")
+        label = torch.as_tensor(np.asarray(sample.label))
+        gt = oracle_categories(label, c).tolist()
+        view = BundleView(bundle, keep_full=True)  # full-size maps computed once for all configurations
+        for name, kw in configs.items():
+            kw = {"background": session.background, **kw}
+            pred = predict(view, session.protocol, label=label, **kw)
+            lm = torch.as_tensor(np.asarray(pred.label_map))
+            results[name].confusion.update(lm, label)
+            one = ConfusionMatrix(c).update(lm, label)
+            results[name].per_image_miou.append(100.0 * float(one.miou()))
+            sub = getattr(pred, "subset", None)
+            results[name].subsets.append(None if sub is None else torch.as_tensor(sub).reshape(-1).tolist())
+            results[name].gt_classes.append(gt)
+    return results
+
+
+@dataclass
+class FusionSteps:
+    """CSG on one image's subset, per query (a class's synonyms are separate queries, merged by max after)."""
+
+    queries: torch.Tensor
+    """(K',) query indices of the subset's classes."""
+    names: list
+    """Query names."""
+    s_glob: torch.Tensor
+    """(K', H, W) the baseline's slide-averaged cosine maps."""
+    s_spat: torch.Tensor
+    """(K', H, W) CLIPSeg's maps at the image size."""
+    weights: torch.Tensor
+    """(K',) the CSG weights ``w`` of ``mode``."""
+    fused: torch.Tensor
+    """(K', H, W) ``s_glob + λ·w·s_spat`` (or the mode's variant)."""
+
+
+def fusion_steps(bundle, subset, vocab, *, mode: str = "category_aware", lam: float = 0.6,
+                 temperature: float = 0.01) -> FusionSteps:
+    """The CSG quantities ``predict`` uses for ``subset`` (same functions: ``predict.dense_logits`` /
+    ``clipseg_maps``, ``csg.category_weights`` / ``csg.fuse``)."""
+    from .csg import category_weights, fuse
+    from .predict import clipseg_maps, dense_logits
+
+    q2c = bundle.query_to_class.long()
+    queries = torch.nonzero(torch.isin(q2c, torch.as_tensor(subset).long())).reshape(-1)
+    g = dense_logits(bundle, queries)
+    s = clipseg_maps(bundle, queries)
+    w = (category_weights(g, mode=mode, temperature=temperature) if mode != "local_only"
+         else torch.ones(len(queries)))
+    names = [vocab.queries[int(q)] for q in queries]
+    return FusionSteps(queries, names, g, s, w, fuse(g, s, mode=mode, lam=lam, temperature=temperature))

@@ -283,6 +283,7 @@ def run_collection(names: Sequence[str] = (), *, params: Mapping[str, Any] | Non
             p = params_for(src.stem, params)
             p.update(point)
             p.setdefault("records_dir", str(base.resolve()))
+            p.setdefault("interactive", False)  # headless: static figures instead of widgets
             if p.get("backend", "auto") == "auto" and resolved_backend:
                 p["backend"] = resolved_backend
                 p["backend_requested"] = "auto"
