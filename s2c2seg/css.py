@@ -133,7 +133,7 @@ def _check_pair(s_glob, s_spat) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"s_glob and s_spat must have the same length, got {g.numel()} and {s.numel()}")
     if g.device != s.device:
         raise ValueError(f"s_glob and s_spat must be on the same device, got {g.device} and {s.device}")
-    dtype = torch.promote_types(g.dtype, s.dtype)
+    dtype = torch.promote_types(torch.promote_types(g.dtype, s.dtype), torch.float32)  # half → float32
     return g.to(dtype), s.to(dtype)
 
 

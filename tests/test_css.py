@@ -222,6 +222,8 @@ def test_float32_and_int_inputs():
     assert css_scores(g, s).p.dtype == torch.float32
     assert css_scores(g.double(), s).p.dtype == torch.float64  # promotion
     assert css_scores(torch.tensor([1, 2, 3]), torch.tensor([0, 1, 0])).p.is_floating_point()
+    half = select_categories(g.half(), s.half())  # float16 scores (e.g. cached CLIPSeg means) work in float32
+    assert half.tolist() == select_categories(g.half().float(), s.half().float()).tolist()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
