@@ -1,0 +1,332 @@
+"""Sweeps over downstream settings: each image's bundle is read once and every grid point updated; ``s2c2seg sweep``.
+
+A grid (Python dict or YAML file) is either
+
+* a mapping ``key: [values]`` — the Cartesian product of the lists (a scalar is a one-value list), or
+* a list of mappings — explicit points (e.g. the component ablation: baseline, +CSS only, w/o CSG, ...).
+
+Keys (:data:`GRID_KEYS`): ``method`` (baseline / s2c2seg / oracle), ``use`` (CSS score subset: a list such as
+``[glob, spat]`` or a string ``"glob,spat"``), ``tau``, ``k_min``, ``k_max``, ``keep_background``,
+``score_source``, ``select``, ``mode``, ``lam``, ``temperature`` (CSG) and the post-processing protocol fields
+``prob_thd``, ``area_thd``, ``logit_scale``. Keys not given take the sweep's defaults. An unknown key or an
+invalid value raises before any image is read. Settings that change a bundle (short side, crop, vocabulary,
+backend) cannot be swept: they need another cache, i.e. another ``s2c2seg eval``.
+
+Outputs (``out_dir``): ``sweep.csv`` and ``sweep.md`` (one row per point: its settings, mIoU, aAcc, mAcc,
+mean subset size, CSS recall, ms per image for the point's downstream math), ``sweep.json`` (everything, with
+the confusion matrices) and ``points/NNN/record.json`` (a full run record per point, which ``s2c2seg tables``
+reads like any other).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from .cache import BundleCache
+from .css import SCORE_NAMES, CSSConfig
+from .csg import CSGConfig
+from .data.protocols import Protocol
+from .data.vocab import Vocabulary
+from .distributed import DistContext, all_reduce_sum, finish, init_from_env, shard
+from .evaluate import (_describe, _indices, _label_tensor, _progress, add_common_arguments, add_method_arguments,
+                       _css_csg, dataset_info, iter_bundles, make_record, setup_from_args)
+from .metrics import ConfusionMatrix
+from .predict import METHODS, SCORE_SOURCES, BundleView, predict
+from .records import RunRecord, claim_out_dir, method_label, write_json_new
+
+__all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "sweep", "SweepResult",
+           "register_cli"]
+
+CSS_KEYS = ("use", "tau", "k_min", "k_max", "keep_background")
+CSG_KEYS = ("mode", "lam", "temperature")
+PROTOCOL_KEYS = ("prob_thd", "area_thd", "logit_scale")
+RUN_KEYS = ("method", "score_source", "select")
+GRID_KEYS = RUN_KEYS + CSS_KEYS + CSG_KEYS + PROTOCOL_KEYS
+"""Every key a grid may vary."""
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One downstream configuration."""
+
+    method: str
+    css: CSSConfig
+    csg: CSGConfig
+    protocol: Protocol
+    score_source: str = "clipseg"
+    select: bool = True
+    settings: tuple = ()
+    """The grid's own (key, value) pairs for this point, in grid order (what the table shows)."""
+
+    @property
+    def label(self) -> str:
+        return method_label(self.method, self.select, self.csg.mode, self.css.use)
+
+
+def _parse_use(value) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.replace("+", ",").split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value or any(v not in SCORE_NAMES for v in value):
+        raise ValueError(f"grid key 'use': each value must be a non-empty subset of {SCORE_NAMES}, got {value!r}")
+    return tuple(value)
+
+
+def expand_grid(grid) -> list[dict]:
+    """The points of a grid as dicts of settings (product of a mapping, or a list's items); keys checked."""
+    if isinstance(grid, Mapping):
+        _check_keys(grid)
+        if not grid:
+            return [{}]
+        keys = list(grid)
+        values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
+        for k, v in zip(keys, values):
+            if len(v) == 0:
+                raise ValueError(f"grid key {k!r} has no values")
+        # 'use' values are lists themselves: a list of strings is ONE value when every item is a score name
+        values = [[v] if k == "use" and v and all(isinstance(x, str) and x in SCORE_NAMES for x in v) else v
+                  for k, v in zip(keys, values)]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    if isinstance(grid, (list, tuple)):
+        if not grid:
+            raise ValueError("grid: the list of points is empty")
+        for i, point in enumerate(grid):
+            if not isinstance(point, Mapping):
+                raise ValueError(f"grid point {i} must be a mapping of settings, got {point!r}")
+            _check_keys(point)
+        return [dict(p) for p in grid]
+    raise ValueError(f"grid must be a mapping (product) or a list of mappings (points), got {type(grid).__name__}")
+
+
+def _check_keys(mapping: Mapping) -> None:
+    unknown = [k for k in mapping if k not in GRID_KEYS]
+    if unknown:
+        raise ValueError(f"unknown grid key(s) {unknown}; allowed: {list(GRID_KEYS)}")
+
+
+def make_points(grid, protocol: Protocol, *, method: str = "s2c2seg", css: CSSConfig = CSSConfig(),
+                csg: CSGConfig = CSGConfig(), score_source: str = "clipseg", select: bool = True) -> list[SweepPoint]:
+    """Validated :class:`SweepPoint` s: the defaults overridden by each point's settings (errors raise here)."""
+    points = []
+    for i, settings in enumerate(expand_grid(grid)):
+        try:
+            css_kw = {k: getattr(css, k) for k in CSS_KEYS}
+            csg_kw = {k: getattr(csg, k) for k in CSG_KEYS}
+            run = {"method": method, "score_source": score_source, "select": select}
+            proto_kw = {}
+            for k, v in settings.items():
+                if k == "use":
+                    v = _parse_use(v)
+                if k in CSS_KEYS:
+                    css_kw[k] = v
+                elif k in CSG_KEYS:
+                    csg_kw[k] = v
+                elif k in PROTOCOL_KEYS:
+                    proto_kw[k] = None if (k == "area_thd" and v in (None, "none", "off")) else v
+                else:
+                    run[k] = v
+            if run["method"] not in METHODS:
+                raise ValueError(f"method must be one of {METHODS}, got {run['method']!r}")
+            if run["score_source"] not in SCORE_SOURCES:
+                raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {run['score_source']!r}")
+            if not isinstance(run["select"], bool):
+                raise ValueError(f"select must be true or false, got {run['select']!r}")
+            shown = tuple((k, list(v) if isinstance(v, tuple) else v) for k, v in settings.items())
+            points.append(SweepPoint(run["method"], CSSConfig(**css_kw), CSGConfig(**csg_kw),
+                                     protocol.replace(**proto_kw), run["score_source"], run["select"], shown))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"grid point {i} {settings}: {exc}") from exc
+    return points
+
+
+def load_grid(path: str | Path):
+    """A grid from a YAML (or JSON) file; keys are checked by :func:`expand_grid`."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file not found: {path}")
+    try:
+        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"grid file {path} is not valid YAML: {exc}") from exc
+    expand_grid(grid)
+    return grid
+
+
+@dataclass
+class SweepResult:
+    points: list[SweepPoint]
+    records: list[RunRecord]
+    point_seconds: list[float] = field(default_factory=list)
+    """Downstream seconds spent per point (summed over images and ranks)."""
+    bundle_seconds: float = 0.0
+    """Seconds spent reading / computing bundles and preparing their full-size maps."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        keys: list[str] = []
+        for p in self.points:
+            keys += [k for k, _ in p.settings if k not in keys]
+        out = []
+        n = self.records[0].num_images if self.records else 1
+        for i, (p, r, t) in enumerate(zip(self.points, self.records, self.point_seconds)):
+            row: dict[str, Any] = {"point": i, "name": p.label}
+            settings = dict(p.settings)
+            for k in keys:
+                v = settings.get(k, "")
+                row[k] = "+".join(v) if isinstance(v, list) else v
+            sub = (r.extra.get("subset") or {})
+            row.update({"mIoU": _pct(r.metrics["mIoU"]), "aAcc": _pct(r.metrics["aAcc"]),
+                        "mAcc": _pct(r.metrics["mAcc"]),
+                        "mean_K": None if sub.get("mean_subset_size") is None else round(sub["mean_subset_size"], 2),
+                        "recall": None if sub.get("gt_class_recall") is None else round(sub["gt_class_recall"], 4),
+                        "ms_per_image": round(1000 * t / n, 2)})
+            out.append(row)
+        return out
+
+    def markdown(self) -> str:
+        rows = self.rows()
+        if not rows:
+            return ""
+        label = self.records[0].label
+        cols = list(rows[0])
+        lines = []
+        if label:
+            lines.append(f"**{label}** — numbers from {label.lower()} features, not evidence for the paper.\n")
+        r0 = self.records[0]
+        lines.append(f"Sweep on {r0.dataset} ({r0.num_images} images), baseline {r0.baseline}, backend "
+                     f"{r0.backend.get('backend', r0.backend)}; mIoU/aAcc/mAcc in %.\n")
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "|".join("---" for _ in cols) + "|")
+        for r in rows:
+            lines.append("| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |")
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: Path) -> None:
+        rows = self.rows()
+        with (out_dir / "sweep.csv").open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        (out_dir / "sweep.md").write_text(self.markdown(), encoding="utf-8")
+        for i, r in enumerate(self.records):
+            r.save(out_dir / "points" / f"{i:03d}")
+        write_json_new(out_dir / "sweep.json", {
+            "kind": "sweep", "rows": rows, "bundle_seconds": self.bundle_seconds,
+            "points": [{"settings": dict(p.settings), "record": f"points/{i:03d}/record.json"}
+                       for i, p in enumerate(self.points)]})
+
+
+def _pct(x):
+    return None if x is None or x != x else round(100 * x, 2)
+
+
+def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, method: str = "s2c2seg",
+          css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), score_source: str = "clipseg",
+          select: bool = True, background: int | None | str = "auto", cache_dir: str | Path | None = None,
+          out_dir: str | Path | None = None, max_images: int | None = None, baseline: str | None = None,
+          progress: bool = True, dist: DistContext | None = None) -> SweepResult:
+    """Evaluate every grid point over the split, reading each image's bundle once (see the module docstring).
+
+    The keyword defaults are the settings of keys a point does not give. Under torchrun the images are
+    sharded and the per-point confusion matrices all-reduced; rank 0 writes ``out_dir``.
+    """
+    points = make_points(grid, protocol, method=method, css=css, csg=csg, score_source=score_source,
+                         select=select)
+    info = dataset_info(dataset)
+    if info.num_classes is not None and info.num_classes != vocab.num_classes:
+        raise ValueError(f"vocab has {vocab.num_classes} classes, dataset {info.name!r} has {info.num_classes}")
+    bg = info.background if background == "auto" else background
+    desc = _describe(backend)
+    indices = _indices(len(dataset), max_images)
+    out = claim_out_dir(out_dir, "sweep.json")
+    ctx = dist if dist is not None else init_from_env()
+    try:
+        cache = BundleCache(cache_dir) if cache_dir is not None else None
+        mine = shard(indices, ctx)
+        cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in points]
+        sums = torch.zeros(len(points), 8, dtype=torch.float64)
+        point_time = torch.zeros(len(points), dtype=torch.float64)
+        bundle_time = torch.zeros(1, dtype=torch.float64)
+        t_start = time.perf_counter()
+        bar = _progress(len(mine), progress and ctx.is_main, f"{info.name} sweep x{len(points)}")
+        for item in iter_bundles(dataset, backend, vocab, protocol, mine, cache):
+            t0 = time.perf_counter()
+            label = _label_tensor(item.sample)
+            view = BundleView(item.bundle, keep_full=True)
+            view.dense(), view.clipseg()
+            gt = label[label != info.ignore_index].unique()
+            bundle_time += item.load_seconds + item.encode_seconds + (time.perf_counter() - t0)
+            for j, p in enumerate(points):
+                t1 = time.perf_counter()
+                pred = predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label, background=bg,
+                               score_source=p.score_source, select=p.select)
+                cms[j].update(pred.label_map, label)
+                if pred.subset is not None:
+                    sums[j, 4] += pred.subset.numel()
+                    sums[j, 5] += gt.numel()
+                    sums[j, 6] += torch.isin(gt, pred.subset).sum()
+                sums[j, 7] += pred.voted
+                point_time[j] += time.perf_counter() - t1
+            sums[:, 0] += item.load_seconds
+            sums[:, 1] += item.encode_seconds
+            bar.update(1)
+        bar.close()
+        sums[:, 3] = time.perf_counter() - t_start
+        matrices = all_reduce_sum(torch.stack([cm.matrix for cm in cms]), ctx)
+        sums = all_reduce_sum(sums, ctx)
+        point_time = all_reduce_sum(point_time, ctx)
+        bundle_time = all_reduce_sum(bundle_time, ctx)
+    finally:
+        if dist is None:
+            finish(ctx)
+    sums[:, 2] = point_time
+    records = []
+    for j, p in enumerate(points):
+        cms[j].matrix = matrices[j]
+        records.append(make_record(
+            info=info, method=p.method, baseline=baseline, backend=desc, protocol=p.protocol, css=p.css, csg=p.csg,
+            score_source=p.score_source, select=p.select, background=bg, max_images=max_images, vocab=vocab,
+            cm=cms[j], num_images=len(indices), sums=sums[j], world_size=ctx.world_size,
+            cache={"dir": str(cache_dir)} if cache_dir is not None else None,
+            extra={"sweep_point": j, "settings": dict(p.settings)}))
+    result = SweepResult(points, records, point_time.tolist(), float(bundle_time))
+    if out is not None and ctx.is_main:
+        result.write(out)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _run_sweep(args) -> int:
+    grid = load_grid(args.grid)
+    claim_out_dir(args.out, "sweep.json")
+    css, csg = _css_csg(args)
+    dataset, backend, vocab, protocol = setup_from_args(args)
+    make_points(grid, protocol, method=args.method, css=css, csg=csg, score_source=args.score_source,
+                select=not args.no_select)  # bad values raise before the models run
+    result = sweep(dataset, backend, vocab, protocol, grid, method=args.method, css=css, csg=csg,
+                   score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
+                   out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
+                   progress=not args.no_progress)
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        print(result.markdown())
+        print(f"-> {Path(args.out) / 'sweep.csv'}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("sweep", help="evaluate a grid of downstream settings, each image's bundle read once",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", required=True, help="YAML grid: a mapping key -> values (product) or a list of points")
+    add_common_arguments(p)
+    add_method_arguments(p)
+    p.set_defaults(func=_run_sweep)

@@ -1,0 +1,209 @@
+"""evaluate(): cached == uncached, resume after interruption, corrupt entries, records, metric vs reference."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from s2c2seg.bundle import FeatureBundle
+from s2c2seg.cache import BundleCache
+from s2c2seg.csg import CSGConfig
+from s2c2seg.css import CSSConfig
+from s2c2seg.data import get_protocol, load_dataset, vocabulary
+from s2c2seg.data.fixtures import write_fixture
+from s2c2seg.evaluate import evaluate
+from s2c2seg.predict import predict
+from s2c2seg.records import RecordExistsError, RunRecord
+from s2c2seg.slide import rescale_size, slide_boxes
+
+PATCH = 8
+
+
+class FakeBackend:
+    """A deterministic stand-in for a model backend: bundles from the label plus seeded noise (RANDOM)."""
+
+    def __init__(self, baseline="sclip", size="tiny", noise=0.05, **_):
+        self.noise = noise
+        self.calls = 0
+
+    def describe(self):
+        return {"backend": "fake", "noise": self.noise, "label": "SIMULATED"}
+
+    def encode(self, sample, vocab, protocol):
+        self.calls += 1
+        h, w = sample.image.shape[:2]
+        seed = int(np.frombuffer(sample.image.tobytes()[:4096], dtype=np.uint8).sum()) + len(sample.id)
+        g = torch.Generator().manual_seed(seed)
+        q2c = vocab.query_to_class
+        q, c = q2c.numel(), vocab.num_classes
+        lab = torch.from_numpy(sample.label).long().clamp(max=c)  # 255 -> c (no class)
+        onehot = F.one_hot(lab, c + 1)[..., :c].permute(2, 0, 1).float()  # (C, H, W)
+        rh, rw = rescale_size(h, w, protocol.short_side)
+        present = F.interpolate(onehot[None], size=(rh, rw), mode="bilinear", align_corners=False)[0]
+        boxes = slide_boxes(rh, rw, protocol.crop, protocol.stride)
+        crops = []
+        for y1, y2, x1, x2 in boxes.tolist():
+            gh, gw = max((y2 - y1) // PATCH, 1), max((x2 - x1) // PATCH, 1)
+            m = F.adaptive_avg_pool2d(present[None, :, y1:y2, x1:x2], (gh, gw))[0][q2c]
+            crops.append(0.2 + 0.1 * m + self.noise * torch.randn(q, gh, gw, generator=g))
+        dense = torch.stack(crops)
+        glob = onehot.mean((1, 2))[q2c] * 0.2 + 0.1 + self.noise * torch.randn(q, generator=g)
+        maps = (onehot[q2c] * 0.8 + 0.2 * torch.rand(q, h, w, generator=g)).clamp(0, 1)
+        maps = F.interpolate(maps[None], size=(max(h // 2, 1), max(w // 2, 1)), mode="bilinear",
+                             align_corners=False)[0]
+        regions = None if sample.regions is None else torch.from_numpy(sample.regions).int()
+        return FeatureBundle(dense_logits=dense.float(), crop_boxes=boxes, resized_hw=torch.tensor([rh, rw]),
+                             image_hw=torch.tensor([h, w]), global_sim=glob.float(), clipseg_mean=maps.float().mean((1, 2)),
+                             clipseg_maps=maps.half(), query_to_class=q2c, regions=regions, meta={"id": sample.id})
+
+
+def make_backend(baseline="sclip", size="tiny", **kw):
+    return FakeBackend(baseline=baseline, size=size, **kw)
+
+
+@pytest.fixture
+def voc(tmp_path):
+    root = write_fixture("voc21", tmp_path / "VOC2012", n_images=5, seed=1)
+    ds = load_dataset("voc21", root)
+    vocab = vocabulary("voc21", "sclip")
+    proto = get_protocol("voc21", "sclip", short_side=64, crop=32, stride=16)
+    return ds, vocab, proto
+
+
+def _run(ds, vocab, proto, tmp_path, name, **kw):
+    kw.setdefault("method", "s2c2seg")
+    return evaluate(ds, FakeBackend(), vocab, proto, out_dir=tmp_path / name, progress=False, **kw)
+
+
+def test_cached_equals_uncached(voc, tmp_path):
+    ds, vocab, proto = voc
+    a = _run(ds, vocab, proto, tmp_path, "nocache")
+    b = _run(ds, vocab, proto, tmp_path, "fill", cache_dir=tmp_path / "cache")
+    c = _run(ds, vocab, proto, tmp_path, "fromcache", cache_dir=tmp_path / "cache")
+    assert a.confusion == b.confusion == c.confusion
+    assert b.cache["misses"] == 5 and c.cache["hits"] == 5 and c.cache["misses"] == 0
+    # per image too: the prediction from the stored bundle equals the one from the fresh bundle
+    cache = BundleCache(tmp_path / "cache")
+    assert len(cache) == 5
+    for path in sorted((tmp_path / "cache").glob("*/*.safetensors")):
+        stored = FeatureBundle.load(path)
+        sample = next(s for s in ds if s.id == stored.meta["id"])
+        fresh = FakeBackend().encode(sample, vocab, proto)
+        for m in ("baseline", "s2c2seg"):
+            assert torch.equal(predict(stored, proto, m, background=0).label_map,
+                               predict(fresh, proto, m, background=0).label_map)
+
+
+def test_resume_after_interruption_is_bit_identical(voc, tmp_path):
+    ds, vocab, proto = voc
+    full = _run(ds, vocab, proto, tmp_path, "full")
+
+    class Killed(Exception):
+        pass
+
+    class Dying(FakeBackend):
+        def encode(self, sample, vocab, protocol):
+            if self.calls == 3:
+                raise Killed
+            return super().encode(sample, vocab, protocol)
+
+    with pytest.raises(Killed):
+        evaluate(ds, Dying(), vocab, proto, method="s2c2seg", cache_dir=tmp_path / "cache",
+                 out_dir=tmp_path / "killed", progress=False)
+    assert not (tmp_path / "killed" / "record.json").exists()
+    assert len(BundleCache(tmp_path / "cache")) == 3
+    backend = FakeBackend()
+    resumed = evaluate(ds, backend, vocab, proto, method="s2c2seg", cache_dir=tmp_path / "cache",
+                       out_dir=tmp_path / "killed", progress=False)
+    assert backend.calls == 2  # only the missing images are encoded
+    assert resumed.confusion == full.confusion
+    assert json.dumps(resumed.to_json()["metrics"]) == json.dumps(full.to_json()["metrics"])
+
+
+def test_corrupt_and_foreign_entries_are_recomputed(voc, tmp_path):
+    ds, vocab, proto = voc
+    ref = _run(ds, vocab, proto, tmp_path, "ref", cache_dir=tmp_path / "cache")
+    paths = sorted((tmp_path / "cache").glob("*/*.safetensors"))
+    data = paths[0].read_bytes()
+    paths[0].write_bytes(data[: len(data) // 2])  # truncated
+    paths[1].write_bytes(paths[2].read_bytes())  # another key's bundle under this name
+    backend = FakeBackend()
+    again = evaluate(ds, backend, vocab, proto, method="s2c2seg", cache_dir=tmp_path / "cache",
+                     out_dir=tmp_path / "again", progress=False)
+    assert backend.calls == 2
+    assert again.cache["corrupt"] == 2 and again.cache["hits"] == 3
+    assert again.confusion == ref.confusion
+
+
+def test_metric_over_split_equals_per_pixel_reference(voc, tmp_path):
+    ds, vocab, proto = voc
+    rec = _run(ds, vocab, proto, tmp_path, "m", method="baseline")
+    c = vocab.num_classes
+    inter, union, area = np.zeros(c), np.zeros(c), np.zeros(c)
+    correct = total = 0
+    backend = FakeBackend()
+    for s in ds:
+        pred = predict(backend.encode(s, vocab, proto), proto, "baseline").label_map.numpy()
+        lab = s.label
+        for y in range(lab.shape[0]):
+            for x in range(lab.shape[1]):
+                t, p = int(lab[y, x]), int(pred[y, x])
+                if t == 255:
+                    continue
+                total += 1
+                area[t] += 1
+                if t == p:
+                    inter[t] += 1
+                    correct += 1
+                union[t] += 1
+                if p != t:
+                    union[p] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = inter / union
+        acc = inter / area
+    assert math.isclose(rec.metrics["mIoU"], float(np.nanmean(iou)), rel_tol=1e-12)
+    assert math.isclose(rec.metrics["aAcc"], correct / total, rel_tol=1e-12)
+    assert math.isclose(rec.metrics["mAcc"], float(np.nanmean(acc)), rel_tol=1e-12)
+    got = [v["IoU"] for v in rec.metrics["per_class"].values()]
+    for g, r in zip(got, iou):
+        assert (g is None and np.isnan(r)) or (isinstance(g, float) and math.isnan(g) and np.isnan(r)) \
+            or math.isclose(g, r, rel_tol=1e-12)
+
+
+def test_record_contents_and_no_overwrite(voc, tmp_path):
+    ds, vocab, proto = voc
+    rec = _run(ds, vocab, proto, tmp_path, "r", max_images=3, baseline="sclip",
+               css=CSSConfig(tau=0.5), csg=CSGConfig(lam=0.3))
+    d = json.loads((tmp_path / "r" / "record.json").read_text())
+    assert d["num_images"] == 3 and d["label"] == "SIMULATED"
+    assert d["protocol"]["short_side"] == 64 and d["protocol"]["area_thd"] == 0.1
+    assert d["parameters"]["css"]["tau"] == 0.5 and d["parameters"]["csg"]["lam"] == 0.3
+    assert d["vocabulary"]["variant"] == "sclip" and d["vocabulary"]["num_queries"] == len(vocab.queries)
+    assert d["environment"]["packages"]["torch"] and "git_revision" in d["environment"]
+    assert d["timing"]["seconds_per_image"] > 0
+    assert 0 < d["extra"]["subset"]["mean_subset_size"] <= vocab.num_classes
+    csv_lines = (tmp_path / "r" / "per_class.csv").read_text().splitlines()
+    assert csv_lines[0] == "index,class,IoU,Acc" and len(csv_lines) == 1 + vocab.num_classes
+    assert RunRecord.load(tmp_path / "r").metrics["mIoU"] == pytest.approx(rec.metrics["mIoU"])
+    before = (tmp_path / "r" / "record.json").read_bytes()
+    backend = FakeBackend()
+    with pytest.raises(RecordExistsError, match="never overwritten"):
+        evaluate(ds, backend, vocab, proto, out_dir=tmp_path / "r", progress=False)
+    assert backend.calls == 0  # refused before any work
+    assert (tmp_path / "r" / "record.json").read_bytes() == before
+
+
+def test_methods_and_bad_input(voc, tmp_path):
+    ds, vocab, proto = voc
+    oracle = _run(ds, vocab, proto, tmp_path, "o", method="oracle")
+    assert oracle.extra["subset"]["gt_class_recall"] == 1.0
+    with pytest.raises(ValueError, match="method"):
+        evaluate(ds, FakeBackend(), vocab, proto, method="nope", progress=False)
+    with pytest.raises(ValueError, match="max_images"):
+        evaluate(ds, FakeBackend(), vocab, proto, max_images=0, progress=False)
+    with pytest.raises(ValueError, match="classes"):
+        evaluate(ds, FakeBackend(), vocabulary("voc20", "sclip"), proto, progress=False)
