@@ -108,18 +108,17 @@ def class_scores(bundle: FeatureBundle, source: str = "clipseg", logit_scale: fl
 
 
 class BundleView:
-    """A bundle with its derived full-size maps computed at most once (what a sweep reuses across points).
+    """A bundle with its full-size maps (all queries) computed once, then sliced per subset.
 
-    With ``keep_full=True`` the first request computes the maps of all queries and later requests slice
-    them; otherwise only the requested queries are computed (cheaper for a single prediction). Both give
-    the same numbers: each query's map is computed independently of the others.
+    Every prediction goes through a view, so a sweep (many subsets of one image) and a single evaluation
+    slice the same tensors and give the same numbers. (Computing a subset's maps directly with
+    :func:`dense_logits` agrees to float rounding only: the interpolation kernels vectorise over queries.)
     """
 
-    def __init__(self, bundle: FeatureBundle, keep_full: bool = False):
+    def __init__(self, bundle: FeatureBundle):
         if not isinstance(bundle, FeatureBundle):
             raise ValueError(f"bundle must be a FeatureBundle, got {type(bundle).__name__}")
         self.bundle = bundle
-        self.keep_full = keep_full
         self.query_to_class = bundle.query_to_class.long()
         self.num_classes = bundle.num_classes
         self.image_hw = tuple(int(v) for v in bundle.image_hw)
@@ -129,18 +128,16 @@ class BundleView:
         self._selections: dict = {}
 
     def dense(self, queries=None) -> torch.Tensor:
-        if self._dense is None and (self.keep_full or queries is None):
+        """(Q', H, W) slide-averaged cosine logits, sliced from the all-query map."""
+        if self._dense is None:
             self._dense = dense_logits(self.bundle)
-        if self._dense is not None:
-            return self._dense if queries is None else self._dense.index_select(0, torch.as_tensor(queries).long())
-        return dense_logits(self.bundle, queries)
+        return self._dense if queries is None else self._dense.index_select(0, torch.as_tensor(queries).long())
 
     def clipseg(self, queries=None) -> torch.Tensor:
-        if self._clipseg is None and (self.keep_full or queries is None):
+        """(Q', H, W) CLIPSeg maps at the image size, sliced from the all-query map."""
+        if self._clipseg is None:
             self._clipseg = clipseg_maps(self.bundle)
-        if self._clipseg is not None:
-            return self._clipseg if queries is None else self._clipseg.index_select(0, torch.as_tensor(queries).long())
-        return clipseg_maps(self.bundle, queries)
+        return self._clipseg if queries is None else self._clipseg.index_select(0, torch.as_tensor(queries).long())
 
     def class_scores(self, source: str = "clipseg", logit_scale: float = 40.0):
         if source not in SCORE_SOURCES:

@@ -260,7 +260,7 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
         for item in iter_bundles(dataset, backend, vocab, protocol, mine, cache):
             t0 = time.perf_counter()
             label = _label_tensor(item.sample)
-            view = BundleView(item.bundle, keep_full=True)
+            view = BundleView(item.bundle)
             view.dense(), view.clipseg()
             gt = label[label != info.ignore_index].unique()
             bundle_time += item.load_seconds + item.encode_seconds + (time.perf_counter() - t0)
