@@ -289,6 +289,16 @@ def test_float32_matches_float64(clip, dino):
     torch.testing.assert_close(out32.global_.double(), out64.global_, rtol=0, atol=1e-5)
 
 
+def test_bare_transformers_vit_is_accepted(clip, dino):
+    images = _images(1, 32, 32, seed=12)
+    regions = _regions(1, 32, 32, n=4, seed=12)
+    a = CorrCLIP()(clip, images, vfm=dino, regions=regions)
+    b = CorrCLIP()(clip, images, vfm=dino.model, regions=regions)
+    torch.testing.assert_close(a.patch, b.patch, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="vfm"):
+        CorrCLIP()(clip, images, vfm=clip.model, regions=regions)
+
+
 def test_sizes_not_multiple_of_the_patch(clip, dino):
     """Remainder pixels are ignored as by the patch convolutions; each DINO patch takes its top-left pixel's id."""
     images = _images(1, 37, 45, seed=11)

@@ -33,10 +33,24 @@ from s2c2seg.models.baselines import DenseOutput, renormalise
 from s2c2seg.models.clip import (_check_images, embed_tokens, global_from_tokens, grid_size, interpolate_pos_embed,
                                  merge_heads, split_v)
 from s2c2seg.models.offline import HubProbe, cached_hub_file, resolve_hub_file, unavailable
+from s2c2seg.models.vfm import VFMHandle
 from s2c2seg.regions import DBSCAN_EPS, DBSCAN_MIN_SAMPLES, masks_to_regions, merge_regions, resize_nearest
 
-__all__ = ["CorrCLIP", "SamRegionGenerator", "dino_qk_features", "scope_attention", "semantic_attn_mask",
+__all__ = ["CorrCLIP", "SamRegionGenerator", "as_vfm_handle", "dino_qk_features", "scope_attention", "semantic_attn_mask",
            "scoped_values"]
+
+
+def as_vfm_handle(vfm) -> VFMHandle:
+    """A :class:`~s2c2seg.models.vfm.VFMHandle` as is, or a bare transformers DINO ``ViTModel`` wrapped in one
+    (ImageNet statistics, the official DINO positional interpolation)."""
+    if isinstance(vfm, VFMHandle):
+        return vfm
+    cfg = getattr(vfm, "config", None)
+    if cfg is None or getattr(cfg, "model_type", None) != "vit":
+        raise ValueError(f"vfm must be a VFMHandle (load_vfm('dino_vitb8')) or a transformers DINO ViTModel, "
+                         f"got {type(vfm).__name__}")
+    patch = cfg.patch_size if isinstance(cfg.patch_size, int) else int(cfg.patch_size[0])
+    return VFMHandle(model=vfm, name=getattr(cfg, "name_or_path", "") or "dino", patch_size=int(patch))
 
 
 def dino_qk_features(vfm, images: torch.Tensor) -> torch.Tensor:
@@ -231,13 +245,15 @@ class CorrCLIP:
         ``regions`` (B, h, w) integer ids at the crop's pixel size (minimum id = unsegmented). Images run one
         at a time (each has its own number of region tokens). Returns ``DenseOutput(patch (B, gh, gw, Dproj),
         global_ (B, Dproj))``, both L2-normalised, on the VFM grid ``(h // 8, w // 8)`` for DINO ViT-B/8;
-        ``vfm`` a :class:`~s2c2seg.models.vfm.VFMHandle` (``load_vfm('dino_vitb8')``).
+        ``vfm`` a :class:`~s2c2seg.models.vfm.VFMHandle` (``load_vfm('dino_vitb8')``) or its bare
+        transformers ``ViTModel``.
         """
         if vfm is None:
             raise ValueError("vfm: CorrCLIP needs the DINO model, vfm=load_vfm('dino_vitb8'); got None")
         if regions is None:
             raise ValueError("regions: CorrCLIP needs region ids (B, h, w), got None")
         _check_images(images)
+        vfm = as_vfm_handle(vfm)
         regions = torch.as_tensor(regions, device=images.device)
         b, _, h, w = images.shape
         if regions.is_floating_point() or regions.dtype == torch.bool or tuple(regions.shape) != (b, h, w):
