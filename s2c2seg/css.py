@@ -245,7 +245,7 @@ def top_k_mask(x: torch.Tensor, k: int) -> torch.Tensor:
         return torch.ones_like(x, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(x, dtype=torch.bool)
-    kth = torch.kthvalue(x, n - k + 1).values  # the k-th largest value
+    kth = torch.topk(x, k, sorted=False).values.min()  # the k-th largest value
     above = x > kth
     at = x == kth
     room = k - above.sum()
