@@ -707,10 +707,15 @@ class SimBackend:
     crop (``cfg.whole_image``). Everything downstream runs on it unchanged.
     """
 
-    def __init__(self, cfg: SimConfig | None = None, structure: CategoryStructure | None = None):
-        self.cfg = cfg or SimConfig()
-        if not isinstance(self.cfg, SimConfig):
-            raise ValueError(f"cfg must be a SimConfig, got {type(self.cfg).__name__}")
+    def __init__(self, cfg: SimConfig | None = None, structure: CategoryStructure | None = None, **dials):
+        """``cfg`` (default :class:`SimConfig`), with any field overridden by ``dials`` (e.g. ``dense_blur=0.1``);
+        ``structure``: a fixed :class:`CategoryStructure` (default: the one ``cfg`` implies per vocabulary)."""
+        cfg = SimConfig() if cfg is None else cfg
+        if not isinstance(cfg, SimConfig):
+            raise ValueError(f"cfg must be a SimConfig, got {type(cfg).__name__}")
+        self.cfg = cfg.replace(**dials) if dials else cfg
+        if structure is not None and not isinstance(structure, CategoryStructure):
+            raise ValueError(f"structure must be a CategoryStructure, got {type(structure).__name__}")
         self._structure = structure
         self._structures: dict[tuple[int, int | None], CategoryStructure] = {}
 
