@@ -260,12 +260,18 @@ def build_backend(name: str, baseline: str = "sclip", size: str = "full", device
     return _build(name, baseline=baseline, size=size, **kwargs)
 
 
-def build_dataset(name: str, data_root: str | None, split: str = "val", region_dir: str | None = None):
-    """A benchmark by name (``data.DATASETS``) under ``data_root``."""
+def build_dataset(name: str, data_root: str | None, split: str = "val", region_dir: str | None = None, *,
+                  sim_images: int = 8, variant: str = "sclip"):
+    """A benchmark by name (``data.DATASETS``) under ``data_root``, or ``sim:<dataset>`` (SIMULATED scenes over
+    that dataset's vocabulary, :class:`s2c2seg.sim.SimDataset`, ``sim_images`` of them)."""
     from .data.datasets import DATASETS, load_dataset
 
+    if name.startswith("sim:"):
+        from .sim import SimDataset
+
+        return SimDataset(name[4:], n_images=sim_images, variant=variant)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)} or sim:<dataset>")
     if data_root is None:
         raise ValueError(f"--data-root is required for dataset {name!r} (the folder holding its images/labels)")
     return load_dataset(name, data_root, split=split, region_dir=region_dir)
@@ -279,7 +285,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Dataset, backend, vocabulary, protocol overrides, cache and output: shared by ``eval`` and ``sweep``."""
     g = p.add_argument_group("data")
     g.add_argument("dataset", help="benchmark key: voc21, voc20, context60, context59, coco_object, coco_stuff164k, "
-                                   "ade20k, cityscapes")
+                                   "ade20k, cityscapes; or sim:<key> for SIMULATED scenes (use --backend sim)")
+    g.add_argument("--sim-images", type=int, default=8, help="number of scenes for sim:<key>")
     g.add_argument("--data-root", help="the dataset's root folder (see docs/datasets.md)")
     g.add_argument("--split", default="val")
     g.add_argument("--region-dir", help="folder of CorrCLIP's <image stem>.npz region masks (for the vote)")
@@ -335,14 +342,21 @@ def setup_from_args(args) -> tuple[Any, Any, Vocabulary, Protocol]:
                                                 "name_variant", "vote") if getattr(args, k, None) is not None}
     if hasattr(args, "area_thd"):
         overrides["area_thd"] = args.area_thd
-    protocol = get_protocol(args.dataset, args.baseline, **overrides)
+    key = args.dataset[4:] if args.dataset.startswith("sim:") else args.dataset
+    protocol = get_protocol(key, args.baseline, **overrides)
+    dataset = build_dataset(args.dataset, args.data_root, args.split, args.region_dir, sim_images=args.sim_images,
+                            variant=protocol.name_variant)
     if args.names:
         sep = args.names_sep or ("; " if protocol.name_variant in ("proxyclip", "corrclip") else ", ")
         vocab = Vocabulary.from_file(args.names, sep=sep)
+    elif getattr(dataset, "vocab", None) is not None:
+        vocab = dataset.vocab
     else:
-        vocab = vocabulary(args.dataset, protocol.name_variant)
-    dataset = build_dataset(args.dataset, args.data_root, args.split, args.region_dir)
-    backend = build_backend(args.backend, baseline=args.baseline, size=args.size, device=args.device)
+        vocab = vocabulary(key, protocol.name_variant)
+    extra = {}
+    if args.cache_dir and ":" not in args.backend and args.backend != "sim":
+        extra["cache_dir"] = str(Path(args.cache_dir) / "text")  # the text-embedding cache
+    backend = build_backend(args.backend, baseline=args.baseline, size=args.size, device=args.device, **extra)
     return dataset, backend, vocab, protocol
 
 

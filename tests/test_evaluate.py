@@ -216,3 +216,21 @@ def test_methods_and_bad_input(voc, tmp_path):
         evaluate(ds, FakeBackend(), vocab, proto, max_images=0, progress=False)
     with pytest.raises(ValueError, match="classes"):
         evaluate(ds, FakeBackend(), vocabulary("voc20", "sclip"), proto, progress=False)
+
+
+def test_cli_with_tiny_random_models_and_sim(tmp_path):
+    """The whole evaluation through the CLI with the real segmenter at tiny random-weight sizes, and on the sim."""
+    from s2c2seg.cli import main
+
+    root = write_fixture("voc21", tmp_path / "VOC2012", n_images=2, seed=5)
+    args = ["eval", "voc21", "--data-root", str(root), "--backend", "random", "--size", "tiny", "--no-progress",
+            "--short-side", "64", "--crop", "32", "--stride", "32", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # from the cache
+    a, b = RunRecord.load(tmp_path / "a"), RunRecord.load(tmp_path / "b")
+    assert a.label == "RANDOM WEIGHTS" and a.cache["misses"] == 2 and b.cache["hits"] == 2
+    assert a.confusion == b.confusion and a.protocol["crop"] == 32
+    assert main(["eval", "sim:voc21", "--backend", "sim", "--sim-images", "2", "--method", "oracle",
+                 "--no-progress", "--out", str(tmp_path / "s")]) == 0
+    s = RunRecord.load(tmp_path / "s")
+    assert s.label == "SIMULATED" and s.num_images == 2 and s.extra["subset"]["gt_class_recall"] == 1.0
