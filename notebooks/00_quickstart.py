@@ -25,13 +25,16 @@
 # %% tags=["parameters"]
 backend = "auto"            # pretrained, random, sim or auto (pretrained when it loads, else sim)
 dataset = "voc21"           # protocol (and vocabulary unless `vocabulary` is given)
-data_root = ""              # a dataset root in its MMSeg layout; empty = simulated scenes or generated data
+# a dataset root in its MMSeg layout; empty = simulated scenes or generated data
+data_root = ""
 baseline = "sclip"          # sclip | maskclip | clearclip | naclip | proxyclip | corrclip
 size = "full"               # model size: "full" (the paper's) or "tiny" (CI, random weights)
 n_images = 1
 image_index = 0
-image_path = ""             # your own image (overrides the dataset's)
-vocabulary = []             # your own class names; empty = the dataset vocabulary
+# your own image (overrides the dataset's)
+image_path = ""
+# your own class names; empty = the dataset vocabulary
+vocabulary = []
 seed = 0
 tau = 0.3
 k_min = 6
@@ -39,7 +42,10 @@ k_max = 20
 lam = 0.6
 temperature = 0.01
 fusion = "category_aware"
-out_dir = ""                # empty = runs/notebooks/interactive/NOTEBOOK
+# empty = runs/notebooks/interactive/NOTEBOOK
+out_dir = ""
+# bundle cache shared by the notebooks of a run; empty = none
+cache_dir = ""
 records_dir = ""
 backend_requested = ""
 
@@ -53,7 +59,7 @@ from s2c2seg.predict import predict
 
 S = analysis.open_session(
     "00_quickstart", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
-    n_images=max(n_images, image_index + 1), size=size, seed=seed, out_dir=out_dir,
+    n_images=max(n_images, image_index + 1), size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
     backend_requested=backend_requested, vocabulary=vocabulary,
     params=dict(tau=tau, k_min=k_min, k_max=k_max, lam=lam, temperature=temperature, fusion=fusion,
                 image_index=image_index, image_path=image_path))

@@ -51,6 +51,8 @@ lam_values = [0.0, 0.3, 0.6, 1.2]
 temperature_values = [0.001, 0.01, 0.1, 1.0]
 interactive = True          # ipywidgets sliders (the runner sets False: headless)
 out_dir = ""
+# bundle cache shared by the notebooks of a run; empty = none
+cache_dir = ""
 records_dir = ""
 backend_requested = ""
 
@@ -65,7 +67,7 @@ from s2c2seg.predict import class_scores, predict
 
 S = analysis.open_session(
     "01_scoring_terms", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
-    n_images=max(n_images, image_index + 1), size=size, seed=seed, out_dir=out_dir,
+    n_images=max(n_images, image_index + 1), size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
     backend_requested=backend_requested,
     params=dict(tau=tau, k_min=k_min, k_max=k_max, lam=lam, temperature=temperature, fusion=fusion,
                 image_index=image_index, tau_values=tau_values, k_max_values=k_max_values,

@@ -103,7 +103,7 @@ def scoring_steps(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: in
     chosen = [scores.get(u) for u in use]
     c = scores.glob.numel()
     union = css.stage1_union(chosen, tau)
-    m = int(max(1, math.floor(float(tau) * c + 1e-9)))
+    m = int(css.stage1_size(c, tau))
     stage1 = {u: css.stage1_union([scores.get(u)], tau) for u in use}
     n_init = int(union.sum())
     k = css.subset_size(n_init, c, k_min, k_max)
@@ -339,10 +339,21 @@ class Session:
         return self._cache[key]
 
     def bundle(self, i: int):
-        """The ``i``-th sample's feature bundle (encoded once per session)."""
+        """The ``i``-th sample's feature bundle (encoded once per session; through the on-disk bundle cache
+        when ``cache_dir`` was given, so the notebooks of one run encode each image once)."""
         key = ("bundle", i)
         if key not in self._cache:
-            self._cache[key] = self.backend.encode(self.sample(i), self.vocab, self.protocol)
+            cache_dir = self.params.get("cache_dir") or None
+            if cache_dir:
+                from .cache import BundleCache
+                from .evaluate import iter_bundles
+
+                item = next(iter_bundles(self.dataset, self.backend, self.vocab, self.protocol, [i],
+                                         BundleCache(cache_dir)))
+                self._cache[("sample", i)] = item.sample
+                self._cache[key] = item.bundle
+            else:
+                self._cache[key] = self.backend.encode(self.sample(i), self.vocab, self.protocol)
         return self._cache[key]
 
     def pairs(self, n: int | None = None) -> list:
@@ -399,7 +410,8 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
                  baseline: str = "sclip", n_images: int = 4, out_dir: str = "", size: str = "full", seed: int = 0,
                  backend_requested: str = "", name_variant: str = "", vocabulary: Sequence = (),
                  image_size: Sequence[int] = (96, 128),
-                 params: Mapping[str, Any] | None = None, backend_kwargs: Mapping[str, Any] | None = None) -> Session:
+                 params: Mapping[str, Any] | None = None, backend_kwargs: Mapping[str, Any] | None = None,
+                 reuse: Session | None = None, cache_dir: str = "") -> Session:
     """Build the notebook's world.
 
     * ``backend``: ``pretrained`` | ``random`` | ``sim`` | ``auto`` (pretrained when the weights load, else sim),
@@ -410,6 +422,8 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
     * ``vocabulary``: a user's class names (items: a name or a list of synonyms) instead of the dataset's;
       the protocol still comes from ``dataset``.
     * ``backend_requested``: set by the runner when it passes on what an earlier ``auto`` resolved to.
+    * ``reuse``: another session whose backend (already built) to use, e.g. one session per dataset.
+    * ``cache_dir``: the bundle cache (:mod:`s2c2seg.cache`) shared by the notebooks of a run ("" = none).
     """
     from .data import get_protocol
     from .data import vocabulary as vocabulary_of
@@ -428,13 +442,21 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
         vocab = vocabulary_of(dataset, name_variant or protocol.name_variant)
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        be = build_backend(backend, baseline=baseline, size=size, **dict(backend_kwargs or {}))
-    info = dict(be.describe())
-    fallback = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    if fallback and backend == "auto":
-        info["fallback_reason"] = fallback[0]
+    if reuse is not None:
+        be, info = reuse.backend, dict(reuse.info)
+    else:
+        kw = dict(backend_kwargs or {})
+        if backend in ("sim", "auto") and "cfg" not in kw:
+            from .sim import SimConfig
+
+            kw["cfg"] = SimConfig(seed=seed, image_size=tuple(int(v) for v in image_size))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            be = build_backend(backend, baseline=baseline, size=size, **kw)
+        info = dict(be.describe())
+        fallback = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        if fallback and backend == "auto":
+            info["fallback_reason"] = fallback[0]
     resolved = str(info.get("backend", backend))
     h, w = (int(v) for v in image_size)
     if data_root:
@@ -447,7 +469,8 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
     elif resolved == "sim":
         from .sim import SimDataset
 
-        ds = _sim_dataset(SimDataset, vocab, dataset, n_images, seed, (h, w))
+        ds = SimDataset(vocab if vocabulary else dataset, be.cfg, n_images,
+                        variant=name_variant or protocol.name_variant)
         source = "simulation (generated scenes)"
     else:
         from .data import load_dataset
@@ -458,19 +481,11 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
         ds = load_dataset(dataset, root)
         source = "generated fixture data (not a benchmark)"
     setup = dict(backend=backend, dataset=dataset, data_root=data_root, baseline=baseline, n_images=n_images,
-                 size=size, seed=seed, name_variant=name_variant, vocabulary=list(vocabulary),
+                 size=size, seed=seed, name_variant=name_variant, vocabulary=list(vocabulary), cache_dir=cache_dir,
                  image_size=[h, w])
     return Session(notebook=notebook, backend=be, info=info, backend_requested=backend_requested or backend,
                    dataset_name=dataset, dataset=ds, data_source=source, vocab=vocab, protocol=protocol,
                    out_dir=out.resolve(), params={**setup, **dict(params or {})})
-
-
-def _sim_dataset(cls, vocab, dataset: str, n_images: int, seed: int, hw: tuple[int, int]):
-    """Construct the simulation's dataset over ``vocab`` (the contract: same Sample interface as real data)."""
-    from .data import get_spec
-
-    spec = get_spec(dataset)
-    return cls(vocab=vocab, n_images=n_images, seed=seed, size=hw, background=spec.background)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -519,7 +534,7 @@ def evaluate_configs(session: Session, configs: Mapping[str, Mapping[str, Any]],
             raise ValueError(f"sample {sample.id!r} has no label: evaluation needs ground truth")
         label = torch.as_tensor(np.asarray(sample.label))
         gt = oracle_categories(label, c).tolist()
-        view = BundleView(bundle, keep_full=True)  # full-size maps computed once for all configurations
+        view = BundleView(bundle)  # full-size maps computed once for all configurations
         for name, kw in configs.items():
             kw = {"background": session.background, **kw}
             pred = predict(view, session.protocol, label=label, **kw)
@@ -553,16 +568,140 @@ class FusionSteps:
 
 def fusion_steps(bundle, subset, vocab, *, mode: str = "category_aware", lam: float = 0.6,
                  temperature: float = 0.01) -> FusionSteps:
-    """The CSG quantities ``predict`` uses for ``subset`` (same functions: ``predict.dense_logits`` /
-    ``clipseg_maps``, ``csg.category_weights`` / ``csg.fuse``)."""
+    """The CSG quantities ``predict`` uses for ``subset`` (same path: ``predict.BundleView`` maps,
+    ``csg.category_weights`` / ``csg.fuse``)."""
     from .csg import category_weights, fuse
-    from .predict import clipseg_maps, dense_logits
+    from .predict import BundleView
 
-    q2c = bundle.query_to_class.long()
+    view = bundle if isinstance(bundle, BundleView) else BundleView(bundle)
+    q2c = view.query_to_class
     queries = torch.nonzero(torch.isin(q2c, torch.as_tensor(subset).long())).reshape(-1)
-    g = dense_logits(bundle, queries)
-    s = clipseg_maps(bundle, queries)
+    g = view.dense(queries)
+    s = view.clipseg(queries)
     w = (category_weights(g, mode=mode, temperature=temperature) if mode != "local_only"
          else torch.ones(len(queries)))
     names = [vocab.queries[int(q)] for q in queries]
     return FusionSteps(queries, names, g, s, w, fuse(g, s, mode=mode, lam=lam, temperature=temperature))
+
+
+# ---------------------------------------------------------------------------------------------- ablations
+def score_subset_configs(css_cfg, csg_cfg, *, baseline: bool = True, oracle: bool = True) -> dict[str, dict]:
+    """``predict`` settings of the CSS score-subset ablation: ``none`` (CSG on every class) and each subset of
+    {glob, spat, conf} (CSS with only those scores, then CSG), plus the baseline and the oracle subset."""
+    from dataclasses import replace
+
+    out: dict[str, dict] = {"baseline": {"method": "baseline"}} if baseline else {}
+    for use in SCORE_SUBSETS:
+        if not use:
+            out["none"] = {"method": "s2c2seg", "select": False, "csg": csg_cfg}
+        else:
+            out[subset_name(use)] = {"method": "s2c2seg", "css": replace(css_cfg, use=use), "csg": csg_cfg}
+    if oracle:
+        out["oracle"] = {"method": "oracle", "csg": csg_cfg}
+    return out
+
+
+def fusion_configs(css_cfg, csg_cfg) -> dict[str, dict]:
+    """The CSG fusion comparison (every mode, after CSS) and the 2×2 component ablation against the baseline.
+
+    2×2: ``baseline`` (no CSS, no CSG), ``+CSS`` (subset, global maps only), ``+CSG`` (every class, fused),
+    ``+CSS+CSG`` (the full method); ``+CSS+uniform`` is the paper's "w/o CSG" row (uniform weights).
+    """
+    from dataclasses import replace
+
+    from .csg import FUSION_MODES
+
+    out = {f"fusion:{m}": {"method": "s2c2seg", "css": css_cfg, "csg": replace(csg_cfg, mode=m)}
+           for m in FUSION_MODES}
+    out.update({
+        "baseline": {"method": "baseline"},
+        "+CSS": {"method": "s2c2seg", "css": css_cfg, "csg": replace(csg_cfg, mode="global_only")},
+        "+CSG": {"method": "s2c2seg", "select": False, "csg": csg_cfg},
+        "+CSS+CSG": {"method": "s2c2seg", "css": css_cfg, "csg": csg_cfg},
+        "+CSS+uniform": {"method": "s2c2seg", "css": css_cfg, "csg": replace(csg_cfg, mode="uniform")},
+    })
+    return out
+
+
+def evaluate_datasets(datasets: Sequence[str], configs: Mapping[str, Mapping[str, Any]], *, notebook: str,
+                      base: Session | None = None, data_roots: Mapping[str, str] | None = None,
+                      **session_kw) -> tuple[dict[str, dict[str, ConfigResult]], dict]:
+    """:func:`evaluate_configs` on each dataset (one session per dataset, one backend for all).
+
+    ``data_roots``: dataset -> root of its real files (missing: simulated scenes / generated data).
+
+    Returns ``(results[dataset][config], sessions[dataset])``.
+    """
+    if not datasets:
+        raise ValueError("datasets must name at least one dataset")
+    results, sessions = {}, {}
+    for ds in datasets:
+        root = (data_roots or {}).get(ds, "")
+        if base is not None and base.dataset_name == ds and base.params.get("data_root", "") == root:
+            s = base  # already open (and its bundles encoded)
+        else:
+            s = open_session(notebook, dataset=ds, reuse=base, data_root=root, **session_kw)
+        base = base or s
+        sessions[ds] = s
+        results[ds] = evaluate_configs(s, configs)
+    return results, sessions
+
+
+def miou_table(results: Mapping[str, Mapping[str, ConfigResult]]) -> dict[str, dict[str, float]]:
+    """``{config: {dataset: mIoU, ..., "Avg": mean over datasets}}`` (percent)."""
+    datasets = list(results)
+    configs = list(next(iter(results.values())))
+    table = {}
+    for c in configs:
+        row = {d: results[d][c].miou for d in datasets}
+        vals = [v for v in row.values() if math.isfinite(v)]
+        row["Avg"] = float(np.mean(vals)) if vals else math.nan
+        table[c] = row
+    return table
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, Any]], first: str = "", fmt: str = "{:.1f}") -> str:
+    """A markdown table from ``{row: {column: value}}`` (numbers formatted with ``fmt``)."""
+    cols: list[str] = []
+    for r in rows.values():
+        cols += [c for c in r if c not in cols]
+    out = ["| " + " | ".join([first] + cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for name, r in rows.items():
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(fmt.format(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
+                         else str(v))
+        out.append("| " + " | ".join([str(name)] + cells) + " |")
+    return "\n".join(out)
+
+
+def missed_classes(results: Mapping[str, Mapping[str, ConfigResult]], config: str,
+                   class_names: Mapping[str, Sequence[str]]) -> list[dict]:
+    """GT classes left out of ``config``'s subset, counted over images: ``[{dataset, class, index, missed,
+    present}]`` sorted by ``missed`` (most first)."""
+    out = []
+    for ds, res in results.items():
+        r = res[config]
+        missed: dict[int, int] = {}
+        present: dict[int, int] = {}
+        for sub, gt in zip(r.subsets, r.gt_classes):
+            chosen = set(sub) if sub is not None else set(gt)
+            for c in gt:
+                present[c] = present.get(c, 0) + 1
+                if c not in chosen:
+                    missed[c] = missed.get(c, 0) + 1
+        out += [{"dataset": ds, "class": class_names[ds][c], "index": c, "missed": n, "present": present[c]}
+                for c, n in missed.items()]
+    return sorted(out, key=lambda m: (-m["missed"], m["dataset"], m["index"]))
+
+
+def per_image_gaps(results: Mapping[str, Mapping[str, ConfigResult]], config: str, reference: str) -> list[dict]:
+    """Per image: ``config``'s mIoU, the ``reference``'s (e.g. the oracle), their gap and the subset's recall."""
+    out = []
+    for ds, res in results.items():
+        a, b = res[config], res[reference]
+        for i, (ma, mb, sub, gt) in enumerate(zip(a.per_image_miou, b.per_image_miou, a.subsets, a.gt_classes)):
+            rec = subset_recall_precision(sub, gt)[0] if sub is not None else 1.0
+            out.append({"dataset": ds, "index": i, "miou": ma, "miou_ref": mb, "gap": mb - ma, "recall": rec})
+    return out

@@ -284,6 +284,7 @@ def run_collection(names: Sequence[str] = (), *, params: Mapping[str, Any] | Non
             p.update(point)
             p.setdefault("records_dir", str(base.resolve()))
             p.setdefault("interactive", False)  # headless: static figures instead of widgets
+            p.setdefault("cache_dir", str((base / "cache").resolve()))  # each image encoded once per run
             if p.get("backend", "auto") == "auto" and resolved_backend:
                 p["backend"] = resolved_backend
                 p["backend_requested"] = "auto"
