@@ -152,12 +152,14 @@ def top_confused_pairs(matrix, names: Sequence[str] | None = None, n: int = 10) 
 
 
 def top_classes(matrices: Sequence, n: int = 20) -> np.ndarray:
-    """Indices (sorted) of the ``n`` GT classes with the most off-diagonal (confused) pixels summed over the
-    given matrices; classes never present are skipped. Keeps a 150–171-class matrix readable."""
+    """Indices (sorted) of the ``n`` classes involved in the most confused pixels (off-diagonal, as GT row or
+    as wrong prediction column) summed over the given matrices; classes never seen nor predicted are skipped.
+    Keeps a 150–171-class matrix readable."""
     total = sum(_matrix(m) for m in matrices)
-    off = total.sum(axis=1) - np.diag(total)
-    present = np.flatnonzero(total.sum(axis=1) > 0)
-    order = present[np.argsort(-off[present], kind="stable")]
+    diag = np.diag(total)
+    off = (total.sum(axis=1) - diag) + (total.sum(axis=0) - diag)
+    seen = np.flatnonzero(total.sum(axis=1) + total.sum(axis=0) > 0)
+    order = seen[np.argsort(-off[seen], kind="stable")]
     return np.sort(order[: max(1, int(n))])
 
 
@@ -705,3 +707,20 @@ def per_image_gaps(results: Mapping[str, Mapping[str, ConfigResult]], config: st
             rec = subset_recall_precision(sub, gt)[0] if sub is not None else 1.0
             out.append({"dataset": ds, "index": i, "miou": ma, "miou_ref": mb, "gap": mb - ma, "recall": rec})
     return out
+
+
+def class_similarity(session: Session) -> tuple[np.ndarray, str]:
+    """(C, C) semantic similarity of the session's classes and where it came from: the simulation's category
+    structure (its near-synonym weights) for the sim backend, else the cosine of the class text embeddings
+    (queries averaged per class) from the backend's text encoder."""
+    be = session.backend
+    if hasattr(be, "structure") and session.backend_name == "sim":
+        st = be.structure(session.num_classes, session.background)
+        return st.similar.detach().cpu().numpy().astype(np.float64), f"simulated category structure ({st.source})"
+    text = getattr(be, "text", None)
+    if text is None:
+        raise ValueError(f"backend {session.backend_name!r} has neither a category structure nor a text encoder")
+    from .sim import similarity_from_embeddings
+
+    emb = text.encode(session.vocab)
+    return similarity_from_embeddings(emb, session.vocab.query_to_class), "text-embedding cosine"

@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Confusion: what do CSS and CSG each remove?
+#
+# Row-normalised confusion matrices (rows = GT classes) for the baseline, +CSS (subset, global maps only) and
+# +CSS+CSG (the full method), restricted to the `top_n` most-confused classes so that 150–171-class
+# vocabularies stay readable; the top-confused pairs; and the reduction of confusion split into
+# **semantically similar** pairs (text-embedding cosine; in the simulation, the category structure's
+# near-synonym weights) and **spatially adjacent** pairs (GT boundary co-occurrence). The paper's reading:
+# CSS mainly removes confusion between similar classes, CSG between adjacent ones.
+
+# %% tags=["parameters"]
+backend = "auto"
+dataset = "context59"
+data_root = ""
+baseline = "sclip"
+size = "full"
+n_images = 6
+seed = 0
+tau = 0.3
+k_min = 6
+k_max = 20
+lam = 0.6
+temperature = 0.01
+fusion = "category_aware"
+top_n = 20
+n_pairs = 10
+similar_quantile = 0.95
+out_dir = ""
+# bundle cache shared by the notebooks of a run; empty = none
+cache_dir = ""
+records_dir = ""
+backend_requested = ""
+
+# %%
+import numpy as np
+
+from s2c2seg import analysis, plots
+from s2c2seg.css import CSSConfig
+from s2c2seg.csg import CSGConfig
+
+css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
+csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
+S = analysis.open_session("05_confusion", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
+                          n_images=n_images, size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
+                          backend_requested=backend_requested,
+                          params=dict(tau=tau, k_min=k_min, k_max=k_max, lam=lam, temperature=temperature,
+                                      fusion=fusion, top_n=top_n, n_pairs=n_pairs, similar_quantile=similar_quantile))
+print(S.banner())
+
+# %%
+configs = {"baseline": {"method": "baseline"},
+           "+CSS": {"method": "s2c2seg", "css": css_cfg, "csg": CSGConfig(mode="global_only")},
+           "+CSS+CSG": {"method": "s2c2seg", "css": css_cfg, "csg": csg_cfg}}
+res = analysis.evaluate_configs(S, configs)
+names = S.class_names
+mats = {k: r.confusion for k, r in res.items()}
+shown = analysis.top_classes(list(mats.values()), n=top_n)
+print(f"mIoU: " + ", ".join(f"{k} {r.miou:.1f}" for k, r in res.items()))
+print(f"showing {len(shown)} of {S.num_classes} classes (most confused pixels)")
+
+# %%
+fig, ax = plots.figure(1, 3, width="double", aspect=0.4, label=S.label,
+                       title=f"row-normalised confusion on {dataset} (GT rows, top {len(shown)} classes)")
+for a, (k, m) in zip(ax[0], mats.items()):
+    r = analysis.row_normalise(m)[np.ix_(shown, shown)]
+    plots.heatmap(a, r, [names[i] for i in shown], [names[i] for i in shown], vmin=0, vmax=1,
+                  title=f"{k} (mIoU {res[k].miou:.1f})", colorbar=(k == "+CSS+CSG"))
+    a.tick_params(labelsize=4)
+fig.tight_layout()
+S.save(fig, "confusion_matrices", close=False)
+
+# %%
+pairs = {k: analysis.top_confused_pairs(m, names, n=n_pairs) for k, m in mats.items()}
+for k, ps in pairs.items():
+    print(f"\n{k}: top-confused pairs (GT -> predicted, share of the GT row)")
+    for p in ps:
+        print(f"  {p['gt']:>16} -> {p['pred']:<16} {p['rate']:.3f}")
+
+# %%
+similarity, sim_source = analysis.class_similarity(S)
+adjacency = analysis.boundary_cooccurrence([S.sample(i).label for i in range(len(S))], S.num_classes)
+split_css = analysis.split_confusion_reduction(mats["baseline"], mats["+CSS"], similarity=similarity,
+                                               adjacency=adjacency, similar_quantile=similar_quantile, names=names)
+split_csg = analysis.split_confusion_reduction(mats["+CSS"], mats["+CSS+CSG"], similarity=similarity,
+                                               adjacency=adjacency, similar_quantile=similar_quantile, names=names)
+print(f"semantic similarity: {sim_source}; adjacency: GT boundary co-occurrence over {len(S)} images")
+groups = ["similar", "adjacent", "other"]
+fig, ax = plots.figure(1, 1, width="single", aspect=0.7, label=S.label,
+                       title="confusion removed (sum of row-normalised rates)")
+x = np.arange(len(groups))
+ax[0, 0].bar(x - 0.2, [split_css[g]["reduction"] for g in groups], 0.4, label="CSS (baseline → +CSS)",
+             color=plots.OKABE_ITO[4])
+ax[0, 0].bar(x + 0.2, [split_csg[g]["reduction"] for g in groups], 0.4, label="CSG (+CSS → +CSS+CSG)",
+             color=plots.OKABE_ITO[5])
+ax[0, 0].set_xticks(x, ["semantically similar", "spatially adjacent", "other"])
+ax[0, 0].axhline(0, color="0.3", linewidth=0.5)
+ax[0, 0].legend(frameon=False)
+S.save(fig, "confusion_reduction_split", close=False)
+print("CSS:", {g: round(split_css[g]["reduction"], 4) for g in groups})
+print("CSG:", {g: round(split_csg[g]["reduction"], 4) for g in groups})
+
+# %%
+S.write_record({"miou": {k: r.miou for k, r in res.items()}, "shown_classes": shown,
+                "row_normalised": {k: analysis.row_normalise(m)[np.ix_(shown, shown)] for k, m in mats.items()},
+                "top_pairs": pairs, "similarity_source": sim_source, "reduction_css": split_css,
+                "reduction_csg": split_csg})
