@@ -106,6 +106,8 @@ class _Baseline:
     name: ClassVar[str] = ""
     needs_vfm: ClassVar[bool] = False
     needs_regions: ClassVar[bool] = False
+    default_clip: ClassVar[tuple[str, str]] = ("ViT-B-16", "openai")
+    """open_clip (model, weights tag) of the official code: OpenAI ViT-B/16 (QuickGELU, set by the tag)."""
 
     def last_block(self, clip: ClipHandle, x: torch.Tensor, grid: tuple[int, int], images: torch.Tensor,
                    vfm: Any) -> tuple[torch.Tensor, tuple[int, int]]:
