@@ -651,6 +651,20 @@ def _one_hot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
     return oh * valid[None].float()
 
 
+def _present(onehot: torch.Tensor) -> torch.Tensor:
+    """Indices of the categories with at least one pixel."""
+    return torch.nonzero(onehot.flatten(1).amax(1) > 0).flatten()
+
+
+def _blur_present(onehot: torch.Tensor, present: torch.Tensor, blur: float) -> torch.Tensor:
+    """``gaussian_blur(onehot, blur·short side)``, computed only on the present categories (the rest are 0)."""
+    if blur <= 0:
+        return onehot
+    out = torch.zeros_like(onehot)
+    out[present] = gaussian_blur(onehot[present], blur * min(onehot.shape[-2:]))
+    return out
+
+
 def global_scores(presence: torch.Tensor, structure: CategoryStructure, cfg: SimConfig) -> torch.Tensor:
     """Global cosine per class (C,) before noise: ``floor + span·(p_c + leak_sim·max W_sim·p + leak_co·max W_co·p)
     + class_bias·b_c``."""
@@ -663,10 +677,12 @@ def global_scores(presence: torch.Tensor, structure: CategoryStructure, cfg: Sim
 def dense_class_maps(onehot: torch.Tensor, structure: CategoryStructure, cfg: SimConfig) -> torch.Tensor:
     """Dense cosine per class (C, H, W) before resizing and noise: ``floor + span·(B + leak_sim·W_sim B + leak_co·W_co B)
     + class_bias·b_c`` with ``B`` the blurred one-hot maps."""
-    sigma = cfg.dense_blur * min(onehot.shape[-2:])
-    b = gaussian_blur(onehot, sigma)
-    signal = (b + cfg.dense_leak_similar * torch.einsum("cd,dhw->chw", structure.similar, b)
-              + cfg.dense_leak_cooccur * torch.einsum("cd,dhw->chw", structure.cooccur, b))
+    present = _present(onehot)
+    b = _blur_present(onehot, present, cfg.dense_blur)
+    signal = b
+    for leak, w in ((cfg.dense_leak_similar, structure.similar), (cfg.dense_leak_cooccur, structure.cooccur)):
+        if leak > 0:  # only the present categories' maps are non-zero
+            signal = signal + leak * torch.einsum("cd,dhw->chw", w[:, present], b[present])
     bias = cfg.dense_class_bias * structure.dense_bias
     return cfg.dense_floor + cfg.dense_span * signal + bias[:, None, None]
 
@@ -677,8 +693,10 @@ def clipseg_class_maps(onehot: torch.Tensor, structure: CategoryStructure, cfg: 
     caller per query). ``keep_c = 1 − miss·u``; ``fp_c = false_positive·susceptibility_c·u'`` for absent c, with
     support ``F_c`` = the region of its most similar present category, else a random blob."""
     c, h, w = onehot.shape
-    b = gaussian_blur(onehot, cfg.clipseg_blur * min(h, w))
-    present = onehot.flatten(1).amax(1) > 0
+    present_idx = _present(onehot)
+    b = _blur_present(onehot, present_idx, cfg.clipseg_blur)
+    present = torch.zeros(c, dtype=torch.bool)
+    present[present_idx] = True
     keep = 1.0 - cfg.clipseg_miss * torch.from_numpy(rng.random(c).astype(np.float32))
     fp_strength = cfg.clipseg_false_positive * structure.fp_susceptibility * torch.from_numpy(
         rng.random(c).astype(np.float32))
