@@ -313,7 +313,8 @@ def test_vote_after_dense_prediction(clip, dino):
     """End to end on one crop: argmax of patch-text cosine, upsampled, then the vote over the original ids."""
     images = _images(1, 32, 32, seed=10)
     regions = _regions(1, 32, 32, n=5, seed=10)
-    text = F.normalize(torch.randn(4, clip.embed_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), dim=-1)
+    g = torch.Generator().manual_seed(0)
+    text = F.normalize(torch.randn(4, clip.embed_dim, dtype=torch.float64, generator=g), dim=-1)
     with torch.no_grad():
         patch = CorrCLIP()(clip, images, vfm=dino, regions=regions).patch[0]
     logits = F.interpolate((patch @ text.T).permute(2, 0, 1)[None], size=(32, 32), mode="bilinear")[0]

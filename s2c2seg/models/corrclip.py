@@ -36,8 +36,8 @@ from s2c2seg.models.offline import HubProbe, cached_hub_file, resolve_hub_file, 
 from s2c2seg.models.vfm import VFMHandle
 from s2c2seg.regions import DBSCAN_EPS, DBSCAN_MIN_SAMPLES, masks_to_regions, merge_regions, resize_nearest
 
-__all__ = ["CorrCLIP", "SamRegionGenerator", "as_vfm_handle", "dino_qk_features", "scope_attention", "semantic_attn_mask",
-           "scoped_values"]
+__all__ = ["CorrCLIP", "SamRegionGenerator", "as_vfm_handle", "dino_qk_features", "scope_attention",
+           "semantic_attn_mask", "scoped_values"]
 
 
 def as_vfm_handle(vfm) -> VFMHandle:
@@ -197,7 +197,7 @@ class CorrCLIP:
     """DBSCAN min_samples for region merging."""
     num_spatial: int | None = None
     """Intermediate blocks averaged by the spatial branch; None = the official 5 / 12 / 28 for 12 / 24 / 32
-    blocks (depth - 4 otherwise), i.e. blocks L-2-num_spatial .. L-3 (5..9 for ViT-B)."""
+    blocks (max(depth - 4, 1) otherwise), i.e. blocks L-2-num_spatial .. L-3 (5..9 for ViT-B)."""
     vfm_name: str = "dino_vitb8"
     """Which VFM the segmenter loads for it (``load_vfm(vfm_name)``): DINO ViT-B/8 as the official default."""
     mask_generator: SamRegionGenerator = field(default_factory=SamRegionGenerator)
@@ -309,6 +309,6 @@ class CorrCLIP:
         return patch, glob
 
     def combine(self, visual, main, spatial, semantic):
-        """CorrCLIP's output ``(ln_post(main) + alpha·ln_post(spatial) + beta·ln_post(semantic)) @ proj``, normalised."""
+        """CorrCLIP's output ``(ln_post(main) + α·ln_post(spatial) + β·ln_post(semantic)) @ proj``, normalised."""
         x = visual.ln_post(main) + self.alpha * visual.ln_post(spatial) + self.beta * visual.ln_post(semantic)
         return F.normalize(x @ visual.proj, dim=-1)

@@ -1,0 +1,114 @@
+"""Per-image time of CorrCLIP alone vs CorrCLIP + S2C2Seg's extra sources (target <= 1.5x).
+
+Full-size architectures with RANDOM WEIGHTS (timings do not depend on the weights): CLIP ViT-B-16-quickgelu
+(MetaCLIP's architecture), DINO ViT-B/8, CLIPSeg rd64-refined. One VOC-sized image (500 x 375 RGB), the
+CorrCLIP VOC21 protocol (short side 336 -> 448 x 336, crop 336, stride 112: 2 crops), 21 VOC class names,
+a random region map shaped like SAM2 masks (``--regions`` regions, a quarter of the pixels unsegmented).
+
+* CorrCLIP alone: ``Segmenter.dense`` (DINO q+k, region merge, scope attention, the three branches, per crop)
+  plus the anchors' post-processing with the region vote (``predict(method="baseline")``).
+* CorrCLIP + S2C2Seg: ``Segmenter.encode`` (the same dense pass returning the vanilla global embedding from the
+  shared blocks 0..L-2, CLIPSeg encode-once over the whole vocabulary) plus ``predict(method="s2c2seg")``
+  (CSS + CSG + the same post-processing).
+
+Text embeddings (CLIP and CLIPSeg) are computed once in the warm-up and reused, as over a dataset. The two paths
+run interleaved in one process, ``--repeats`` times each; medians are reported.
+
+    .venv/bin/python benchmarks/corrclip_overhead.py [--repeats 3] [--regions 40] [--threads 0]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def sam_like_regions(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:
+    """(h, w) int32: n Voronoi cells (ids 1..n) with a quarter of the pixels left unsegmented (id 0)."""
+    rng = np.random.default_rng(seed)
+    seeds = rng.uniform((0, 0), (h, w), size=(n, 2))
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = (yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2
+    regions = d.argmin(-1).astype(np.int32) + 1
+    unsegmented = rng.permutation(n)[: n // 4] + 1
+    regions[np.isin(regions, unsegmented)] = 0
+    return regions
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--regions", type=int, default=40, help="regions in the random SAM-like mask")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from s2c2seg.bundle import FeatureBundle
+    from s2c2seg.data.names import vocabulary
+    from s2c2seg.data.protocols import get_protocol
+    from s2c2seg.data.sample import Sample
+    from s2c2seg.predict import predict
+    from s2c2seg.segmenter import build_backend
+
+    protocol = get_protocol("voc21", "corrclip")
+    vocab = vocabulary("voc21", "corrclip")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    sample = Sample("bench", image, regions=sam_like_regions(375, 500, args.regions))
+
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        seg = build_backend("random", baseline="corrclip", size="full", cache_dir=cache)
+        t_load = time.perf_counter() - t0
+        q = len(vocab.queries)
+        seen = {}
+
+        def corrclip_alone():
+            logits, boxes, (rh, rw), _, _, _ = seg.dense(sample, vocab, protocol, with_global=False)
+            seen.update(crops=len(boxes), resized=(rh, rw))
+            bundle = FeatureBundle(  # the S2C2Seg fields are zeros: not computed, not used by the baseline path
+                dense_logits=logits, crop_boxes=boxes, resized_hw=torch.tensor([rh, rw]),
+                image_hw=torch.tensor(image.shape[:2]), global_sim=torch.zeros(q), clipseg_mean=torch.zeros(q),
+                clipseg_maps=torch.zeros(q, 1, 1, dtype=torch.float16),
+                query_to_class=torch.as_tensor(vocab.query_to_class),
+                regions=torch.from_numpy(sample.regions))
+            return predict(bundle, protocol, method="baseline")
+
+        def corrclip_s2c2seg():
+            bundle = seg.encode(sample, vocab, protocol)
+            return predict(bundle, protocol, method="s2c2seg", background=0)
+
+        t0 = time.perf_counter()
+        corrclip_s2c2seg()  # warm-up: text embeddings (CLIP templates, CLIPSeg names) are computed here once
+        corrclip_alone()
+        t_warm = time.perf_counter() - t0
+        t_alone, t_both = [], []
+        for _ in range(args.repeats):
+            for fn, acc in ((corrclip_alone, t_alone), (corrclip_s2c2seg, t_both)):
+                t = time.perf_counter()
+                fn()
+                acc.append(time.perf_counter() - t)
+
+    alone, both = statistics.median(t_alone), statistics.median(t_both)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print("CorrCLIP vs CorrCLIP + S2C2Seg — RANDOM WEIGHTS, full-size architectures "
+          "(CLIP ViT-B-16-quickgelu, DINO ViT-B/8, CLIPSeg rd64)")
+    print(f"image 500x375 -> {seen['resized'][1]}x{seen['resized'][0]} (short side {protocol.short_side}), "
+          f"crop {protocol.crop}, stride {protocol.stride} ({seen['crops']} crops); {len(vocab.queries)} queries; "
+          f"{args.regions} regions; "
+          f"torch threads={torch.get_num_threads()}; load {t_load:.1f} s, warm-up {t_warm:.1f} s")
+    print(f"CorrCLIP alone:     {alone * 1000:8.0f} ms/image  (runs: {[round(t, 2) for t in t_alone]})")
+    print(f"CorrCLIP + S2C2Seg: {both * 1000:8.0f} ms/image  (runs: {[round(t, 2) for t in t_both]})")
+    print(f"ratio: {both / alone:.2f}x (target <= 1.5x); peak RSS {rss_gb:.2f} GB; "
+          f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
