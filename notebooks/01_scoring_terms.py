@@ -61,6 +61,8 @@ import numpy as np
 import torch
 
 from s2c2seg import analysis, plots
+
+plots.use_style()
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
 from s2c2seg.predict import class_scores, predict

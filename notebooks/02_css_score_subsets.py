@@ -44,6 +44,8 @@ backend_requested = ""
 import numpy as np
 
 from s2c2seg import analysis, plots
+
+plots.use_style()
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
 

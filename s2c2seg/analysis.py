@@ -724,3 +724,28 @@ def class_similarity(session: Session) -> tuple[np.ndarray, str]:
 
     emb = text.encode(session.vocab)
     return similarity_from_embeddings(emb, session.vocab.query_to_class), "text-embedding cosine"
+
+
+# ---------------------------------------------------------------------------------------------- paper tables
+TABLE_POINTS: tuple[dict, ...] = (
+    {"method": "baseline"},
+    {},  # the full method: CSS (all three scores) + category-aware CSG
+    {"mode": "global_only"}, {"mode": "uniform"}, {"mode": "add"}, {"mode": "local_only"},
+    {"select": False},
+    {"use": ["glob"]}, {"use": ["spat"]}, {"use": ["conf"]}, {"use": ["glob", "spat"]}, {"use": ["glob", "conf"]},
+    {"use": ["spat", "conf"]},
+    {"method": "oracle"},
+)
+"""Sweep points that fill the four paper tables (main, components, CSS scoring, fusion) for one dataset."""
+
+
+def as_benchmark_records(records: Sequence) -> list:
+    """Records of simulated splits (dataset ``sim_<key>``) renamed to their benchmark key so the paper tables
+    place them; their ``label`` (SIMULATED) still marks every row. Other records are returned unchanged."""
+    from dataclasses import replace
+
+    out = []
+    for r in records:
+        name = str(getattr(r, "dataset", ""))
+        out.append(replace(r, dataset=name[4:]) if name.startswith("sim_") else r)
+    return out

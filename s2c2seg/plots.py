@@ -15,7 +15,7 @@ import numpy as np
 __all__ = [
     "CVPR_SINGLE", "CVPR_DOUBLE", "OKABE_ITO", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "RC_PARAMS",
     "categorical", "voc_palette", "ade_palette", "label_palette", "colorize", "overlay",
-    "labelled_title", "figure", "style", "save_figure", "plot_label_maps", "bar_scores", "heatmap",
+    "labelled_title", "figure", "style", "use_style", "save_figure", "plot_label_maps", "bar_scores", "heatmap",
     "line_sweep",
 ]
 
@@ -166,6 +166,13 @@ def style() -> Iterator[None]:
         yield
 
 
+def use_style() -> None:
+    """Apply :data:`RC_PARAMS` to matplotlib's global settings (what a notebook calls once at its top)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(RC_PARAMS)
+
+
 def _width(width: str | float) -> float:
     if width == "single":
         return CVPR_SINGLE
@@ -305,7 +312,8 @@ def heatmap(ax, matrix: np.ndarray, row_names: Sequence[str], col_names: Sequenc
 
 
 def line_sweep(ax, x: Sequence[float], series: Mapping[str, Sequence[float]], *, xlabel: str = "",
-               ylabel: str = "mIoU", title: str = "", marker: str = "o", default: float | None = None):
+               ylabel: str = "mIoU", title: str = "", marker: str = "o", default: float | None = None,
+               legend: bool = True):
     """One line per series over a swept parameter; ``default`` draws a dashed vertical line at the paper value."""
     cols = categorical(len(series))
     for c, (name, ys) in zip(cols, series.items()):
@@ -316,6 +324,6 @@ def line_sweep(ax, x: Sequence[float], series: Mapping[str, Sequence[float]], *,
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if len(series) > 1:
+    if legend and len(series) > 1:
         ax.legend(frameon=False)
     ax.grid(True, linewidth=0.3, alpha=0.5)

@@ -1,0 +1,105 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Hyper-parameter robustness: λ, τ, k_max, k_min and the CSG temperature
+#
+# One sweep per dataset through the package's sweep API (`s2c2seg.sweep.sweep`, the same code as
+# `s2c2seg sweep`): each image's bundle is read once and every grid point is evaluated on it. Each parameter
+# is varied alone, the others at the paper's defaults (dashed line).
+
+# %% tags=["parameters"]
+backend = "auto"
+datasets = ["voc21", "context59"]
+# dataset -> root of its real files; missing = simulated scenes or generated data
+data_roots = {}
+baseline = "sclip"
+size = "full"
+n_images = 3
+seed = 0
+tau = 0.3
+k_min = 6
+k_max = 20
+lam = 0.6
+temperature = 0.01
+fusion = "category_aware"
+lam_values = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5]
+tau_values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7]
+k_max_values = [6, 10, 15, 20, 30, 40]
+k_min_values = [1, 3, 6, 10]
+temperature_values = [0.001, 0.005, 0.01, 0.05, 0.1, 1.0]
+out_dir = ""
+# bundle cache shared by the notebooks of a run; empty = none
+cache_dir = ""
+records_dir = ""
+backend_requested = ""
+
+# %%
+import numpy as np
+
+from s2c2seg import analysis, plots
+
+plots.use_style()
+from s2c2seg.css import CSSConfig
+from s2c2seg.csg import CSGConfig
+from s2c2seg.sweep import sweep
+
+css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
+csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
+dials = {"lam": (lam_values, lam, "λ"), "tau": (tau_values, tau, "τ"), "k_max": (k_max_values, k_max, "k_max"),
+         "k_min": (k_min_values, k_min, "k_min"), "temperature": (temperature_values, temperature, "temperature")}
+params = dict(datasets=datasets, data_roots=data_roots, tau=tau, k_min=k_min, k_max=k_max, lam=lam,
+              temperature=temperature, fusion=fusion, **{f"{k}_values": v[0] for k, v in dials.items()})
+S = analysis.open_session("06_hparam_robustness", backend=backend, dataset=datasets[0],
+                          data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
+                          size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
+                          backend_requested=backend_requested, params=params)
+print(S.banner())
+
+# %%
+points = [{key: v} for key, (vals, _, _) in dials.items() for v in vals
+          if not (key == "k_min" and v > k_max) and not (key == "k_max" and v < k_min)]
+curves = {key: {} for key in dials}
+sessions = {}
+for ds in datasets:
+    s = S if ds == S.dataset_name else analysis.open_session(
+        "06_hparam_robustness", backend=backend, dataset=ds, data_root=data_roots.get(ds, ""), baseline=baseline,
+        n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), cache_dir=cache_dir, reuse=S)
+    sessions[ds] = s
+    result = sweep(s.dataset, s.backend, s.vocab, s.protocol, points, css=css_cfg, csg=csg_cfg,
+                   cache_dir=cache_dir or None, out_dir=S.out_dir / "sweeps" / ds, max_images=n_images,
+                   baseline=baseline, progress=False)
+    for p, rec in zip(result.points, result.records):
+        (key, value), = p.settings
+        curves[key].setdefault(ds, []).append((value, 100 * rec.metrics["mIoU"]))
+    print(result.markdown())
+
+# %%
+fig, ax = plots.figure(1, len(dials), width="double", aspect=0.3, label=S.label,
+                       title=f"robustness ({baseline}, {n_images} images per dataset)")
+for a, (key, (vals, default, sym)) in zip(ax[0], dials.items()):
+    series = {ds: [m for _, m in pts] for ds, pts in curves[key].items()}
+    xs = [v for v, _ in next(iter(curves[key].values()))]
+    plots.line_sweep(a, xs, series, xlabel=sym, ylabel="mIoU" if key == "lam" else "", default=default,
+                     legend=(key == "temperature"))
+    if key == "temperature":
+        a.set_xscale("log")
+fig.tight_layout()
+S.save(fig, "hparam_robustness", close=False)
+
+# %%
+S.write_record({"curves": {k: {ds: [[v, m] for v, m in pts] for ds, pts in c.items()} for k, c in curves.items()},
+                "datasets": datasets, "n_points": len(points),
+                "range": {k: {ds: max(m for _, m in pts) - min(m for _, m in pts) for ds, pts in c.items()}
+                          for k, c in curves.items()},
+                "data_sources": {d: s.data_source for d, s in sessions.items()}})
