@@ -305,3 +305,20 @@ def test_vfm_offline_and_bad_input():
     vfm = load_vfm(config=tiny_vfm_config("dino"))
     with pytest.raises(ValueError, match="smaller than the patch size"):
         vfm.features(torch.randn(1, 3, 2, 32))
+
+
+def test_vfm_loads_from_populated_cache_offline(monkeypatch, tmp_path):
+    """With the weights in the HF cache, the real loader works offline; DINO's LayerNorm eps is the official 1e-6."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--facebook--dino-vitb8"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    ported = load_vfm(config=dict(tiny_vfm_config("dino"), layer_norm_eps=1e-12))   # as transformers' port
+    ported.model.save_pretrained(str(snap))
+    vfm = load_vfm("dino_vitb8")
+    assert vfm.model_id == "facebook/dino-vitb8" and vfm.patch_size == 4
+    assert vfm.model.layernorm.eps == 1e-6 and vfm.model.config.layer_norm_eps == 1e-6
+    assert torch.equal(vfm.model.embeddings.position_embeddings, ported.model.embeddings.position_embeddings)

@@ -40,6 +40,10 @@ VFM_MODELS: dict[str, str] = {
 }
 """Official torch.hub names -> Hugging Face model ids."""
 
+DINO_LN_EPS = 1e-6
+"""LayerNorm epsilon of facebookresearch/dino's ViTs. transformers' DINO ports were converted with ViTConfig's
+default 1e-12; loading overrides the config value (no weight changes) so the norms match the official model."""
+
 
 @dataclass
 class VFMHandle:
@@ -137,7 +141,8 @@ def load_vfm(name: str = "dino_vitb8", *, config: dict[str, Any] | None = None, 
         if not local:
             resolve_hub_file(model_id, model_id, ("config.json",), probe)
         try:
-            hf_cfg = AutoConfig.from_pretrained(model_id, local_files_only=local)
+            overrides = {"layer_norm_eps": DINO_LN_EPS} if model_id.startswith("facebook/dino-") else {}
+            hf_cfg = AutoConfig.from_pretrained(model_id, local_files_only=local, **overrides)
             model = _from_pretrained(model_id, hf_cfg, local)
         except ModelUnavailableError:
             raise
@@ -164,5 +169,5 @@ def _from_pretrained(model_id: str, hf_cfg, local: bool) -> nn.Module:
     from transformers import AutoModel, ViTModel
 
     if hf_cfg.model_type == "vit":
-        return ViTModel.from_pretrained(model_id, add_pooling_layer=False, local_files_only=local)
-    return AutoModel.from_pretrained(model_id, local_files_only=local)
+        return ViTModel.from_pretrained(model_id, config=hf_cfg, add_pooling_layer=False, local_files_only=local)
+    return AutoModel.from_pretrained(model_id, config=hf_cfg, local_files_only=local)
