@@ -304,7 +304,13 @@ class Session:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.vocab.names)
+        """One display name per class; the background class (whose first synonym is e.g. ``sky`` in SCLIP's
+        VOC21 file) is shown as ``background``."""
+        names = list(self.vocab.names)
+        bg = self.background
+        if bg is not None and not self.params.get("vocabulary") and bg < len(names):
+            names[bg] = "background"
+        return names
 
     @property
     def background(self) -> int | None:
