@@ -130,3 +130,23 @@ def test_builtin_config_name_kept():
     cfg = builtin_clip_config("ViT-B-16")
     assert cfg["quick_gelu"] is True and cfg["vision_cfg"]["width"] == 768
     assert math.isclose(cfg["embed_dim"], 512)
+
+
+@pytest.mark.parametrize("name,tag,quick", [("ViT-B-16", "openai", True), ("ViT-B-16-quickgelu", "metaclip_fullcc", True),
+                                            ("ViT-B-16", "laion2b_s34b_b88k", False)])
+def test_real_load_uses_the_tags_activation(monkeypatch, name, tag, quick):
+    """OpenAI / MetaCLIP weights are QuickGELU: the loader asks open_clip for it (open_clip only warns)."""
+    import open_clip
+    import s2c2seg.models.clip as C
+    seen = {}
+    tiny = load_clip("tiny", config=tiny_clip_config()).model
+
+    def fake_create(model_name, pretrained=None, **kw):
+        seen.update(kw, model_name=model_name, pretrained=pretrained)
+        return tiny
+    monkeypatch.setattr(C, "_resolve_tag", lambda model_id, cfg, probe: f"/cache/{model_id}.safetensors")
+    monkeypatch.setattr(open_clip, "create_model", fake_create)
+    h = load_clip(name, tag)
+    assert seen["force_quick_gelu"] is quick and seen["model_name"] == name
+    assert seen["pretrained"] == f"/cache/{name}/{tag}.safetensors"
+    assert h.pretrained == tag and h.weights_id == f"{name}/{tag}" and h.mean == C.OPENAI_MEAN
