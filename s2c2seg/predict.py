@@ -50,13 +50,19 @@ BACKGROUND_LABEL = 0
 def synonym_max(values: torch.Tensor, query_to_class: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per class, the max over its synonyms: (Q, ...) -> (num_classes, ...); classes with no query get −inf."""
     q2c = query_to_class.long().to(values.device)
-    out = values.new_full((num_classes, *values.shape[1:]), float("-inf"))
+    if q2c.numel() == 0:
+        return values.new_full((num_classes, *values.shape[1:]), float("-inf"))
     # the r-th synonym of every class that has one, r = 0, 1, ...: a few vectorised steps, no (Q, H, W) index
     order = torch.sort(q2c, stable=True).indices
     cls = q2c[order]
-    starts = torch.searchsorted(cls, cls, side="left")
-    rank = torch.arange(cls.numel(), device=cls.device) - starts
-    for r in range(int(rank.max()) + 1 if rank.numel() else 0):
+    rank = torch.arange(cls.numel(), device=cls.device) - torch.searchsorted(cls, cls, side="left")
+    first = order[rank == 0]
+    if first.numel() == num_classes:  # every class has a query: no −inf fill needed
+        out = values.new_empty((num_classes, *values.shape[1:]))
+    else:
+        out = values.new_full((num_classes, *values.shape[1:]), float("-inf"))
+    out[q2c[first]] = values[first]
+    for r in range(1, int(rank.max()) + 1):
         pick = order[rank == r]
         c = q2c[pick]
         out[c] = torch.maximum(out[c], values[pick])
@@ -126,6 +132,14 @@ class BundleView:
         self._clipseg: torch.Tensor | None = None
         self._scores: dict = {}
         self._selections: dict = {}
+        self._last_subset: tuple | None = None
+
+    def subset_maps(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S_glob, S_spat) of ``queries``; the last subset's pair is kept (consecutive sweep points share it)."""
+        key = tuple(queries.tolist())
+        if self._last_subset is None or self._last_subset[0] != key:
+            self._last_subset = (key, self.dense(queries), self.clipseg(queries))
+        return self._last_subset[1], self._last_subset[2]
 
     def dense(self, queries=None) -> torch.Tensor:
         """(Q', H, W) slide-averaged cosine logits, sliced from the all-query map."""
@@ -279,6 +293,6 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
         s_glob, s_spat = view.class_scores(score_source, protocol.logit_scale)
         subset = view.select(css, score_source, protocol.logit_scale, keep) if select else torch.arange(c)
     queries = torch.nonzero(torch.isin(q2c, subset)).reshape(-1)
-    fused = csg.fuse(view.dense(queries), view.clipseg(queries))
+    fused = csg.fuse(*view.subset_maps(queries))
     label_map, voted = postprocess(fused, q2c[queries], c, protocol, b.regions)
     return Prediction(label_map, subset, s_glob, s_spat, voted=voted)
