@@ -104,3 +104,21 @@ def test_defaults_are_used_for_missing_keys():
     pts = make_points({"tau": [0.5]}, get_protocol("voc21", "sclip"), css=CSSConfig(k_max=9),
                       csg=CSGConfig(lam=0.2), method="oracle")
     assert pts[0].css.k_max == 9 and pts[0].css.tau == 0.5 and pts[0].csg.lam == 0.2 and pts[0].method == "oracle"
+
+
+def test_sweep_cli_on_the_simulation(tmp_path, capsys):
+    from s2c2seg.cli import main
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("method: [baseline, s2c2seg, oracle]\nprob_thd: [0.0, 0.2]\n")
+    assert main(["sweep", "sim:voc21", "--backend", "sim", "--sim-images", "2", "--grid", str(grid),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "SIMULATED" in out and out.count("\n|") >= 7
+    rows = list(csv.DictReader((tmp_path / "s" / "sweep.csv").open()))
+    assert [r["method"] for r in rows] == ["baseline", "baseline", "s2c2seg", "s2c2seg", "oracle", "oracle"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tau: [0.3]\ntemprature: [0.1]\n")
+    with pytest.raises(ValueError, match="unknown grid key"):
+        main(["sweep", "sim:voc21", "--backend", "sim", "--grid", str(bad), "--out", str(tmp_path / "b")])
+    assert not (tmp_path / "b").exists()
