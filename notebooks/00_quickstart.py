@@ -57,7 +57,7 @@ from s2c2seg import analysis, plots
 plots.use_style()
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
-from s2c2seg.predict import predict
+from s2c2seg.predict import BundleView, predict
 
 S = analysis.open_session(
     "00_quickstart", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
@@ -78,8 +78,9 @@ else:
 bundle = S.backend.encode(sample, S.vocab, S.protocol)
 css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
-base = predict(bundle, S.protocol, "baseline", background=S.background)
-ours = predict(bundle, S.protocol, "s2c2seg", css=css_cfg, csg=csg_cfg, background=S.background)
+view = BundleView(bundle)  # the full-size maps, computed once for both predictions
+base = predict(view, S.protocol, "baseline", background=S.background)
+ours = predict(view, S.protocol, "s2c2seg", css=css_cfg, csg=csg_cfg, background=S.background)
 subset = ours.subset.tolist()
 print(f"{S.num_classes} classes in the vocabulary; CSS kept {len(subset)}:",
       ", ".join(S.class_names[i] for i in subset))

@@ -65,7 +65,7 @@ from s2c2seg import analysis, plots
 plots.use_style()
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
-from s2c2seg.predict import class_scores, predict
+from s2c2seg.predict import BundleView, class_scores, predict
 
 S = analysis.open_session(
     "01_scoring_terms", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
@@ -76,6 +76,7 @@ S = analysis.open_session(
                 lam_values=lam_values, temperature_values=temperature_values))
 print(S.banner())
 sample, bundle = S.sample(image_index), S.bundle(image_index)
+view = BundleView(bundle)  # full-size maps computed once, sliced for every step and setting below
 names = S.class_names
 gt = sorted(int(v) for v in np.unique(sample.label) if v != 255) if sample.label is not None else []
 print(f"image {sample.id}: {S.num_classes} classes, GT classes present:", [names[i] for i in gt])
@@ -84,7 +85,7 @@ print(f"image {sample.id}: {S.num_classes} classes, GT classes present:", [names
 # ## 1–5 · The three scores and what they are made of
 
 # %%
-s_glob, s_spat = class_scores(bundle)
+s_glob, s_spat = class_scores(bundle)  # (C,) each, the max over a class's synonyms
 st = analysis.scoring_steps(s_glob, s_spat, tau=tau, k_min=k_min, k_max=k_max, always_keep=S.always_keep())
 n_top = min(top, S.num_classes)
 fig, ax = plots.figure(2, 3, width="double", aspect=0.62, title=f"CSS scores on {sample.id} (orange: GT classes)",
@@ -140,7 +141,7 @@ print("selected:", [names[i] for i in st.selected.tolist()])
 # ## 8 · CSG: category weights and fused maps
 
 # %%
-fs = analysis.fusion_steps(bundle, st.selected, S.vocab, mode=fusion, lam=lam, temperature=temperature)
+fs = analysis.fusion_steps(view, st.selected, S.vocab, mode=fusion, lam=lam, temperature=temperature)
 kq = len(fs.queries)
 n_show = min(kq, 6)
 order = torch.argsort(-fs.weights, stable=True)[:n_show].tolist()
@@ -169,7 +170,7 @@ palette = plots.label_palette(dataset, S.num_classes)
 
 def run(tau_=tau, k_min_=k_min, k_max_=k_max, lam_=lam, temperature_=temperature):
     """S2C2Seg's prediction at one setting of the dials."""
-    return predict(bundle, S.protocol, "s2c2seg", css=CSSConfig(tau=tau_, k_min=min(k_min_, k_max_), k_max=k_max_),
+    return predict(view, S.protocol, "s2c2seg", css=CSSConfig(tau=tau_, k_min=min(k_min_, k_max_), k_max=k_max_),
                    csg=CSGConfig(mode=fusion, lam=lam_, temperature=temperature_), background=S.background)
 
 

@@ -49,7 +49,7 @@ from s2c2seg import analysis, plots
 plots.use_style()
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
-from s2c2seg.predict import predict
+from s2c2seg.predict import BundleView, predict
 
 css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
@@ -107,8 +107,9 @@ for r, im in enumerate(worst):
     s = sessions[im["dataset"]]
     sample, bundle = s.sample(im["index"]), s.bundle(im["index"])
     pal = plots.label_palette(im["dataset"], s.num_classes)
-    ours = predict(bundle, s.protocol, "s2c2seg", css=css_cfg, csg=csg_cfg, background=s.background)
-    orc = predict(bundle, s.protocol, "oracle", csg=csg_cfg, label=sample.label, background=s.background)
+    view = BundleView(bundle)
+    ours = predict(view, s.protocol, "s2c2seg", css=css_cfg, csg=csg_cfg, background=s.background)
+    orc = predict(view, s.protocol, "oracle", csg=csg_cfg, label=sample.label, background=s.background)
     panels = [(sample.image, f"{im['dataset']} {sample.id}"),
               (plots.overlay(sample.image, np.asarray(sample.label), pal), "GT"),
               (plots.overlay(sample.image, ours.label_map.numpy(), pal), f"S2C2Seg {im['miou']:.1f} (recall {im['recall']:.2f})"),
