@@ -155,8 +155,9 @@ class Segmenter:
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()
-    def encode(self, sample: Sample, vocab: Vocabulary, protocol: Protocol) -> FeatureBundle:
-        """The FeatureBundle of ``sample`` for ``vocab`` under ``protocol`` (short side, crop, stride)."""
+    def dense(self, sample: Sample, vocab: Vocabulary, protocol: Protocol, *, with_global: bool = False):
+        """The baseline alone: ``(dense_logits (N, Q, gh, gw), crop_boxes (N, 4), (h, w) resized, text (Q, D),
+        globals (N, D) | None, normalised resized image (3, h, w))``; globals only when ``with_global``."""
         self._check(sample, vocab)
         device = self.clip.device
         text = self.text.encode(vocab).to(device=device, dtype=torch.float32)          # (Q, D) normalised
@@ -175,7 +176,6 @@ class Segmenter:
             from .regions import resize_nearest
 
             regions_resized = resize_nearest(torch.from_numpy(sample.regions.astype(np.int64)), (rh, rw)).to(device)
-        want_global = self.config.global_view == "crops"
         vfm = self._vfm_argument()
         logits, globals_ = [], []
         for i in range(0, len(boxes), self.config.crop_batch):
@@ -184,14 +184,20 @@ class Segmenter:
             regions = None
             if regions_resized is not None:
                 regions = torch.stack([regions_resized[y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
-            out = self.baseline(self.clip, crops, vfm=vfm, regions=regions, return_global=want_global)
+            out = self.baseline(self.clip, crops, vfm=vfm, regions=regions, return_global=with_global)
             logits.append(cosine_logits(out.patch.float(), text).to(getattr(torch, self.config.dense_dtype)))
-            if want_global:
+            if with_global:
                 globals_.append(out.global_.float())
-        if want_global:
-            glob = mean_direction(torch.cat(globals_))
-        else:
-            glob = self._global_image(image)
+        globals_ = torch.cat(globals_) if with_global else None
+        return torch.cat(logits).cpu(), boxes, (rh, rw), text, globals_, image
+
+    @torch.no_grad()
+    def encode(self, sample: Sample, vocab: Vocabulary, protocol: Protocol) -> FeatureBundle:
+        """The FeatureBundle of ``sample`` for ``vocab`` under ``protocol`` (short side, crop, stride)."""
+        want_global = self.config.global_view == "crops"
+        logits, boxes, (rh, rw), text, globals_, image = self.dense(sample, vocab, protocol,
+                                                                    with_global=want_global)
+        glob = mean_direction(globals_) if want_global else self._global_image(image)
         global_sim = (text @ glob).float()
         maps = self.clipseg(sample.image, vocab.queries).float()                      # (Q, 352, 352) sigmoid
         s = self.config.clipseg_store_size
@@ -201,7 +207,7 @@ class Segmenter:
         regions = None if sample.regions is None else torch.from_numpy(sample.regions.astype(np.int32))
         desc = self.describe()
         return FeatureBundle(
-            dense_logits=torch.cat(logits).cpu(),
+            dense_logits=logits,
             crop_boxes=boxes,
             resized_hw=torch.tensor([rh, rw], dtype=torch.long),
             image_hw=torch.tensor([h, w], dtype=torch.long),

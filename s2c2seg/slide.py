@@ -34,8 +34,8 @@ def resize_short_side(image: torch.Tensor, short_side: int, long_max: int = 2048
 
     mmcv resizes with ``cv2.resize(..., INTER_LINEAR)`` on uint8: half-pixel centres (align_corners=False),
     no anti-aliasing, result rounded to uint8. Here: torch bilinear on float32 with the same sampling grid,
-    rounded half-up and clamped; it differs from OpenCV by at most one grey level (OpenCV's fixed-point
-    weights), see ``docs/benchmarks/models.md``.
+    rounded half-up and clamped. OpenCV computes the same interpolation with 11-bit fixed-point weights, so
+    the two are expected to differ by at most one grey level (not checked here: OpenCV is not a dependency).
     """
     if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
         raise ValueError(f"image must be a (3, H, W) uint8 tensor, got {tuple(image.shape)} {image.dtype}")

@@ -43,8 +43,9 @@ class ClipSegSettings:
     """``raw`` (the name as is) or ``templates`` (mean text embedding over ``templates``)."""
     templates: str = "openai_imagenet"
     """Template set for ``prompt="templates"``: ``openai_imagenet`` (80) or ``simple_imagenet`` (open_clip's lists)."""
-    decoder_chunk: int = 64
-    """Prompts per decoder call; bounds memory for large vocabularies (K x 485 tokens x reduce_dim)."""
+    decoder_chunk: int = 8
+    """Prompts per decoder call. Bounds memory for large vocabularies (the decoder MLP holds K x 485 x 2048
+    floats) and is faster on CPU than one large batch (measured in docs/benchmarks/models.md)."""
     text_chunk: int = 256
     """Prompts per text-encoder call."""
 

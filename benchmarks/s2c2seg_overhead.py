@@ -1,0 +1,88 @@
+"""Per-image cost of S2C2Seg on top of SCLIP at VOC21's protocol, and the peak RSS of the run.
+
+SCLIP alone: resize, sliding windows through SCLIP (no global embedding), patch-text cosines, the anchors'
+post-processing (``predict(method="baseline")``). SCLIP + S2C2Seg: the full ``Segmenter.encode`` (the same dense
+pass with the vanilla global embedding sharing blocks 0..L-2, plus CLIPSeg encode-once over every query) and
+``predict(method="s2c2seg")`` (CSS + CSG). Full-size ViT-B/16 CLIP and CLIPSeg rd64 with RANDOM WEIGHTS
+(timings do not depend on the weights); short side 336, crop 224, stride 112, the 21 VOC classes (SCLIP's name
+file); a random 500 x 375 image. Text embeddings are computed on the first (warm-up) image and reused, as in an
+evaluation. Both paths alternate in one process; the ratio of the medians is reported (target <= 2.0x), and the
+peak RSS of the whole process (target <= 4 GB).
+
+    .venv/bin/python benchmarks/s2c2seg_overhead.py [--images 3] [--threads 0] [--cache-dir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process (Linux ``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=3, help="timed images per path (after one warm-up)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--cache-dir", default=None, help="text-embedding cache to reuse across runs (default: temporary)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from s2c2seg.bundle import FeatureBundle
+    from s2c2seg.data import Sample
+    from s2c2seg.data.names import vocabulary
+    from s2c2seg.data.protocols import get_protocol
+    from s2c2seg.predict import predict
+    from s2c2seg.segmenter import build_backend
+
+    protocol = get_protocol("voc21", "sclip")
+    vocab = vocabulary("voc21", "sclip")
+    rng = np.random.default_rng(0)
+    images = [Sample(f"r{i}", rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)) for i in range(args.images + 1)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        seg = build_backend("random", baseline="sclip", size="full", cache_dir=args.cache_dir or tmp)
+        q = len(vocab.queries)
+
+        def sclip_alone(sample):
+            logits, boxes, hw, _, _, _ = seg.dense(sample, vocab, protocol)
+            zeros = torch.zeros(q)
+            bundle = FeatureBundle(logits, boxes, torch.tensor(hw), torch.tensor(sample.image.shape[:2]), zeros,
+                                   zeros, torch.zeros(q, 1, 1, dtype=torch.float16), vocab.query_to_class)
+            return predict(bundle, protocol, method="baseline").label_map
+
+        def with_s2c2seg(sample):
+            bundle = seg.encode(sample, vocab, protocol)
+            return predict(bundle, protocol, method="s2c2seg", background=0).label_map, bundle
+
+        t = time.perf_counter()
+        sclip_alone(images[0])
+        _, bundle = with_s2c2seg(images[0])
+        warm = time.perf_counter() - t
+        t_base, t_s2 = [], []
+        for sample in images[1:]:
+            for fn, acc in ((sclip_alone, t_base), (with_s2c2seg, t_s2)):
+                t = time.perf_counter()
+                fn(sample)
+                acc.append(time.perf_counter() - t)
+    base, s2 = statistics.median(t_base), statistics.median(t_s2)
+    print(f"SCLIP vs SCLIP + S2C2Seg (RANDOM WEIGHTS), VOC21 protocol (short {protocol.short_side}, crop "
+          f"{protocol.crop}, stride {protocol.stride}), {vocab.num_classes} classes / {q} queries, 500x375 image, "
+          f"{len(bundle.crop_boxes)} crops, torch threads={torch.get_num_threads()}")
+    print(f"warm-up image (both paths, text embeddings included): {warm:.1f} s")
+    print(f"SCLIP alone:       {base * 1000:8.0f} ms / image  (runs: {[round(t, 2) for t in t_base]})")
+    print(f"SCLIP + S2C2Seg:   {s2 * 1000:8.0f} ms / image  (runs: {[round(t, 2) for t in t_s2]})")
+    print(f"ratio: {s2 / base:.2f}x (target <= 2.0x); bundle {bundle.nbytes() / 1024:.0f} KiB / image; "
+          f"peak RSS {peak_rss_gb():.2f} GB (target <= 4 GB)")
+
+
+if __name__ == "__main__":
+    main()
