@@ -401,3 +401,20 @@ def test_bad_input():
         make_scene("voc21", SimConfig(n_present=12, min_area=0.2), 0)
     with pytest.raises(ValueError, match="protocol"):
         SimBackend().encode(s, "voc21", {"crop": 0})
+
+
+def test_evaluation_runs_on_it_unchanged(tmp_path):
+    """The evaluation loop, its bundle cache and its record take the backend as any other (SIMULATED)."""
+    from s2c2seg.evaluate import evaluate
+    from s2c2seg.segmenter import build_backend
+
+    cfg = SimConfig.ideal(n_present=(2, 3), seed=7)
+    ds = SimDataset("voc21", cfg, 3)
+    backend = build_backend("sim", cfg=cfg)
+    first = evaluate(ds, backend, ds.vocab, SMALL, method="s2c2seg", cache_dir=tmp_path / "cache", progress=False)
+    again = evaluate(ds, backend, ds.vocab, SMALL, method="s2c2seg", cache_dir=tmp_path / "cache", progress=False)
+    assert first.miou == pytest.approx(1.0) and again.miou == pytest.approx(1.0)
+    assert first.label == LABEL and first.backend["backend"] == "sim"
+    assert again.cache is not None and first.confusion == again.confusion
+    assert again.cache["hits"] == 3 and again.cache["misses"] == 0
+    assert first.extra["subset"]["gt_class_recall"] == 1.0
