@@ -87,7 +87,8 @@ print(f"{S.num_classes} classes in the vocabulary; CSS kept {len(subset)}:",
 
 # %%
 maps = {}
-has_gt = sample.label is not None and not vocabulary
+# a custom vocabulary matches the labels only in simulated scenes (made over that vocabulary)
+has_gt = sample.label is not None and not image_path and (not vocabulary or S.backend_name == "sim")
 if has_gt:
     maps["ground truth"] = np.asarray(sample.label)
 maps[f"baseline ({baseline})"] = base.label_map.numpy()
