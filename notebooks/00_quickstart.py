@@ -69,6 +69,9 @@ print(S.banner())
 
 # %%
 if image_path:
+    if S.backend_name == "sim":
+        raise ValueError("image_path needs a model backend (pretrained or random): the simulation makes its "
+                         "features from a scene's ground truth, so it runs on its own scenes only")
     from s2c2seg.data import Sample
     from s2c2seg.io import load_image
 
