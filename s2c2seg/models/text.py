@@ -96,6 +96,9 @@ def _token_lengths(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.shape[1] - nonpad.flip(1).int().argmax(dim=1)
 
 
+_CUT_POOLS = ("argmax", "eos")
+
+
 class TextEncoder:
     """Template-averaged, L2-normalised text embeddings for the queries of a vocabulary, cached on disk.
 
@@ -114,7 +117,9 @@ class TextEncoder:
         self.template_id, self.templates = get_templates(templates)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.chunking = _Chunking(batch_size=batch_size)
-        self.cut_context = cut_context
+        causal = getattr(clip.model, "attn_mask", None) is not None
+        self.cut_context = bool(cut_context and causal and getattr(clip.model, "text_pool_type", "") in _CUT_POOLS)
+        """Cutting is exact only with a causal mask and end-token pooling; otherwise the full context is used."""
         self.progress = progress
         self.calls = 0
         self._memory: dict[str, torch.Tensor] = {}
