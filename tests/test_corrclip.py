@@ -382,3 +382,14 @@ def test_sam_generator_paints_pipeline_masks():
     assert regions[0, 0] == 2 and regions[5, 4] == 1 and regions[3, 4] == 2 and regions[5, 0] == 0
     with pytest.raises(ValueError, match="image"):
         gen(np.zeros((6, 5), dtype=np.uint8))
+
+
+def test_registry_builds_corrclip_with_named_constants():
+    from s2c2seg.models.baselines import make_baseline
+
+    cc = make_baseline("corrclip", tau=2.0)
+    assert isinstance(cc, CorrCLIP) and cc.needs_vfm and cc.needs_regions
+    assert (cc.alpha, cc.beta, cc.tau, cc.eps, cc.min_samples) == (1.0, 0.5, 2.0, 0.2, 1)
+    assert cc.default_clip == ("ViT-B-16-quickgelu", "metaclip_fullcc") and cc.vfm_name == "dino_vitb8"
+    params = cc.params()
+    assert params["mask_generator"]["points_per_side"] == 8 and params["mask_generator"]["pred_iou_thresh"] == 0.4
