@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="sweep_cost_"))
+    shutil.rmtree(work / "cache", ignore_errors=True)  # the uncached pass must start empty (text cache is kept)
     root = write_fixture("voc21", work / "VOC2012", n_images=args.images, seed=0, size=(375, 500))
     ds = load_dataset("voc21", root)
     proto = get_protocol("voc21", "sclip")
