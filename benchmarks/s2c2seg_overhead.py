@@ -9,7 +9,7 @@ file); a random 500 x 375 image. Text embeddings are computed on the first (warm
 evaluation. Both paths alternate in one process; the ratio of the medians is reported (target <= 2.0x), and the
 peak RSS of the whole process (target <= 4 GB).
 
-    .venv/bin/python benchmarks/s2c2seg_overhead.py [--images 3] [--threads 0] [--cache-dir DIR]
+    .venv/bin/python benchmarks/s2c2seg_overhead.py [--images 3] [--threads 0] [--first-names] [--cache-dir DIR]
 """
 from __future__ import annotations
 
@@ -32,12 +32,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=3, help="timed images per path (after one warm-up)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--first-names", action="store_true",
+                    help="one query per class (its first name) instead of SCLIP's name file with synonyms")
     ap.add_argument("--cache-dir", default=None, help="text-embedding cache to reuse across runs (default: temporary)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from s2c2seg.bundle import FeatureBundle
-    from s2c2seg.data import Sample
+    from s2c2seg.data import Sample, Vocabulary
     from s2c2seg.data.names import vocabulary
     from s2c2seg.data.protocols import get_protocol
     from s2c2seg.predict import predict
@@ -45,6 +47,8 @@ def main() -> None:
 
     protocol = get_protocol("voc21", "sclip")
     vocab = vocabulary("voc21", "sclip")
+    if args.first_names:
+        vocab = Vocabulary.from_names(vocab.names, variant="voc21-first-names")
     rng = np.random.default_rng(0)
     images = [Sample(f"r{i}", rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)) for i in range(args.images + 1)]
 

@@ -109,3 +109,12 @@ def test_pretrained_fails_fast_offline():
     with pytest.raises(ModelUnavailableError, match="CIDAS/clipseg-rd64-refined.*HF_HOME"):
         ClipSeg("CIDAS/clipseg-rd64-refined")
     assert time.perf_counter() - t < 60  # generous bound; fails in well under a second offline
+
+
+def test_truncated_vision_tower_equals_hidden_states(clipseg, image):
+    px = clipseg.preprocess(image)
+    with torch.no_grad():
+        full = clipseg.model.clip.vision_model(px, output_hidden_states=True, interpolate_pos_encoding=True)
+    acts = clipseg.encode_image(px)
+    for a, i in zip(acts, clipseg.model.extract_layers):
+        assert torch.allclose(a, full.hidden_states[i + 1], atol=1e-6)

@@ -239,14 +239,27 @@ class ClipSeg:
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        """Vision tower once: the activations after ``extract_layers`` blocks, each (1, 1 + n, width)."""
+        """Vision tower once: the activations after the ``extract_layers`` blocks, each (1, 1 + n, width).
+
+        Runs the unmodified modules of ``model.clip.vision_model`` (embeddings with interpolated positions,
+        ``pre_layrnorm``, encoder layers) and stops after the deepest extracted layer: the blocks after it
+        (2 of 12 for rd64) and ``post_layernorm`` do not feed the decoder. Equal to
+        ``vision_model(px, output_hidden_states=True).hidden_states[i + 1]`` (tested through the full forward).
+        """
         if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
             raise ValueError(f"pixel_values must be (1, 3, S, S), got {tuple(pixel_values.shape)}")
         if min(pixel_values.shape[-2:]) < self.patch_size:
             raise ValueError(f"image side {min(pixel_values.shape[-2:])} is smaller than CLIPSeg's patch size "
                              f"{self.patch_size}")
-        out = self.model.clip.vision_model(pixel_values, output_hidden_states=True, interpolate_pos_encoding=True)
-        return [out.hidden_states[i + 1] for i in self.model.extract_layers]
+        vision = self.model.clip.vision_model
+        wanted = list(self.model.extract_layers)
+        x = vision.pre_layrnorm(vision.embeddings(pixel_values, interpolate_pos_encoding=True))
+        acts = {}
+        for i, layer in enumerate(vision.encoder.layers[:max(wanted) + 1]):
+            x = layer(x, None)
+            if i in wanted:
+                acts[i] = x
+        return [acts[i] for i in wanted]
 
     @torch.no_grad()
     def decode(self, activations: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
