@@ -87,7 +87,6 @@ else:
                         max_images=n_images, baseline=bl, progress=False)
             records += res.records
     source = f"sweeps run here ({n_images} images per dataset)"
-records = analysis.as_benchmark_records(records)
 print(f"{len(records)} run records ({source})")
 
 # %%

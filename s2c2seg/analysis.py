@@ -743,15 +743,3 @@ TABLE_POINTS: tuple[dict, ...] = (
     {"method": "oracle"},
 )
 """Sweep points that fill the four paper tables (main, components, CSS scoring, fusion) for one dataset."""
-
-
-def as_benchmark_records(records: Sequence) -> list:
-    """Records of simulated splits (dataset ``sim_<key>``) renamed to their benchmark key so the paper tables
-    place them; their ``label`` (SIMULATED) still marks every row. Other records are returned unchanged."""
-    from dataclasses import replace
-
-    out = []
-    for r in records:
-        name = str(getattr(r, "dataset", ""))
-        out.append(replace(r, dataset=name[4:]) if name.startswith("sim_") else r)
-    return out

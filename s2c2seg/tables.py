@@ -100,21 +100,31 @@ def _baseline_name(r: RunRecord) -> str:
     return name + (f" [{r.label}]" if r.label else "")
 
 
+SIM_PREFIX = "sim_"
+"""Simulated splits record their dataset as ``sim_<benchmark>``; they fill that benchmark's column (their
+``label``, SIMULATED, still marks the row and the table)."""
+
+
+def benchmark_of(dataset: str) -> str:
+    """The benchmark column a record's dataset belongs to (``sim_voc21`` -> ``voc21``)."""
+    return dataset[len(SIM_PREFIX):] if dataset.startswith(SIM_PREFIX) else dataset
+
+
 def build_table(records: Iterable[RunRecord], title: str, row_of: Callable[[RunRecord], str | None],
                 order: Sequence[str] = ()) -> Table:
     """Put each record's mIoU in the cell (row_of(record), record.dataset); rows sorted by ``order`` then first seen."""
     cells: dict[str, dict[str, tuple[str, float]]] = {}
     labels = set()
     for r in records:
-        row = row_of(r)
-        if row is None or r.dataset not in BENCHMARKS or r.metrics.get("mIoU") is None:
+        row, dataset = row_of(r), benchmark_of(r.dataset)
+        if row is None or dataset not in BENCHMARKS or r.metrics.get("mIoU") is None:
             continue
         miou = r.metrics["mIoU"]
         if isinstance(miou, float) and math.isnan(miou):
             continue
-        prev = cells.setdefault(row, {}).get(r.dataset)
+        prev = cells.setdefault(row, {}).get(dataset)
         if prev is None or r.created >= prev[0]:
-            cells[row][r.dataset] = (r.created, 100.0 * miou)
+            cells[row][dataset] = (r.created, 100.0 * miou)
         labels.add(r.label)
     rank = {name: i for i, name in enumerate(order)}
     names = sorted(cells, key=lambda n: (rank.get(n, len(rank)), list(cells).index(n)))

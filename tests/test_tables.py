@@ -67,3 +67,9 @@ def test_cli_from_folders(tmp_path, capsys):
     assert "| SCLIP | 30.0 |" in out and "40.0" in out
     assert main(["tables", str(tmp_path / "runs"), "--format", "latex", "--out", str(tmp_path / "t.tex")]) == 0
     assert r"\begin{tabular}" in (tmp_path / "t.tex").read_text()
+
+
+def test_simulated_records_fill_their_benchmark_column():
+    from s2c2seg.tables import benchmark_of
+
+    assert benchmark_of("sim_voc21") == "voc21" and benchmark_of("ade20k") == "ade20k"
