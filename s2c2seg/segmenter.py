@@ -138,20 +138,11 @@ class Segmenter:
 
     def preprocess(self, image: np.ndarray, protocol: Protocol) -> torch.Tensor:
         """(3, h, w) float32: mmcv short-side resize (bilinear, uint8) then ``(x − mean) / std`` in 0-255."""
-        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        img = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
         img = resize_short_side(img, protocol.short_side, self.config.long_max).float()
         mean = torch.tensor(self.config.pixel_mean).view(3, 1, 1)
         std = torch.tensor(self.config.pixel_std).view(3, 1, 1)
         return (img - mean) / std
-
-    def _vfm_argument(self):
-        """The baselines of ``models.baselines`` take the VFMHandle; CorrCLIP takes the transformers module."""
-        if self.vfm is None:
-            return None
-        from .models import baselines
-
-        own = tuple(c for c in baselines.BASELINES.values() if isinstance(c, type))
-        return self.vfm if isinstance(self.baseline, own) else getattr(self.vfm, "model", self.vfm)
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()
@@ -176,7 +167,6 @@ class Segmenter:
             from .regions import resize_nearest
 
             regions_resized = resize_nearest(torch.from_numpy(sample.regions.astype(np.int64)), (rh, rw)).to(device)
-        vfm = self._vfm_argument()
         logits, globals_ = [], []
         for i in range(0, len(boxes), self.config.crop_batch):
             chunk = boxes[i:i + self.config.crop_batch].tolist()
@@ -184,7 +174,7 @@ class Segmenter:
             regions = None
             if regions_resized is not None:
                 regions = torch.stack([regions_resized[y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
-            out = self.baseline(self.clip, crops, vfm=vfm, regions=regions, return_global=with_global)
+            out = self.baseline(self.clip, crops, vfm=self.vfm, regions=regions, return_global=with_global)
             logits.append(cosine_logits(out.patch.float(), text).to(getattr(torch, self.config.dense_dtype)))
             if with_global:
                 globals_.append(out.global_.float())
