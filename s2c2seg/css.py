@@ -27,6 +27,7 @@ import torch
 
 __all__ = [
     "SCORE_NAMES",
+    "STAGE2_POOLS",
     "CSSConfig",
     "CSSScores",
     "dist",
@@ -69,15 +70,19 @@ class CSSConfig:
     """Which scores take part in both stages (the score-subset ablation); non-empty."""
     keep_background: bool = True
     """Read by the caller: when the dataset has a background class, pass its index as ``always_keep``."""
+    stage2_pool: str = "all"
+    """Stage 2's pool when ``|C_init| < K``: ``"all"`` C categories (the issue's reading, default) or ``"init"``
+    (the paper summary's reading: rank ``C_init`` only, so fewer than K may be kept)."""
 
     def __post_init__(self):
         object.__setattr__(self, "use", tuple(_check_use(self.use)))
         _check_hyper(self.tau, self.k_min, self.k_max)
+        _check_pool(self.stage2_pool)
 
     def select(self, s_glob, s_spat, always_keep: Iterable[int] | int = ()) -> torch.Tensor:
         """``select_categories`` with this configuration."""
         return select_categories(s_glob, s_spat, tau=self.tau, k_min=self.k_min, k_max=self.k_max,
-                                 use=self.use, always_keep=always_keep)
+                                 use=self.use, always_keep=always_keep, stage2_pool=self.stage2_pool)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -162,6 +167,14 @@ def _check_hyper(tau, k_min, k_max) -> None:
         raise ValueError(f"k_min must be an integer >= 1, got {k_min!r}")
     if not _is_int(k_max) or k_max < k_min:
         raise ValueError(f"k_max must be an integer >= k_min ({k_min}), got {k_max!r}")
+
+
+STAGE2_POOLS = ("all", "init")
+
+
+def _check_pool(stage2_pool) -> None:
+    if stage2_pool not in STAGE2_POOLS:
+        raise ValueError(f"stage2_pool must be one of {STAGE2_POOLS}, got {stage2_pool!r}")
 
 
 def _check_indices(idx, num_classes: int, name: str, device) -> torch.Tensor:
@@ -280,15 +293,18 @@ def min_max_normalise(x: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
     return torch.where(pool & (span > 0), scaled, torch.zeros_like(x))
 
 
-def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int, k_max: int) -> torch.Tensor:
+def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int, k_max: int,
+                  stage2_pool: str = "all") -> torch.Tensor:
     """Step 7 (stage 2, precision): mask of the top-K of the pool by ``s_final = Σ min-max-normalised scores``.
 
-    The pool is ``C_init`` when ``|C_init| ≥ K``, else all C categories.
+    The pool is ``C_init`` when ``|C_init| ≥ K``, else all C categories (``stage2_pool="init"``: always
+    ``C_init``, keeping ``min(K, |C_init|)``).
     """
     c = init.numel()
     n_init = int(init.sum())
     k = subset_size(n_init, c, k_min, k_max)
-    pool = init if n_init >= k else torch.ones_like(init)
+    pool = init if n_init >= k or stage2_pool == "init" else torch.ones_like(init)
+    k = min(k, int(pool.sum()))
     s_final = torch.zeros_like(scores[0])
     for s in scores:
         s_final = s_final + min_max_normalise(s, pool)
@@ -311,19 +327,22 @@ def css_scores(s_glob, s_spat) -> CSSScores:
 
 
 def select_categories(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: int = 20,
-                      use: Sequence[str] = SCORE_NAMES, always_keep: Iterable[int] | int = ()) -> torch.Tensor:
+                      use: Sequence[str] = SCORE_NAMES, always_keep: Iterable[int] | int = (),
+                      stage2_pool: str = "all") -> torch.Tensor:
     """CSS for one image: the selected category indices (LongTensor, sorted ascending, on the input's device).
 
     Size: ``K = min(C, clamp(|C_init|, k_min, k_max))`` plus any ``always_keep`` index not already chosen.
+    ``stage2_pool`` picks the reading of stage 2 (see :class:`CSSConfig`).
     """
     use = _check_use(use)
     _check_hyper(tau, k_min, k_max)
+    _check_pool(stage2_pool)
     scores = css_scores(s_glob, s_spat)
     c = scores.glob.numel()
     keep = _check_indices(always_keep, c, "always_keep", scores.glob.device)
     chosen = [scores.get(name) for name in use]
     init = stage1_union(chosen, tau)
-    mask = stage2_rerank(chosen, init, k_min, k_max)
+    mask = stage2_rerank(chosen, init, k_min, k_max, stage2_pool)
     mask[keep] = True  # step 8
     return torch.nonzero(mask).reshape(-1)
 

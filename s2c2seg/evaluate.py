@@ -24,7 +24,7 @@ import torch
 
 from .bundle import BundleError, FeatureBundle
 from .cache import BundleCache, bundle_key
-from .css import CSSConfig
+from .css import STAGE2_POOLS, CSSConfig
 from .csg import FUSION_MODES, CSGConfig
 from .data.protocols import Protocol
 from .data.sample import Sample
@@ -323,6 +323,8 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tau", type=float, default=CSSConfig.tau)
     g.add_argument("--k-min", type=int, default=CSSConfig.k_min)
     g.add_argument("--k-max", type=int, default=CSSConfig.k_max)
+    g.add_argument("--stage2-pool", choices=STAGE2_POOLS, default=CSSConfig.stage2_pool,
+                   help="stage 2's pool when |C_init| < K: all categories (the issue) or C_init (the summary)")
     g.add_argument("--use", default=",".join(CSSConfig.use), help="CSS scores, comma-separated: glob,spat,conf")
     g.add_argument("--no-keep-background", action="store_true", help="do not force the background into the subset")
     g.add_argument("--score-source", default="clipseg", choices=list(SCORE_SOURCES),
@@ -363,7 +365,7 @@ def setup_from_args(args) -> tuple[Any, Any, Vocabulary, Protocol]:
 def _css_csg(args) -> tuple[CSSConfig, CSGConfig]:
     use = tuple(u.strip() for u in args.use.split(",") if u.strip())
     return (CSSConfig(tau=args.tau, k_min=args.k_min, k_max=args.k_max, use=use,
-                      keep_background=not args.no_keep_background),
+                      keep_background=not args.no_keep_background, stage2_pool=args.stage2_pool),
             CSGConfig(mode=args.mode, lam=args.lam, temperature=args.temperature))
 
 

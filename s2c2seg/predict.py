@@ -170,7 +170,7 @@ class BundleView:
 
     def select(self, css: CSSConfig, source: str, logit_scale: float, always_keep: tuple) -> torch.Tensor:
         """CSS's subset for this image, memoised per (config, source, always_keep)."""
-        key = (css.tau, css.k_min, css.k_max, css.use, source,
+        key = (css.tau, css.k_min, css.k_max, css.use, css.stage2_pool, source,
                float(logit_scale) if source == "baseline" else None, always_keep)
         if key not in self._selections:
             s_glob, s_spat = self.class_scores(source, logit_scale)

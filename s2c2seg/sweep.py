@@ -6,7 +6,7 @@ A grid (Python dict or YAML file) is either
 * a list of mappings — explicit points (e.g. the component ablation: baseline, +CSS only, w/o CSG, ...).
 
 Keys (:data:`GRID_KEYS`): ``method`` (baseline / s2c2seg / oracle), ``use`` (CSS score subset: a list such as
-``[glob, spat]`` or a string ``"glob,spat"``), ``tau``, ``k_min``, ``k_max``, ``keep_background``,
+``[glob, spat]`` or a string ``"glob,spat"``), ``tau``, ``k_min``, ``k_max``, ``keep_background``, ``stage2_pool``,
 ``score_source``, ``select``, ``mode``, ``lam``, ``temperature`` (CSG) and the post-processing protocol fields
 ``prob_thd``, ``area_thd``, ``logit_scale``. Keys not given take the sweep's defaults. An unknown key or an
 invalid value raises before any image is read. Settings that change a bundle (short side, crop, vocabulary,
@@ -45,7 +45,7 @@ from .records import RunRecord, claim_out_dir, method_label, write_json_new
 __all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "sweep", "SweepResult",
            "register_cli"]
 
-CSS_KEYS = ("use", "tau", "k_min", "k_max", "keep_background")
+CSS_KEYS = ("use", "tau", "k_min", "k_max", "keep_background", "stage2_pool")
 CSG_KEYS = ("mode", "lam", "temperature")
 PROTOCOL_KEYS = ("prob_thd", "area_thd", "logit_scale")
 RUN_KEYS = ("method", "score_source", "select")

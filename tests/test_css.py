@@ -386,3 +386,18 @@ def test_every_equation_function_is_documented():
     for f in (dist, consistency_weight, fused_distribution, conditional_entropy, confidence_score,
               css.stage1_size, stage1_union, subset_size, css.min_max_normalise, stage2_rerank):
         assert f.__doc__ and "Step" in f.__doc__.splitlines()[0]
+
+
+def test_stage2_pool_switch_reads_the_summary():
+    from s2c2seg.css import CSSConfig, stage1_union
+
+    # C = 10, tau = 0.1: each score contributes its top-1; the scores agree, so |C_init| = 1 < K = 6
+    g = torch.linspace(0.5, 0.1, 10)
+    s = torch.linspace(0.9, 0.0, 10)
+    assert int(stage1_union([g, s], 0.1).sum()) < 6
+    assert select_categories(g, s, tau=0.1).numel() == 6  # the issue: the pool grows to all C
+    init_only = select_categories(g, s, tau=0.1, stage2_pool="init")
+    assert init_only.numel() < 6 and set(init_only.tolist()) <= set(range(10))
+    assert CSSConfig(tau=0.1, stage2_pool="init").select(g, s).tolist() == init_only.tolist()
+    with pytest.raises(ValueError, match="stage2_pool"):
+        CSSConfig(stage2_pool="sometimes")

@@ -122,3 +122,11 @@ def test_sweep_cli_on_the_simulation(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown grid key"):
         main(["sweep", "sim:voc21", "--backend", "sim", "--grid", str(bad), "--out", str(tmp_path / "b")])
     assert not (tmp_path / "b").exists()
+
+
+def test_grid_accepts_the_stage2_pool_switch():
+    from s2c2seg.data import Protocol
+    from s2c2seg.sweep import make_points
+
+    pts = make_points({"stage2_pool": ["all", "init"]}, Protocol())
+    assert [p.css.stage2_pool for p in pts] == ["all", "init"]
