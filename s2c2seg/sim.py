@@ -40,7 +40,7 @@ import math
 import zlib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from .bundle import FeatureBundle
 from .data.protocols import Protocol
-from .data.sample import Sample
+from .data.sample import Sample, SampleSequence
 from .data.vocab import Vocabulary
 
 __all__ = [
@@ -576,7 +576,7 @@ class SimSpec:
                 "background": self.background, "reduce_zero_label": self.reduce_zero_label, "label": LABEL}
 
 
-class SimDataset:
+class SimDataset(SampleSequence):
     """``n_images`` simulated scenes over ``vocab``, with the real datasets' interface (SIMULATED)."""
 
     def __init__(self, vocab="voc21", cfg: SimConfig | None = None, n_images: int = 8, *,
@@ -595,16 +595,6 @@ class SimDataset:
         name = f"sim_{self.dataset or self.vocab.variant}"
         self.spec = SimSpec(name=name, title=f"SIM-{self.dataset or 'custom'}", num_classes=c, background=bg)
         self.ids = [f"sim_{self.cfg.seed}_{i:06d}" for i in self._indices]
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    def __iter__(self) -> Iterator[Sample]:
-        for i in range(len(self)):
-            yield self.sample(i)
-
-    def __getitem__(self, i: int) -> Sample:
-        return self.sample(i)
 
     def __repr__(self) -> str:
         return f"SimDataset({self.spec.name!r}, n={len(self)}, seed={self.cfg.seed}, {LABEL})"

@@ -23,15 +23,6 @@ from s2c2seg.slide import rescale_size, slide_boxes
 PATCH = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription when the suite runs with xdist."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class FakeBackend:
     """A deterministic stand-in for a model backend: bundles from the label plus seeded noise (RANDOM)."""
 

@@ -14,14 +14,6 @@ from s2c2seg.regions import majority_vote
 from s2c2seg.slide import slide_boxes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 Q2C = torch.tensor([0, 0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 8, 9])  # 10 classes, synonyms on 0, 2 and 8
 
 

@@ -17,14 +17,6 @@ from s2c2seg.sweep import GRID_KEYS, expand_grid, load_grid, make_points, sweep
 from test_evaluate import FakeBackend
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def voc(tmp_path):
     root = write_fixture("voc21", tmp_path / "VOC2012", n_images=3, seed=2)

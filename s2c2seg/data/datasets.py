@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..io import load_image, load_label
 from ..metrics import reduce_zero_label
 from ..regions import load_region_mask, region_mask_path
-from .sample import Sample
+from .sample import Sample, SampleSequence
 
 __all__ = ["DatasetSpec", "DATASETS", "Dataset", "DatasetError", "IGNORE_INDEX", "encode_label", "get_spec",
            "load_dataset"]
@@ -153,7 +153,7 @@ def _missing(spec: DatasetSpec, what: str, path: Path, root: Path | None = None)
                         + hint)
 
 
-class Dataset:
+class Dataset(SampleSequence):
     """One split of a benchmark: ``len()``, ``sample(i)``, iteration, ``.ids``, ``.spec``.
 
     Files are only listed at construction; each :meth:`sample` reads one image, its label and (with
@@ -171,16 +171,6 @@ class Dataset:
         self.img_paths: list[Path] = list(img_paths)
         self.seg_paths: list[Path] = list(seg_paths)
         self.region_dir = region_dir
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __iter__(self) -> Iterator[Sample]:
-        for i in range(len(self)):
-            yield self.sample(i)
-
-    def __getitem__(self, i: int) -> Sample:
-        return self.sample(i)
 
     def __repr__(self) -> str:
         return f"Dataset({self.spec.name!r}, root={str(self.root)!r}, split={self.split!r}, n={len(self)})"

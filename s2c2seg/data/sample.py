@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["Sample"]
+__all__ = ["Sample", "SampleSequence"]
 
 
 @dataclass
@@ -31,3 +31,22 @@ class Sample:
             arr = getattr(self, name)
             if arr is not None and arr.shape != img.shape[:2]:
                 raise ValueError(f"Sample {self.id!r}: {name} has size {arr.shape}, image has {img.shape[:2]}")
+
+
+class SampleSequence:
+    """What every dataset (real or simulated) shares: ``len``, indexing and iteration over ``sample(i)``."""
+
+    ids: list[str]
+
+    def sample(self, i: int) -> Sample:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self.sample(i)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.sample(i)
