@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 notebooks: $(STAMP)
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-0} $(VENV)/bin/s2c2seg notebooks run
+	$(VENV)/bin/s2c2seg notebooks run
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q
