@@ -154,8 +154,11 @@ def _error_summary(exc: BaseException) -> str:
 
 def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[str, Any] | None = None, *,
                      cwd: str | Path | None = None, timeout: float | None = None,
-                     start_timeout: float = 120.0) -> NotebookResult:
+                     start_timeout: float = 120.0, defaults: Mapping[str, Any] | None = None) -> NotebookResult:
     """Execute one notebook into ``out_dir`` (``<name>.ipynb`` executed, ``out_dir`` injected as parameter).
+
+    ``defaults`` are the runner's own settings: each is passed only when the notebook declares it in its
+    ``parameters`` cell (and ``parameters`` does not set it), so no notebook is handed a name it does not use.
 
     Never raises for a failure inside the notebook: the result says ``ok=False`` with the error, and the
     partially executed notebook is kept (papermill saves it with the traceback).
@@ -174,6 +177,9 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
     error = ""
     try:
         to_ipynb(src, source_nb)
+        if defaults:
+            declared = pm.inspect_notebook(str(source_nb))
+            params = {**{k: v for k, v in defaults.items() if k in declared}, **params}
         pm.execute_notebook(str(source_nb), str(executed), parameters=params, kernel_name=KERNEL_NAME,
                             kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
                             progress_bar=False, log_output=False, execution_timeout=timeout,
@@ -282,15 +288,15 @@ def run_collection(names: Sequence[str] = (), *, params: Mapping[str, Any] | Non
         for src in sources:
             p = params_for(src.stem, params)
             p.update(point)
-            p.setdefault("records_dir", str(base.resolve()))
-            p.setdefault("interactive", False)  # headless: static figures instead of widgets
-            p.setdefault("cache_dir", str((base / "cache").resolve()))  # each image encoded once per run
+            defaults = {"records_dir": str(base.resolve()),
+                        "interactive": False,  # headless: static figures instead of widgets
+                        "cache_dir": str((base / "cache").resolve())}  # each image encoded once per run
             if p.get("backend", "auto") == "auto" and resolved_backend:
                 p["backend"] = resolved_backend
                 p["backend_requested"] = "auto"
             if echo:
                 echo(f"[notebooks] {tag + ' ' if tag else ''}{src.stem} ...")
-            res = execute_notebook(src, base / src.stem, p, cwd=cwd, timeout=timeout)
+            res = execute_notebook(src, base / src.stem, p, cwd=cwd, timeout=timeout, defaults=defaults)
             results.append(res)
             if res.record and res.record.get("backend") and resolved_backend is None:
                 resolved_backend = str(res.record["backend"])
