@@ -84,11 +84,14 @@ def category_weights(s_glob, mode: str = "category_aware", temperature: float = 
     """CSG weights (K,): ``softmax(mean_{h,w} s_glob / temperature)``; ``uniform`` 1/K, ``add`` 1, ``global_only`` 0."""
     _check_mode(mode, WEIGHTED_MODES)
     _check_temperature(temperature)
-    g = _as_maps(s_glob, "s_glob")
-    k = g.shape[-3]
+    return _weights(_as_maps(s_glob, "s_glob"), mode, temperature)
+
+
+def _weights(g: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
+    """``category_weights`` on checked maps."""
     if mode == "category_aware":
         return torch.softmax(g.mean(dim=(-2, -1)) / temperature, dim=-1)
-    fill = {"uniform": 1.0 / k, "add": 1.0, "global_only": 0.0}[mode]
+    fill = {"uniform": 1.0 / g.shape[-3], "add": 1.0, "global_only": 0.0}[mode]
     return torch.full(g.shape[:-2], fill, dtype=g.dtype, device=g.device)
 
 
@@ -110,8 +113,8 @@ def fuse(s_glob, s_spat, *, mode: str = "category_aware", lam: float = 0.6,
         return s.clone()
     if mode == "global_only":
         return g.clone()
-    w = category_weights(g, mode=mode, temperature=temperature)
-    return g + lam * w[..., None, None] * s
+    w = _weights(g, mode, temperature)
+    return torch.addcmul(g, lam * w[..., None, None], s)  # g + (λ·w)·s in one pass
 
 
 def expand_to_vocabulary(fused, subset, num_classes: int) -> torch.Tensor:

@@ -52,7 +52,15 @@ def synonym_max(values: torch.Tensor, query_to_class: torch.Tensor, num_classes:
     q2c = query_to_class.long().to(values.device)
     if q2c.numel() == 0:
         return values.new_full((num_classes, *values.shape[1:]), float("-inf"))
-    # the r-th synonym of every class that has one, r = 0, 1, ...: a few vectorised steps, no (Q, H, W) index
+    if bool((q2c[1:] >= q2c[:-1]).all()):  # a vocabulary's layout: each class's synonyms are consecutive
+        out = values.new_full((num_classes, *values.shape[1:]), float("-inf"))
+        classes, counts = torch.unique_consecutive(q2c, return_counts=True)
+        start = 0
+        for c, n in zip(classes.tolist(), counts.tolist()):  # one pass over values, slices are views
+            out[c] = values[start] if n == 1 else values[start:start + n].amax(dim=0)
+            start += n
+        return out
+    # any other order: the r-th synonym of every class that has one, r = 0, 1, ...: a few vectorised steps, no (Q, H, W) index
     order = torch.sort(q2c, stable=True).indices
     cls = q2c[order]
     rank = torch.arange(cls.numel(), device=cls.device) - torch.searchsorted(cls, cls, side="left")
