@@ -187,9 +187,9 @@ class BundleView:
 
 
 # ------------------------------------------------------------------------------------------------ post-processing
-def query_probabilities(logits: torch.Tensor, logit_scale: float) -> torch.Tensor:
-    """The anchors' softmax over queries: ``softmax(logit_scale · logits, dim=0)``."""
-    return torch.softmax(logits * logit_scale, dim=0)
+def query_probabilities(logits: torch.Tensor, logit_scale: float, inplace: bool = False) -> torch.Tensor:
+    """The anchors' softmax over queries: ``softmax(logit_scale · logits, dim=0)`` (``inplace``: scales ``logits``)."""
+    return torch.softmax(logits.mul_(logit_scale) if inplace else logits * logit_scale, dim=0)
 
 
 def _labels(class_probs: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,17 +215,19 @@ def area_prune(class_probs: torch.Tensor, classes: torch.Tensor, num_classes: in
 
 
 def postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, num_classes: int, protocol: Protocol,
-                regions: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
+                regions: torch.Tensor | None = None, consume: bool = False) -> tuple[torch.Tensor, bool]:
     """The anchors' post-processing on the queries given (all, or a subset): -> (label map (H, W), voted).
 
     softmax(logit_scale · logits) over the given queries; per class the max over its synonyms; classes not
     given have probability 0; SCLIP's ``area_thd`` when set; arg-max; max probability < ``prob_thd`` -> 0;
-    CorrCLIP's majority vote per region when ``protocol.vote`` and ``regions`` is not None.
+    CorrCLIP's majority vote per region when ``protocol.vote`` and ``regions`` is not None. ``consume=True``
+    lets it scale a float32 ``logits`` in place (the caller owns it and does not read it again).
     """
     q2c = query_to_class.long()
     if logits.ndim != 3 or logits.shape[0] != q2c.numel():
         raise ValueError(f"logits must be (Q', H, W) with Q' = {q2c.numel()} queries, got {tuple(logits.shape)}")
-    probs = query_probabilities(logits.float(), protocol.logit_scale)
+    logits = logits.float()
+    probs = query_probabilities(logits, protocol.logit_scale, inplace=consume and logits.dtype == torch.float32)
     classes, inverse = torch.unique(q2c, sorted=True, return_inverse=True)
     class_probs = synonym_max(probs, inverse, classes.numel())
     if protocol.area_thd is not None:
@@ -302,5 +304,5 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
         subset = view.select(css, score_source, protocol.logit_scale, keep) if select else torch.arange(c)
     queries = torch.nonzero(torch.isin(q2c, subset)).reshape(-1)
     fused = csg.fuse(*view.subset_maps(queries))
-    label_map, voted = postprocess(fused, q2c[queries], c, protocol, b.regions)
+    label_map, voted = postprocess(fused, q2c[queries], c, protocol, b.regions, consume=True)  # fused is ours
     return Prediction(label_map, subset, s_glob, s_spat, voted=voted)
