@@ -16,12 +16,12 @@ from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.distributed import DistContext, all_reduce_sum, init_from_env, shard
 from s2c2seg.evaluate import evaluate
 from s2c2seg.sweep import sweep
-from test_evaluate import FakeBackend
+from fakes import FakeBackend
 
 REPO = Path(__file__).resolve().parents[1]
 PROTO = dict(short_side=64, crop=32, stride=16)
 FLAGS = ["--short-side", "64", "--crop", "32", "--stride", "16", "--no-progress",
-         "--backend", "tests.test_evaluate:make_backend"]
+         "--backend", "tests.fakes:make_backend"]
 
 
 def test_shard_and_single_process_context(monkeypatch):

@@ -14,7 +14,7 @@ from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import evaluate
 from s2c2seg.records import RecordExistsError, load_records
 from s2c2seg.sweep import GRID_KEYS, expand_grid, load_grid, make_points, sweep
-from test_evaluate import FakeBackend
+from fakes import FakeBackend
 
 
 @pytest.fixture
