@@ -165,6 +165,82 @@ def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
+@dataclass(frozen=True)
+class Setting:
+    """One downstream configuration: what ``predict`` needs besides the bundle."""
+
+    method: str
+    css: CSSConfig
+    csg: CSGConfig
+    protocol: Protocol
+    score_source: str = "clipseg"
+    select: bool = True
+
+
+@dataclass
+class Tally:
+    """What a pass over the split accumulates, per setting, already all-reduced over ranks."""
+
+    cms: list
+    """One :class:`ConfusionMatrix` per setting."""
+    sums: torch.Tensor
+    """(P, 8) float64: seconds (load, encode, predict, wall), subset size, GT classes, GT classes kept, votes."""
+    bundle_seconds: float
+    """Reading or computing the bundles (all ranks)."""
+    cache_counts: torch.Tensor
+    """(3,) int64: cache hits, misses, corrupt entries."""
+
+    def cache_info(self, cache_dir) -> dict | None:
+        """The run record's ``cache`` entry (None without a cache)."""
+        if cache_dir is None:
+            return None
+        hits, misses, corrupt = (int(v) for v in self.cache_counts)
+        return {"dir": str(cache_dir), "hits": hits, "misses": misses, "corrupt": corrupt}
+
+
+def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings: Sequence[Setting], *,
+               info: DatasetInfo, background: int | None, indices: Sequence[int], cache_dir, ctx: DistContext,
+               progress: bool, desc: str) -> Tally:
+    """One pass over this rank's shard of ``indices``: each bundle read (or computed) once, every setting's
+    prediction and confusion matrix updated from it; totals all-reduced. ``evaluate`` is one setting, a
+    sweep many."""
+    mine = shard(indices, ctx)
+    cache = BundleCache(cache_dir) if cache_dir is not None else None
+    cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in settings]
+    sums = torch.zeros(len(settings), 8, dtype=torch.float64)
+    bundle_time = torch.zeros(1, dtype=torch.float64)
+    t_start = time.perf_counter()
+    bar = _progress(len(mine), progress and ctx.is_main, desc)
+    for item in iter_bundles(dataset, backend, vocab, protocol, mine, cache):
+        label = _label_tensor(item.sample)
+        view = BundleView(item.bundle)  # full-size maps built on first use, shared by every setting
+        gt = label[label != info.ignore_index].unique()
+        bundle_time += item.load_seconds + item.encode_seconds
+        for j, p in enumerate(settings):
+            t1 = time.perf_counter()
+            pred = predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label, background=background,
+                           score_source=p.score_source, select=p.select)
+            cms[j].update(pred.label_map, label)
+            if pred.subset is not None:
+                sums[j, 4] += pred.subset.numel()
+                sums[j, 5] += gt.numel()
+                sums[j, 6] += torch.isin(gt, pred.subset).sum()
+            sums[j, 7] += pred.voted
+            sums[j, 2] += time.perf_counter() - t1
+        sums[:, 0] += item.load_seconds
+        sums[:, 1] += item.encode_seconds
+        bar.update(1)
+    bar.close()
+    sums[:, 3] = time.perf_counter() - t_start
+    cache_counts = torch.tensor([cache.stats.hits, cache.stats.misses, cache.stats.corrupt]
+                                if cache is not None else [0, 0, 0], dtype=torch.int64)
+    matrices = all_reduce_sum(torch.stack([cm.matrix for cm in cms]), ctx)
+    for cm, m in zip(cms, matrices):
+        cm.matrix = m
+    return Tally(cms, all_reduce_sum(sums, ctx), float(all_reduce_sum(bundle_time, ctx)),
+                 all_reduce_sum(cache_counts, ctx))
+
+
 def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method: str = "s2c2seg",
              css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), score_source: str = "clipseg",
              select: bool = True, background: int | None | str = "auto", cache_dir: str | Path | None = None,
@@ -196,46 +272,19 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     out = claim_out_dir(out_dir)
     ctx = dist if dist is not None else init_from_env()
     try:
-        mine = shard(indices, ctx)
-        cache = BundleCache(cache_dir) if cache_dir is not None else None
-        cm = ConfusionMatrix(num_classes, info.ignore_index)
-        # float64 sums: seconds (load, encode, predict, wall), subset size, GT classes, GT classes kept, votes
-        sums = torch.zeros(8, dtype=torch.float64)
-        t_start = time.perf_counter()
-        bar = _progress(len(mine), progress and ctx.is_main, f"{info.name} {method}")
-        for item in iter_bundles(dataset, backend, vocab, protocol, mine, cache):
-            t0 = time.perf_counter()
-            label = _label_tensor(item.sample)
-            pred = predict(BundleView(item.bundle), protocol, method, css=css, csg=csg, label=label, background=bg,
-                           score_source=score_source, select=select)
-            cm.update(pred.label_map, label)
-            sums[0] += item.load_seconds
-            sums[1] += item.encode_seconds
-            sums[2] += time.perf_counter() - t0
-            if pred.subset is not None:
-                gt = label[label != info.ignore_index].unique()
-                sums[4] += pred.subset.numel()
-                sums[5] += gt.numel()
-                sums[6] += torch.isin(gt, pred.subset).sum()
-            sums[7] += pred.voted
-            bar.update(1)
-        bar.close()
-        sums[3] = time.perf_counter() - t_start
-        cache_counts = torch.tensor([cache.stats.hits, cache.stats.misses, cache.stats.corrupt]
-                                    if cache is not None else [0, 0, 0], dtype=torch.int64)
-        cm.matrix = all_reduce_sum(cm.matrix, ctx)
-        sums = all_reduce_sum(sums, ctx)
-        cache_counts = all_reduce_sum(cache_counts, ctx)
+        setting = Setting(method, css, csg, protocol, score_source, select)
+        tally = run_points(dataset, backend, vocab, protocol, [setting], info=info, background=bg, indices=indices,
+                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} {method}")
     finally:
         if dist is None:
             finish(ctx)
+    cm, sums = tally.cms[0], tally.sums[0]
     n = len(indices)
     record = make_record(
         info=info, method=method, baseline=baseline, backend=desc, protocol=protocol, css=css, csg=csg,
         score_source=score_source, select=select, background=bg, max_images=max_images, vocab=vocab, cm=cm,
         num_images=n, sums=sums, world_size=ctx.world_size,
-        cache=None if cache_dir is None else {"dir": str(cache_dir), "hits": int(cache_counts[0]),
-                                              "misses": int(cache_counts[1]), "corrupt": int(cache_counts[2])},
+        cache=tally.cache_info(cache_dir),
         extra=extra)
     if out is not None and ctx.is_main:
         record.save(out)

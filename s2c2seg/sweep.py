@@ -22,24 +22,18 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import torch
-
-from .cache import BundleCache
 from .css import SCORE_NAMES, CSSConfig
 from .csg import CSGConfig
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
-from .distributed import DistContext, all_reduce_sum, finish, init_from_env, shard
-from .evaluate import (_describe, _indices, _label_tensor, _progress, add_common_arguments, add_method_arguments,
-                       _css_csg, dataset_info, iter_bundles, make_record, setup_from_args)
-from .metrics import ConfusionMatrix
-from .predict import METHODS, SCORE_SOURCES, BundleView, predict
+from .distributed import DistContext, finish, init_from_env
+from .evaluate import (Setting, _css_csg, _describe, _indices, add_common_arguments, add_method_arguments,
+                       dataset_info, make_record, run_points, setup_from_args)
+from .predict import METHODS, SCORE_SOURCES
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
 
 __all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "sweep", "SweepResult",
@@ -54,15 +48,9 @@ GRID_KEYS = RUN_KEYS + CSS_KEYS + CSG_KEYS + PROTOCOL_KEYS
 
 
 @dataclass(frozen=True)
-class SweepPoint:
-    """One downstream configuration."""
+class SweepPoint(Setting):
+    """One downstream configuration of a grid."""
 
-    method: str
-    css: CSSConfig
-    csg: CSGConfig
-    protocol: Protocol
-    score_source: str = "clipseg"
-    select: bool = True
     settings: tuple = ()
     """The grid's own (key, value) pairs for this point, in grid order (what the table shows)."""
 
@@ -168,7 +156,7 @@ class SweepResult:
     point_seconds: list[float] = field(default_factory=list)
     """Downstream seconds spent per point (summed over images and ranks)."""
     bundle_seconds: float = 0.0
-    """Seconds spent reading / computing bundles and preparing their full-size maps."""
+    """Seconds spent reading / computing bundles (the full-size maps are built by each image's first point)."""
 
     def rows(self) -> list[dict[str, Any]]:
         keys: list[str] = []
@@ -249,55 +237,20 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
     out = claim_out_dir(out_dir, "sweep.json")
     ctx = dist if dist is not None else init_from_env()
     try:
-        cache = BundleCache(cache_dir) if cache_dir is not None else None
-        mine = shard(indices, ctx)
-        cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in points]
-        sums = torch.zeros(len(points), 8, dtype=torch.float64)
-        point_time = torch.zeros(len(points), dtype=torch.float64)
-        bundle_time = torch.zeros(1, dtype=torch.float64)
-        t_start = time.perf_counter()
-        bar = _progress(len(mine), progress and ctx.is_main, f"{info.name} sweep x{len(points)}")
-        for item in iter_bundles(dataset, backend, vocab, protocol, mine, cache):
-            t0 = time.perf_counter()
-            label = _label_tensor(item.sample)
-            view = BundleView(item.bundle)
-            view.dense(), view.clipseg()
-            gt = label[label != info.ignore_index].unique()
-            bundle_time += item.load_seconds + item.encode_seconds + (time.perf_counter() - t0)
-            for j, p in enumerate(points):
-                t1 = time.perf_counter()
-                pred = predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label, background=bg,
-                               score_source=p.score_source, select=p.select)
-                cms[j].update(pred.label_map, label)
-                if pred.subset is not None:
-                    sums[j, 4] += pred.subset.numel()
-                    sums[j, 5] += gt.numel()
-                    sums[j, 6] += torch.isin(gt, pred.subset).sum()
-                sums[j, 7] += pred.voted
-                point_time[j] += time.perf_counter() - t1
-            sums[:, 0] += item.load_seconds
-            sums[:, 1] += item.encode_seconds
-            bar.update(1)
-        bar.close()
-        sums[:, 3] = time.perf_counter() - t_start
-        matrices = all_reduce_sum(torch.stack([cm.matrix for cm in cms]), ctx)
-        sums = all_reduce_sum(sums, ctx)
-        point_time = all_reduce_sum(point_time, ctx)
-        bundle_time = all_reduce_sum(bundle_time, ctx)
+        tally = run_points(dataset, backend, vocab, protocol, points, info=info, background=bg, indices=indices,
+                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} sweep x{len(points)}")
     finally:
         if dist is None:
             finish(ctx)
-    sums[:, 2] = point_time
     records = []
     for j, p in enumerate(points):
-        cms[j].matrix = matrices[j]
         records.append(make_record(
             info=info, method=p.method, baseline=baseline, backend=desc, protocol=p.protocol, css=p.css, csg=p.csg,
             score_source=p.score_source, select=p.select, background=bg, max_images=max_images, vocab=vocab,
-            cm=cms[j], num_images=len(indices), sums=sums[j], world_size=ctx.world_size,
-            cache={"dir": str(cache_dir)} if cache_dir is not None else None,
+            cm=tally.cms[j], num_images=len(indices), sums=tally.sums[j], world_size=ctx.world_size,
+            cache=tally.cache_info(cache_dir),
             extra={"sweep_point": j, "settings": dict(p.settings)}))
-    result = SweepResult(points, records, point_time.tolist(), float(bundle_time))
+    result = SweepResult(points, records, tally.sums[:, 2].tolist(), tally.bundle_seconds)
     if out is not None and ctx.is_main:
         result.write(out)
     return result
