@@ -26,7 +26,6 @@ background is index 0 by construction, and the protocol tables only set these kn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

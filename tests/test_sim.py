@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from s2c2seg.bundle import FeatureBundle
-from s2c2seg.css import CSSConfig
 from s2c2seg.data.protocols import Protocol
 from s2c2seg.data.sample import Sample
 from s2c2seg.data.vocab import Vocabulary

@@ -5,7 +5,6 @@ import csv
 import json
 
 import pytest
-import torch
 
 from s2c2seg.csg import CSGConfig
 from s2c2seg.css import CSSConfig

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .clip import (ClipHandle, _check_images, embed_tokens, global_from_tokens, grid_size, merge_heads,
-                   project_tokens, run_block, run_blocks, split_qkv, split_v)
+                   project_tokens, run_blocks, split_qkv, split_v)
 
 __all__ = ["DenseOutput", "MaskCLIP", "SCLIP", "ClearCLIP", "NACLIP", "ProxyCLIP", "BASELINES",
            "baseline_class", "make_baseline", "csa_attention", "qq_attention", "neighbourhood_bias",

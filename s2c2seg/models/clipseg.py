@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 

@@ -119,7 +119,7 @@ def load_vfm(name: str = "dino_vitb8", *, config: dict[str, Any] | None = None, 
     Real weights through transformers ``from_pretrained`` (HF cache first; offline and absent → raise within
     seconds naming the model id and the fix). ``config=`` builds a random model from a transformers config dict
     (:func:`tiny_vfm_config`)."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     if config is not None:
         if not isinstance(config, dict) or "model_type" not in config:
