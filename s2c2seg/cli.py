@@ -6,7 +6,7 @@ import importlib
 from typing import Sequence
 
 # module that owns each sub-command; each exposes ``register_cli(subparsers)`` which sets ``func``.
-_COMMANDS = ("s2c2seg.evaluate", "s2c2seg.sweep", "s2c2seg.tables", "s2c2seg.notebooks")
+_COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.sweep", "s2c2seg.tables", "s2c2seg.notebooks")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DistContext", "init_from_env", "shard", "all_reduce_sum", "barrier", "finish"]
+__all__ = ["DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum", "barrier", "finish"]
 
 
 @dataclass
@@ -47,6 +47,11 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun set it (``RANK``; 0 outside torchrun), with or without a process group."""
+    return _env_int("RANK", 0)
 
 
 def init_from_env(backend: str | None = None) -> DistContext:

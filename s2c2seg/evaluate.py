@@ -1,4 +1,4 @@
-"""Evaluation of one method on one dataset split: cached, resumable, shardable; ``s2c2seg eval``.
+"""Evaluation of one method on one dataset split: cached, resumable, shardable.
 
 For each image: the sample is read, its bundle is taken from the cache or computed by the backend (and
 stored), ``predict.predict`` turns it into a label map, and the image's confusion matrix is added. The
@@ -8,16 +8,15 @@ back, and the result is bit-identical (the predictions are a deterministic funct
 
 Under ``torchrun`` the images are sharded by rank and the confusion matrices all-reduced
 (``distributed.py``); rank 0 writes the record. Output folders are never overwritten (``records.py``).
+The command line (``s2c2seg eval``) lives in ``cli_eval.py``.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,8 +33,8 @@ from .metrics import ConfusionMatrix
 from .predict import METHODS, SCORE_SOURCES, BundleView, predict
 from .records import RunRecord, claim_out_dir, environment_info
 
-__all__ = ["evaluate", "make_record", "iter_bundles", "dataset_info", "check_bundle", "build_backend", "build_dataset",
-           "register_cli", "add_common_arguments", "setup_from_args"]
+__all__ = ["evaluate", "run_points", "Setting", "Tally", "make_record", "iter_bundles", "Item", "DatasetInfo",
+           "dataset_info", "check_bundle", "describe_backend", "image_indices"]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -68,7 +67,8 @@ def check_bundle(bundle: FeatureBundle, vocab: Vocabulary, sample: Sample) -> No
                           f"{tuple(sample.image.shape[:2])}")
 
 
-def _describe(backend) -> dict:
+def describe_backend(backend) -> dict:
+    """``backend.describe()``, checked: a backend must have ``.encode(sample, vocab, protocol)`` and ``.describe()``."""
     if not (hasattr(backend, "encode") and hasattr(backend, "describe")):
         raise ValueError(f"backend must have .encode(sample, vocab, protocol) and .describe(), got "
                          f"{type(backend).__name__}")
@@ -78,7 +78,8 @@ def _describe(backend) -> dict:
     return desc
 
 
-def _indices(n: int, max_images: int | None) -> list[int]:
+def image_indices(n: int, max_images: int | None) -> list[int]:
+    """The indices of the first ``max_images`` of ``n`` images (all when None); an empty split raises."""
     if n == 0:
         raise ValueError("dataset: the split is empty")
     if max_images is not None:
@@ -101,7 +102,7 @@ class Item:
 def iter_bundles(dataset, backend, vocab: Vocabulary, protocol: Protocol, indices: Sequence[int],
                  cache: BundleCache | None = None) -> Iterator[Item]:
     """Each image's sample and bundle (from ``cache`` when present, else encoded and stored)."""
-    desc = _describe(backend)
+    desc = describe_backend(backend)
     name = dataset_info(dataset).name
     for i in indices:
         t0 = time.perf_counter()
@@ -267,8 +268,8 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     if info.num_classes is not None and info.num_classes != num_classes:
         raise ValueError(f"vocab has {num_classes} classes, dataset {info.name!r} has {info.num_classes}")
     bg = info.background if background == "auto" else background
-    desc = _describe(backend)
-    indices = _indices(len(dataset), max_images)
+    desc = describe_backend(backend)
+    indices = image_indices(len(dataset), max_images)
     out = claim_out_dir(out_dir)
     ctx = dist if dist is not None else init_from_env()
     try:
@@ -289,160 +290,3 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     if out is not None and ctx.is_main:
         record.save(out)
     return record
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def build_backend(name: str, baseline: str = "sclip", size: str = "full", device: str | None = None, **kwargs):
-    """A backend by name: ``pretrained`` / ``random`` / ``sim`` / ``auto`` (``segmenter.build_backend``) or
-    ``package.module:factory`` (a user's callable, called with ``baseline=``, ``size=`` and the extra kwargs)."""
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"backend {name!r}: cannot import {attr!r} from {module!r} ({exc})") from exc
-        return factory(baseline=baseline, size=size, **kwargs)
-    from .segmenter import build_backend as _build
-
-    if device is not None:
-        kwargs["device"] = device
-    return _build(name, baseline=baseline, size=size, **kwargs)
-
-
-def build_dataset(name: str, data_root: str | None, split: str = "val", region_dir: str | None = None, *,
-                  sim_images: int = 8, variant: str = "sclip"):
-    """A benchmark by name (``data.DATASETS``) under ``data_root``, or ``sim:<dataset>`` (SIMULATED scenes over
-    that dataset's vocabulary, :class:`s2c2seg.sim.SimDataset`, ``sim_images`` of them)."""
-    from .data.datasets import DATASETS, load_dataset
-
-    if name.startswith("sim:"):
-        from .sim import SimDataset
-
-        return SimDataset(name[4:], n_images=sim_images, variant=variant)
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)} or sim:<dataset>")
-    if data_root is None:
-        raise ValueError(f"--data-root is required for dataset {name!r} (the folder holding its images/labels)")
-    return load_dataset(name, data_root, split=split, region_dir=region_dir)
-
-
-def _opt_float(text: str):
-    return None if text.lower() in ("none", "off", "") else float(text)
-
-
-def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    """Dataset, backend, vocabulary, protocol overrides, cache and output: shared by ``eval`` and ``sweep``."""
-    g = p.add_argument_group("data")
-    g.add_argument("dataset", help="benchmark key: voc21, voc20, context60, context59, coco_object, coco_stuff164k, "
-                                   "ade20k, cityscapes; or sim:<key> for SIMULATED scenes (use --backend sim)")
-    g.add_argument("--sim-images", type=int, default=8, help="number of scenes for sim:<key>")
-    g.add_argument("--data-root", help="the dataset's root folder (see docs/datasets.md)")
-    g.add_argument("--split", default="val")
-    g.add_argument("--region-dir", help="folder of CorrCLIP's <image stem>.npz region masks (for the vote)")
-    g.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
-    g = p.add_argument_group("backend")
-    g.add_argument("--baseline", default="sclip", help="sclip, proxyclip, corrclip, naclip, clearclip, maskclip")
-    g.add_argument("--backend", default="pretrained",
-                   help="pretrained (default, real weights), random (RANDOM WEIGHTS), sim (SIMULATED), auto, or "
-                        "module:factory")
-    g.add_argument("--size", default="full", choices=["full", "tiny"], help="model size for --backend random")
-    g.add_argument("--device", default=None, help="torch device for the models (default: the backend's)")
-    g = p.add_argument_group("vocabulary")
-    g.add_argument("--names", help="a name file (one class per line, synonyms on the line) instead of the packaged one")
-    g.add_argument("--names-sep", default=None, help="synonym separator of --names (default: ', ' or '; ' by variant)")
-    g = p.add_argument_group("protocol overrides (defaults: the anchors' table for dataset x baseline)")
-    g.add_argument("--short-side", type=int)
-    g.add_argument("--crop", type=int, help="sliding-window crop, 0 = whole image")
-    g.add_argument("--stride", type=int)
-    g.add_argument("--logit-scale", type=float)
-    g.add_argument("--prob-thd", type=float)
-    g.add_argument("--area-thd", type=_opt_float, default=argparse.SUPPRESS, help="a fraction, or 'none' (off)")
-    g.add_argument("--name-variant", help="sclip, proxyclip, corrclip, clearclip")
-    g.add_argument("--vote", dest="vote", action="store_true", default=None, help="CorrCLIP's region vote on")
-    g.add_argument("--no-vote", dest="vote", action="store_false", help="region vote off")
-    g = p.add_argument_group("cache and output")
-    g.add_argument("--cache-dir", help="feature-bundle cache folder (resume, sweeps)")
-    g.add_argument("--out", required=True, help="output folder (refused if it holds a finished record)")
-    g.add_argument("--no-progress", action="store_true")
-
-
-def add_method_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("method (CSS / CSG)")
-    g.add_argument("--method", default="s2c2seg", choices=list(METHODS))
-    g.add_argument("--tau", type=float, default=CSSConfig.tau)
-    g.add_argument("--k-min", type=int, default=CSSConfig.k_min)
-    g.add_argument("--k-max", type=int, default=CSSConfig.k_max)
-    g.add_argument("--stage2-pool", choices=STAGE2_POOLS, default=CSSConfig.stage2_pool,
-                   help="stage 2's pool when |C_init| < K: all categories (the issue) or C_init (the summary)")
-    g.add_argument("--use", default=",".join(CSSConfig.use), help="CSS scores, comma-separated: glob,spat,conf")
-    g.add_argument("--no-keep-background", action="store_true", help="do not force the background into the subset")
-    g.add_argument("--score-source", default="clipseg", choices=list(SCORE_SOURCES),
-                   help="CSS's s_spat: CLIPSeg (paper) or the baseline's softmax maps (ablation)")
-    g.add_argument("--no-select", action="store_true", help="CSG on all classes (w/o CSS)")
-    g.add_argument("--mode", default=CSGConfig.mode, choices=list(FUSION_MODES), help="CSG fusion")
-    g.add_argument("--lam", type=float, default=CSGConfig.lam)
-    g.add_argument("--temperature", type=float, default=CSGConfig.temperature)
-
-
-def setup_from_args(args) -> tuple[Any, Any, Vocabulary, Protocol]:
-    """(dataset, backend, vocabulary, protocol) from the common arguments."""
-    from .data.names import vocabulary
-    from .data.protocols import get_protocol
-
-    overrides = {k: getattr(args, k) for k in ("short_side", "crop", "stride", "logit_scale", "prob_thd",
-                                                "name_variant", "vote") if getattr(args, k, None) is not None}
-    if hasattr(args, "area_thd"):
-        overrides["area_thd"] = args.area_thd
-    key = args.dataset[4:] if args.dataset.startswith("sim:") else args.dataset
-    protocol = get_protocol(key, args.baseline, **overrides)
-    dataset = build_dataset(args.dataset, args.data_root, args.split, args.region_dir, sim_images=args.sim_images,
-                            variant=protocol.name_variant)
-    if args.names:
-        sep = args.names_sep or ("; " if protocol.name_variant in ("proxyclip", "corrclip") else ", ")
-        vocab = Vocabulary.from_file(args.names, sep=sep)
-    elif getattr(dataset, "vocab", None) is not None:
-        vocab = dataset.vocab
-    else:
-        vocab = vocabulary(key, protocol.name_variant)
-    extra = {}
-    if args.cache_dir and ":" not in args.backend and args.backend != "sim":
-        extra["cache_dir"] = str(Path(args.cache_dir) / "text")  # the text-embedding cache
-    backend = build_backend(args.backend, baseline=args.baseline, size=args.size, device=args.device, **extra)
-    return dataset, backend, vocab, protocol
-
-
-def _css_csg(args) -> tuple[CSSConfig, CSGConfig]:
-    use = tuple(u.strip() for u in args.use.split(",") if u.strip())
-    return (CSSConfig(tau=args.tau, k_min=args.k_min, k_max=args.k_max, use=use,
-                      keep_background=not args.no_keep_background, stage2_pool=args.stage2_pool),
-            CSGConfig(mode=args.mode, lam=args.lam, temperature=args.temperature))
-
-
-def _run_eval(args) -> int:
-    claim_out_dir(args.out)  # refuse before loading any model
-    css, csg = _css_csg(args)
-    dataset, backend, vocab, protocol = setup_from_args(args)
-    record = evaluate(dataset, backend, vocab, protocol, method=args.method, css=css, csg=csg,
-                      score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
-                      out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
-                      progress=not args.no_progress, extra={"command": sys.argv})
-    if int(record.extra.get("world_size", 1)) == 1 or _is_rank0():
-        label = f" [{record.label}]" if record.label else ""
-        print(f"{record.dataset} {record.method}{label}: mIoU {100 * record.metrics['mIoU']:.2f}  "
-              f"aAcc {100 * record.metrics['aAcc']:.2f}  mAcc {100 * record.metrics['mAcc']:.2f}  "
-              f"({record.num_images} images) -> {Path(args.out) / 'record.json'}")
-    return 0
-
-
-def _is_rank0() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a method on a dataset split (cached, resumable, torchrun)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_arguments(p)
-    add_method_arguments(p)
-    p.set_defaults(func=_run_eval)

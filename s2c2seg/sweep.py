@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .cli_eval import add_common_arguments, add_method_arguments, configs_from_args, setup_from_args
 from .css import SCORE_NAMES, CSSConfig
 from .csg import CSGConfig
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
-from .distributed import DistContext, finish, init_from_env
-from .evaluate import (Setting, _css_csg, _describe, _indices, add_common_arguments, add_method_arguments,
-                       dataset_info, make_record, run_points, setup_from_args)
+from .distributed import DistContext, env_rank, finish, init_from_env
+from .evaluate import Setting, dataset_info, describe_backend, image_indices, make_record, run_points
 from .predict import METHODS, SCORE_SOURCES
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
 
@@ -232,8 +232,8 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
     if info.num_classes is not None and info.num_classes != vocab.num_classes:
         raise ValueError(f"vocab has {vocab.num_classes} classes, dataset {info.name!r} has {info.num_classes}")
     bg = info.background if background == "auto" else background
-    desc = _describe(backend)
-    indices = _indices(len(dataset), max_images)
+    desc = describe_backend(backend)
+    indices = image_indices(len(dataset), max_images)
     out = claim_out_dir(out_dir, "sweep.json")
     ctx = dist if dist is not None else init_from_env()
     try:
@@ -260,7 +260,7 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
 def _run_sweep(args) -> int:
     grid = load_grid(args.grid)
     claim_out_dir(args.out, "sweep.json")
-    css, csg = _css_csg(args)
+    css, csg = configs_from_args(args)
     dataset, backend, vocab, protocol = setup_from_args(args)
     make_points(grid, protocol, method=args.method, css=css, csg=csg, score_source=args.score_source,
                 select=not args.no_select)  # bad values raise before the models run
@@ -268,15 +268,14 @@ def _run_sweep(args) -> int:
                    score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
                    out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
                    progress=not args.no_progress)
-    import os
-
-    if os.environ.get("RANK", "0") == "0":
+    if env_rank() == 0:
         print(result.markdown())
         print(f"-> {Path(args.out) / 'sweep.csv'}")
     return 0
 
 
 def register_cli(subparsers) -> None:
+    """Add ``sweep`` to the ``s2c2seg`` command line."""
     p = subparsers.add_parser("sweep", help="evaluate a grid of downstream settings, each image's bundle read once",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", required=True, help="YAML grid: a mapping key -> values (product) or a list of points")
