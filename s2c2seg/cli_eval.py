@@ -10,15 +10,20 @@ from typing import Any
 
 from .css import STAGE2_POOLS, CSSConfig
 from .csg import FUSION_MODES, CSGConfig
+from .data.datasets import DATASETS
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
 from .distributed import env_rank
-from .evaluate import evaluate
-from .factories import SIM_IMAGES, backend_by_name, dataset_by_name
+from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, evaluate
+from .factories import SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
 from .predict import METHODS, SCORE_SOURCES
 from .records import claim_out_dir
 
 __all__ = ["add_common_arguments", "add_method_arguments", "setup_from_args", "configs_from_args", "register_cli"]
+
+
+METHOD_OPTIONS = "--tau, --k-min, --k-max, --use, --stage2-pool, --mode, --lam, --temperature"
+"""The options that set :class:`CSSConfig` / :class:`CSGConfig` fields (named when one of them is invalid)."""
 
 
 def _opt_float(text: str):
@@ -28,8 +33,8 @@ def _opt_float(text: str):
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     """Dataset, backend, vocabulary, protocol overrides, cache and output: shared by ``eval`` and ``sweep``."""
     g = p.add_argument_group("data")
-    g.add_argument("dataset", help="benchmark key: voc21, voc20, context60, context59, coco_object, coco_stuff164k, "
-                                   "ade20k, cityscapes; or sim:<key> for SIMULATED scenes (use --backend sim)")
+    g.add_argument("dataset", help=f"benchmark key ({', '.join(DATASETS)}), or sim:<key> for SIMULATED scenes "
+                                   "(use --backend sim)")
     g.add_argument("--sim-images", type=int, default=SIM_IMAGES, help="number of scenes for sim:<key>")
     g.add_argument("--data-root", help="the dataset's root folder (see docs/datasets.md)")
     g.add_argument("--split", default="val")
@@ -59,6 +64,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="feature-bundle cache folder (resume, sweeps)")
     g.add_argument("--out", required=True, help="output folder (refused if it holds a finished record)")
     g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--on-error", choices=ON_ERROR, default=ON_ERROR_DEFAULT,
+                   help="an image that fails: stop naming it (default), or skip it and list it in the record")
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,7 +96,7 @@ def setup_from_args(args) -> tuple[Any, Any, Vocabulary, Protocol]:
                                                 "name_variant", "vote") if getattr(args, k, None) is not None}
     if hasattr(args, "area_thd"):
         overrides["area_thd"] = args.area_thd
-    key = args.dataset[4:] if args.dataset.startswith("sim:") else args.dataset
+    key = benchmark_key(args.dataset)
     protocol = get_protocol(key, args.baseline, **overrides)
     dataset = dataset_by_name(args.dataset, args.data_root, args.split, args.region_dir, sim_images=args.sim_images,
                               variant=protocol.name_variant)
@@ -110,9 +117,12 @@ def setup_from_args(args) -> tuple[Any, Any, Vocabulary, Protocol]:
 def configs_from_args(args) -> tuple[CSSConfig, CSGConfig]:
     """The :class:`CSSConfig` and :class:`CSGConfig` of the method options."""
     use = tuple(u.strip() for u in args.use.split(",") if u.strip())
-    return (CSSConfig(tau=args.tau, k_min=args.k_min, k_max=args.k_max, use=use,
-                      keep_background=not args.no_keep_background, stage2_pool=args.stage2_pool),
-            CSGConfig(mode=args.mode, lam=args.lam, temperature=args.temperature))
+    try:
+        return (CSSConfig(tau=args.tau, k_min=args.k_min, k_max=args.k_max, use=use,
+                          keep_background=not args.no_keep_background, stage2_pool=args.stage2_pool),
+                CSGConfig(mode=args.mode, lam=args.lam, temperature=args.temperature))
+    except ValueError as exc:
+        raise ValueError(f"{exc} (fix the method option that sets it: {METHOD_OPTIONS})") from exc
 
 
 def _run_eval(args) -> int:
@@ -122,12 +132,14 @@ def _run_eval(args) -> int:
     record = evaluate(dataset, backend, vocab, protocol, method=args.method, css=css, csg=csg,
                       score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
                       out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
-                      progress=not args.no_progress, extra={"command": sys.argv})
+                      progress=not args.no_progress, extra={"command": sys.argv}, on_error=args.on_error)
     if env_rank() == 0:
         label = f" [{record.label}]" if record.label else ""
+        skipped = record.extra["num_skipped"]
         print(f"{record.dataset} {record.method}{label}: mIoU {100 * record.metrics['mIoU']:.2f}  "
               f"aAcc {100 * record.metrics['aAcc']:.2f}  mAcc {100 * record.metrics['mAcc']:.2f}  "
-              f"({record.num_images} images) -> {Path(args.out) / 'record.json'}")
+              f"({record.num_images} images" + (f", {skipped} skipped: see extra.skipped" if skipped else "")
+              + f") -> {Path(args.out) / 'record.json'}")
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum", "barrier", "finish"]
+__all__ = ["DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum", "all_gather_objects", "barrier", "finish"]
 
 
 @dataclass
@@ -98,6 +98,17 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     buf = tensor.detach().to(_device(ctx)).clone()
     dist.all_reduce(buf, op=dist.ReduceOp.SUM)
     return buf.to(tensor.device)
+
+
+def all_gather_objects(obj, ctx: DistContext) -> list:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` for a single process)."""
+    if not ctx.active:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier(ctx: DistContext) -> None:

@@ -28,16 +28,33 @@ from .csg import FUSION_MODES, CSGConfig
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
-from .distributed import DistContext, all_reduce_sum, finish, init_from_env, shard
+from .distributed import DistContext, all_gather_objects, all_reduce_sum, finish, init_from_env, shard
 from .metrics import ConfusionMatrix
 from .predict import METHODS, SCORE_SOURCES, BundleView, predict
 from .records import RunRecord, claim_out_dir, environment_info
 
-__all__ = ["evaluate", "run_points", "Setting", "Tally", "make_record", "iter_bundles", "Item", "DatasetInfo",
-           "dataset_info", "check_bundle", "describe_backend", "image_indices"]
+__all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally", "make_record",
+           "load_item", "iter_bundles", "Item", "DatasetInfo", "dataset_info", "image_id", "check_bundle",
+           "describe_backend", "image_indices"]
+
+
+ON_ERROR = ("stop", "skip")
+"""What a pass does when one image fails (its file, its bundle or its prediction): ``stop`` raises
+:class:`ImageError` naming it (the default), ``skip`` records it in the run record and goes on."""
+ON_ERROR_DEFAULT = ON_ERROR[0]
+
+
+class ImageError(ValueError):
+    """One image could not be evaluated; the message names it, ``__cause__`` is the original error."""
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def check_on_error(on_error: str) -> None:
+    """``on_error`` must be one of :data:`ON_ERROR` (else ``ValueError``)."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+
+
 @dataclass
 class DatasetInfo:
     name: str
@@ -99,28 +116,44 @@ class Item:
     load_seconds: float
 
 
+def load_item(dataset, backend, vocab: Vocabulary, protocol: Protocol, index: int, cache: BundleCache | None,
+              desc: dict) -> Item:
+    """Image ``index``'s sample and bundle (from ``cache`` when present, else encoded by ``backend`` and stored);
+    ``desc`` is ``backend``'s :func:`describe_backend` (part of the cache key)."""
+    t0 = time.perf_counter()
+    sample = dataset.sample(index) if hasattr(dataset, "sample") else dataset[index]
+    bundle, key = None, None
+    if cache is not None:
+        key = bundle_key(desc, protocol, vocab, sample, dataset=dataset_info(dataset).name)
+        bundle = cache.get(key)
+    t1 = time.perf_counter()
+    cached = bundle is not None
+    if not cached:
+        bundle = backend.encode(sample, vocab, protocol)
+    check_bundle(bundle, vocab, sample)
+    if not cached and cache is not None:
+        cache.stats.misses += 1
+        cache.put(key, bundle)
+    t2 = time.perf_counter()
+    return Item(index, sample, bundle, cached, encode_seconds=t2 - t1, load_seconds=t1 - t0)
+
+
 def iter_bundles(dataset, backend, vocab: Vocabulary, protocol: Protocol, indices: Sequence[int],
                  cache: BundleCache | None = None) -> Iterator[Item]:
-    """Each image's sample and bundle (from ``cache`` when present, else encoded and stored)."""
+    """Each image's sample and bundle (:func:`load_item`), in the order of ``indices``."""
     desc = describe_backend(backend)
-    name = dataset_info(dataset).name
     for i in indices:
-        t0 = time.perf_counter()
-        sample = dataset.sample(i) if hasattr(dataset, "sample") else dataset[i]
-        bundle, key = None, None
-        if cache is not None:
-            key = bundle_key(desc, protocol, vocab, sample, dataset=name)
-            bundle = cache.get(key)
-        t1 = time.perf_counter()
-        cached = bundle is not None
-        if not cached:
-            bundle = backend.encode(sample, vocab, protocol)
-        check_bundle(bundle, vocab, sample)
-        if not cached and cache is not None:
-            cache.stats.misses += 1
-            cache.put(key, bundle)
-        t2 = time.perf_counter()
-        yield Item(i, sample, bundle, cached, encode_seconds=t2 - t1, load_seconds=t1 - t0)
+        yield load_item(dataset, backend, vocab, protocol, i, cache, desc)
+
+
+def image_id(dataset, index: int) -> str:
+    """The id of image ``index`` without reading it (the dataset's ``ids`` when it has them, else ``#index``)."""
+    ids = getattr(dataset, "ids", None)
+    return str(ids[index]) if ids is not None else f"#{index}"
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: " + "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
 
 
 def _label_tensor(sample: Sample) -> torch.Tensor:
@@ -139,10 +172,11 @@ def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend
                 css: CSSConfig, csg: CSGConfig, score_source: str, select: bool, background: int | None,
                 max_images: int | None, vocab: Vocabulary, cm: ConfusionMatrix, num_images: int,
                 sums: torch.Tensor, world_size: int, cache: dict | None, extra: dict | None,
-                predict_seconds: float | None = None) -> RunRecord:
+                skipped: Sequence[dict], predict_seconds: float | None = None) -> RunRecord:
     """The :class:`RunRecord` of one configuration from its confusion matrix and the summed counters.
 
-    ``sums`` = (load s, encode s, predict s, wall s, subset sizes, GT classes, GT classes kept, images voted).
+    ``sums`` = (load s, encode s, predict s, wall s, subset sizes, GT classes, GT classes kept, images voted);
+    ``num_images`` counts the evaluated images, ``skipped`` the others (``{"id", "error"}`` each).
     """
     n = num_images
     subset_stats = None
@@ -161,7 +195,8 @@ def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend
                 "load_seconds": float(sums[0]), "encode_seconds": float(sums[1]),
                 "predict_seconds": float(sums[2]) if predict_seconds is None else predict_seconds},
         confusion=cm.to_json(), environment=environment_info(), cache=cache,
-        extra={"subset": subset_stats, "images_voted": int(sums[7]), "world_size": world_size, **(extra or {})},
+        extra={"subset": subset_stats, "images_voted": int(sums[7]), "world_size": world_size,
+               "num_skipped": len(skipped), "skipped": [dict(e) for e in skipped], **(extra or {})},
         label=str(backend.get("label", "")))
 
 
@@ -190,6 +225,10 @@ class Tally:
     """Reading or computing the bundles (all ranks)."""
     cache_counts: torch.Tensor
     """(3,) int64: cache hits, misses, corrupt entries."""
+    num_images: int
+    """Images evaluated (all ranks): the requested ones less the skipped."""
+    skipped: list
+    """``{"id", "error"}`` of each skipped image (all ranks, in split order)."""
 
     def cache_info(self, cache_dir) -> dict | None:
         """The run record's ``cache`` entry (None without a cache)."""
@@ -201,33 +240,49 @@ class Tally:
 
 def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings: Sequence[Setting], *,
                info: DatasetInfo, background: int | None, indices: Sequence[int], cache_dir, ctx: DistContext,
-               progress: bool, desc: str) -> Tally:
+               progress: bool, desc: str, on_error: str = ON_ERROR_DEFAULT) -> Tally:
     """One pass over this rank's shard of ``indices``: each bundle read (or computed) once, every setting's
-    prediction and confusion matrix updated from it; totals all-reduced. ``evaluate`` is one setting, a
-    sweep many."""
+    prediction and confusion matrix updated from it; totals all-reduced and skips gathered. ``evaluate`` is
+    one setting, a sweep many. An image that fails counts for no setting (see :data:`ON_ERROR`)."""
+    check_on_error(on_error)
     mine = shard(indices, ctx)
     cache = BundleCache(cache_dir) if cache_dir is not None else None
+    backend_desc = describe_backend(backend)
     cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in settings]
     sums = torch.zeros(len(settings), 8, dtype=torch.float64)
     bundle_time = torch.zeros(1, dtype=torch.float64)
+    skipped = []
     t_start = time.perf_counter()
     bar = _progress(len(mine), progress and ctx.is_main, desc)
-    for item in iter_bundles(dataset, backend, vocab, protocol, mine, cache):
-        label = _label_tensor(item.sample)
-        view = BundleView(item.bundle)  # full-size maps built on first use, shared by every setting
+    for i in mine:
+        try:
+            item = load_item(dataset, backend, vocab, protocol, i, cache, backend_desc)
+            label = _label_tensor(item.sample)
+            view = BundleView(item.bundle)  # full-size maps built on first use, shared by every setting
+            preds, seconds = [], []
+            for p in settings:
+                t1 = time.perf_counter()
+                preds.append(predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label,
+                                     background=background, score_source=p.score_source, select=p.select))
+                seconds.append(time.perf_counter() - t1)
+        except Exception as exc:  # one image's failure, whatever raised it: stop naming it, or skip it
+            if on_error == "stop":
+                raise ImageError(f"image {image_id(dataset, i)!r} ({info.name} #{i}) failed: {_error_text(exc)} "
+                                 "(fix the file, or go on past bad images with --on-error skip / "
+                                 "on_error='skip')") from exc
+            skipped.append((i, {"id": image_id(dataset, i), "error": _error_text(exc)}))
+            bar.update(1)
+            continue
         gt = label[label != info.ignore_index].unique()
         bundle_time += item.load_seconds + item.encode_seconds
-        for j, p in enumerate(settings):
-            t1 = time.perf_counter()
-            pred = predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label, background=background,
-                           score_source=p.score_source, select=p.select)
+        for j, pred in enumerate(preds):
             cms[j].update(pred.label_map, label)
             if pred.subset is not None:
                 sums[j, 4] += pred.subset.numel()
                 sums[j, 5] += gt.numel()
                 sums[j, 6] += torch.isin(gt, pred.subset).sum()
             sums[j, 7] += pred.voted
-            sums[j, 2] += time.perf_counter() - t1
+            sums[j, 2] += seconds[j]
         sums[:, 0] += item.load_seconds
         sums[:, 1] += item.encode_seconds
         bar.update(1)
@@ -238,23 +293,32 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
     matrices = all_reduce_sum(torch.stack([cm.matrix for cm in cms]), ctx)
     for cm, m in zip(cms, matrices):
         cm.matrix = m
+    skipped = [entry for _, entry in sorted(e for rank in all_gather_objects(skipped, ctx) for e in rank)]
+    num_images = len(indices) - len(skipped)
+    if num_images == 0:
+        raise ImageError(f"{info.name}: every one of the {len(indices)} images failed, e.g. {skipped[0]['id']!r}: "
+                         f"{skipped[0]['error']} (fix the data or the backend; --debug with --on-error stop shows "
+                         "the first failure's traceback)")
     return Tally(cms, all_reduce_sum(sums, ctx), float(all_reduce_sum(bundle_time, ctx)),
-                 all_reduce_sum(cache_counts, ctx))
+                 all_reduce_sum(cache_counts, ctx), num_images, skipped)
 
 
 def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method: str = "s2c2seg",
              css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), score_source: str = "clipseg",
              select: bool = True, background: int | None | str = "auto", cache_dir: str | Path | None = None,
              out_dir: str | Path | None = None, max_images: int | None = None, baseline: str | None = None,
-             progress: bool = True, dist: DistContext | None = None, extra: dict | None = None) -> RunRecord:
+             progress: bool = True, dist: DistContext | None = None, extra: dict | None = None,
+             on_error: str = ON_ERROR_DEFAULT) -> RunRecord:
     """Evaluate ``method`` over ``dataset`` (first ``max_images`` images) and return the :class:`RunRecord`.
 
     ``background="auto"`` takes the dataset spec's background class (None when it has none). With
     ``cache_dir`` bundles are read from / written to a :class:`~s2c2seg.cache.BundleCache`. With ``out_dir``
     the record (``record.json`` + ``per_class.csv``) is written there (rank 0); a folder holding a finished
     record raises :class:`~s2c2seg.records.RecordExistsError` before any work. Under torchrun the images are
-    sharded and the result equals a single-process run.
+    sharded and the result equals a single-process run. ``on_error="skip"`` goes on past an image that fails
+    and lists it in ``record.extra["skipped"]`` (see :data:`ON_ERROR`).
     """
+    check_on_error(on_error)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if score_source not in SCORE_SOURCES:
@@ -275,18 +339,16 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     try:
         setting = Setting(method, css, csg, protocol, score_source, select)
         tally = run_points(dataset, backend, vocab, protocol, [setting], info=info, background=bg, indices=indices,
-                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} {method}")
+                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} {method}",
+                           on_error=on_error)
     finally:
         if dist is None:
             finish(ctx)
-    cm, sums = tally.cms[0], tally.sums[0]
-    n = len(indices)
     record = make_record(
         info=info, method=method, baseline=baseline, backend=desc, protocol=protocol, css=css, csg=csg,
-        score_source=score_source, select=select, background=bg, max_images=max_images, vocab=vocab, cm=cm,
-        num_images=n, sums=sums, world_size=ctx.world_size,
-        cache=tally.cache_info(cache_dir),
-        extra=extra)
+        score_source=score_source, select=select, background=bg, max_images=max_images, vocab=vocab,
+        cm=tally.cms[0], num_images=tally.num_images, sums=tally.sums[0], world_size=ctx.world_size,
+        cache=tally.cache_info(cache_dir), extra=extra, skipped=tally.skipped)
     if out is not None and ctx.is_main:
         record.save(out)
     return record

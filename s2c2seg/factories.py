@@ -3,10 +3,23 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["SIM_IMAGES", "backend_by_name", "dataset_by_name"]
+__all__ = ["SIM_IMAGES", "SIM_PREFIX", "benchmark_key", "backend_by_name", "dataset_by_name"]
 
 SIM_IMAGES = 8
 """Number of SIMULATED scenes of a ``sim:<dataset>`` split unless told otherwise."""
+SIM_PREFIX = "sim:"
+"""A dataset name ``sim:<dataset>`` means SIMULATED scenes over that benchmark's vocabulary."""
+
+
+def benchmark_key(name: str) -> str:
+    """The benchmark a dataset name refers to (``sim:voc21`` -> ``voc21``); an unknown one raises naming the known."""
+    from .data.datasets import DATASETS
+
+    key = name[len(SIM_PREFIX):] if name.startswith(SIM_PREFIX) else name
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))}, each also as "
+                         f"{SIM_PREFIX}<dataset> for SIMULATED scenes)")
+    return key
 
 
 def backend_by_name(name: str, *, baseline: str, size: str, device: str | None = None, **kwargs):
@@ -30,15 +43,14 @@ def dataset_by_name(name: str, data_root: str | None, split: str, region_dir: st
                     sim_images: int = SIM_IMAGES, variant: str):
     """A benchmark by name (``data.DATASETS``) under ``data_root``, or ``sim:<dataset>`` (SIMULATED scenes over
     that dataset's vocabulary in name-file ``variant``, :class:`s2c2seg.sim.SimDataset`, ``sim_images`` of them)."""
-    from .data.datasets import DATASETS, load_dataset
+    from .data.datasets import load_dataset
 
-    if name.startswith("sim:"):
+    key = benchmark_key(name)
+    if name.startswith(SIM_PREFIX):
         from .sim import SimDataset
 
-        return SimDataset(name[4:], n_images=sim_images, variant=variant)
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))}, or sim:<dataset>)")
+        return SimDataset(key, n_images=sim_images, variant=variant)
     if data_root is None:
         raise ValueError(f"dataset {name!r} needs its files (give --data-root, the folder holding its images and "
                          "labels; see docs/datasets.md)")
-    return load_dataset(name, data_root, split=split, region_dir=region_dir)
+    return load_dataset(key, data_root, split=split, region_dir=region_dir)

@@ -32,7 +32,8 @@ from .csg import CSGConfig
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
 from .distributed import DistContext, env_rank, finish, init_from_env
-from .evaluate import Setting, dataset_info, describe_backend, image_indices, make_record, run_points
+from .evaluate import (ON_ERROR_DEFAULT, Setting, check_on_error, dataset_info, describe_backend, image_indices,
+                       make_record, run_points)
 from .predict import METHODS, SCORE_SOURCES
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
 
@@ -140,12 +141,19 @@ def load_grid(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"grid file not found: {path}")
+        raise FileNotFoundError(f"grid file not found: {path} (give --grid the path of a YAML file)")
     try:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"grid file {path} is not valid YAML: {exc}") from exc
-    expand_grid(grid)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"grid file {path} is not valid YAML{where}: {problem} (fix its syntax: a mapping "
+                         "'key: [values]' or a list of mappings)") from exc
+    try:
+        expand_grid(grid)
+    except ValueError as exc:
+        raise ValueError(f"grid file {path}: {exc}") from exc
     return grid
 
 
@@ -189,8 +197,10 @@ class SweepResult:
         if label:
             lines.append(f"**{label}** — numbers from {label.lower()} features, not evidence for the paper.\n")
         r0 = self.records[0]
-        lines.append(f"Sweep on {r0.dataset} ({r0.num_images} images), baseline {r0.baseline}, backend "
-                     f"{r0.backend.get('backend', r0.backend)}; mIoU/aAcc/mAcc in %.\n")
+        skipped = r0.extra.get("num_skipped", 0)
+        lines.append(f"Sweep on {r0.dataset} ({r0.num_images} images" + (f", {skipped} skipped" if skipped else "")
+                     + f"), baseline {r0.baseline}, backend {r0.backend.get('backend', r0.backend)}; mIoU/aAcc/mAcc "
+                     "in %.\n")
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "|".join("---" for _ in cols) + "|")
         for r in rows:
@@ -220,12 +230,14 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
           css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), score_source: str = "clipseg",
           select: bool = True, background: int | None | str = "auto", cache_dir: str | Path | None = None,
           out_dir: str | Path | None = None, max_images: int | None = None, baseline: str | None = None,
-          progress: bool = True, dist: DistContext | None = None) -> SweepResult:
+          progress: bool = True, dist: DistContext | None = None, on_error: str = ON_ERROR_DEFAULT) -> SweepResult:
     """Evaluate every grid point over the split, reading each image's bundle once (see the module docstring).
 
     The keyword defaults are the settings of keys a point does not give. Under torchrun the images are
-    sharded and the per-point confusion matrices all-reduced; rank 0 writes ``out_dir``.
+    sharded and the per-point confusion matrices all-reduced; rank 0 writes ``out_dir``. ``on_error="skip"``
+    goes on past an image that fails; every point's record lists it (``extra["skipped"]``).
     """
+    check_on_error(on_error)
     points = make_points(grid, protocol, method=method, css=css, csg=csg, score_source=score_source,
                          select=select)
     info = dataset_info(dataset)
@@ -238,7 +250,8 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
     ctx = dist if dist is not None else init_from_env()
     try:
         tally = run_points(dataset, backend, vocab, protocol, points, info=info, background=bg, indices=indices,
-                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} sweep x{len(points)}")
+                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} sweep x{len(points)}",
+                           on_error=on_error)
     finally:
         if dist is None:
             finish(ctx)
@@ -247,9 +260,9 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
         records.append(make_record(
             info=info, method=p.method, baseline=baseline, backend=desc, protocol=p.protocol, css=p.css, csg=p.csg,
             score_source=p.score_source, select=p.select, background=bg, max_images=max_images, vocab=vocab,
-            cm=tally.cms[j], num_images=len(indices), sums=tally.sums[j], world_size=ctx.world_size,
-            cache=tally.cache_info(cache_dir),
-            extra={"sweep_point": j, "settings": dict(p.settings)}))
+            cm=tally.cms[j], num_images=tally.num_images, sums=tally.sums[j], world_size=ctx.world_size,
+            cache=tally.cache_info(cache_dir), extra={"sweep_point": j, "settings": dict(p.settings)},
+            skipped=tally.skipped))
     result = SweepResult(points, records, tally.sums[:, 2].tolist(), tally.bundle_seconds)
     if out is not None and ctx.is_main:
         result.write(out)
@@ -267,10 +280,12 @@ def _run_sweep(args) -> int:
     result = sweep(dataset, backend, vocab, protocol, grid, method=args.method, css=css, csg=csg,
                    score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
                    out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, on_error=args.on_error)
     if env_rank() == 0:
         print(result.markdown())
-        print(f"-> {Path(args.out) / 'sweep.csv'}")
+        skipped = result.records[0].extra["num_skipped"]
+        print((f"{skipped} images skipped (see points/*/record.json extra.skipped) " if skipped else "")
+              + f"-> {Path(args.out) / 'sweep.csv'}")
     return 0
 
 

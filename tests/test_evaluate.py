@@ -14,7 +14,7 @@ from s2c2seg.csg import CSGConfig
 from s2c2seg.css import CSSConfig
 from s2c2seg.data import get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
-from s2c2seg.evaluate import evaluate
+from s2c2seg.evaluate import ImageError, evaluate
 from s2c2seg.predict import predict
 from s2c2seg.records import RecordExistsError, RunRecord
 
@@ -67,9 +67,10 @@ def test_resume_after_interruption_is_bit_identical(voc, tmp_path):
                 raise Killed
             return super().encode(sample, vocab, protocol)
 
-    with pytest.raises(Killed):
+    with pytest.raises(ImageError, match="Killed") as err:  # the run stops, naming the image it died on
         evaluate(ds, Dying(), vocab, proto, method="s2c2seg", cache_dir=tmp_path / "cache",
                  out_dir=tmp_path / "killed", progress=False)
+    assert isinstance(err.value.__cause__, Killed) and repr(ds.ids[3]) in str(err.value)
     assert not (tmp_path / "killed" / "record.json").exists()
     assert len(BundleCache(tmp_path / "cache")) == 3
     backend = FakeBackend()

@@ -24,6 +24,10 @@ __all__ = ["NAME_VARIANTS", "name_file", "vocabulary"]
 
 NAME_VARIANTS: dict[str, str] = {"sclip": ", ", "proxyclip": "; ", "corrclip": "; ", "clearclip": ","}
 """Variant -> the separator its anchor splits lines on."""
+ANCHOR_SHARED_NAMES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("coco_object", "sclip"): ("bed",), ("coco_object", "proxyclip"): ("bed",)}
+"""(dataset, variant) -> names the anchor's file puts in two classes (``bed`` among COCO-Object's background
+words and as its own class; CorrCLIP dropped it from the background line). Kept: the published numbers used them."""
 
 
 def _check(dataset: str, variant: str) -> None:
@@ -53,4 +57,5 @@ def vocabulary(dataset: str, variant: str = "sclip") -> Vocabulary:
     ``Vocabulary.from_names([...])``).
     """
     _check(dataset, variant)
-    return Vocabulary.from_file(name_file(dataset, variant), sep=NAME_VARIANTS[variant], variant=variant)
+    return Vocabulary.from_file(name_file(dataset, variant), sep=NAME_VARIANTS[variant], variant=variant,
+                                shared=ANCHOR_SHARED_NAMES.get((dataset, variant), ()))
