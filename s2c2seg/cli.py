@@ -4,8 +4,9 @@ Errors follow one contract. The command prints one line on stderr,
 ``s2c2seg: error: <what went wrong, naming the input> (<the fix>)``, and exits with status 2 for usage and
 input errors (arguments, files, data, configuration, weights that cannot be loaded) or 1 for a failure while
 running. ``--debug`` (anywhere on the line) or ``S2C2SEG_DEBUG=1`` prints the traceback first. Under torchrun
-every rank exits with that status (so torchrun stops) and only rank 0 prints, except for an error of one image
-(:class:`~s2c2seg.evaluate.ImageError`), which the rank that met it reports.
+every rank exits with that status (so torchrun stops; it then prints its own failure summary) and only rank 0
+prints, except for an error of one image (:class:`~s2c2seg.evaluate.ImageError`), which the rank that met it
+reports.
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import argparse
 import importlib
 import os
 import sys
+import time
 import traceback
 from typing import Sequence
 
 from .distributed import env_rank
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "UsageError", "build_parser",
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "QUIET_EXIT_DELAY_S", "UsageError", "build_parser",
            "main", "console", "exit_status", "error_line"]
 
 # module that owns each sub-command; each exposes ``register_cli(subparsers)`` which sets ``func``.
@@ -33,6 +35,9 @@ EXIT_INTERRUPTED = 130
 DEBUG_ENV = "S2C2SEG_DEBUG"
 """Environment variable that, set to 1, makes every error print its traceback (as ``--debug``)."""
 _TRUE = {"1", "on", "yes", "true"}
+QUIET_EXIT_DELAY_S = 2.0
+"""Seconds a rank that stays quiet waits before exiting: torchrun stops every rank as soon as one exits, and
+rank 0 must not be stopped before it has printed the error."""
 OFFLINE_FIX = ("--backend random (RANDOM WEIGHTS), sim (SIMULATED) or auto (real weights, else the simulation) runs "
                "without real weights; to get them, run once with network access or point HF_HOME at a Hugging Face "
                "cache that holds them, after which HF_HUB_OFFLINE=1 works")
@@ -126,4 +131,6 @@ def console(argv: Sequence[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             print(error_line(exc), file=sys.stderr, flush=True)
+        else:
+            time.sleep(QUIET_EXIT_DELAY_S)
         return exit_status(exc)

@@ -121,3 +121,19 @@ def test_grid_accepts_the_stage2_pool_switch():
 
     pts = make_points({"stage2_pool": ["all", "init"]}, Protocol())
     assert [p.css.stage2_pool for p in pts] == ["all", "init"]
+
+
+def test_sweep_skips_a_bad_image_for_every_point(tmp_path):
+    root = write_fixture("voc21", tmp_path / "VOC2012", n_images=3, seed=2)
+    ids = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    path = root / "JPEGImages" / f"{ids[0]}.jpg"
+    path.write_bytes(path.read_bytes()[:300])
+    ds, vocab = load_dataset("voc21", root), vocabulary("voc21", "sclip")
+    proto = get_protocol("voc21", "sclip", short_side=64, crop=32, stride=16)
+    res = sweep(ds, FakeBackend(), vocab, proto, {"method": ["baseline", "s2c2seg"]}, on_error="skip",
+                progress=False, out_dir=tmp_path / "s")
+    for r in res.records:
+        assert r.num_images == 2 and [s["id"] for s in r.extra["skipped"]] == [ids[0]]
+    assert "(2 images, 1 skipped)" in res.markdown()
+    with pytest.raises(ValueError, match=f"image '{ids[0]}'"):
+        sweep(ds, FakeBackend(), vocab, proto, {"method": ["baseline"]}, progress=False)
