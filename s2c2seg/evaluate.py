@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -200,10 +200,11 @@ class Tally:
 
 def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings: Sequence[Setting], *,
                info: DatasetInfo, background: int | None, indices: Sequence[int], cache_dir, ctx: DistContext,
-               progress: bool, desc: str) -> Tally:
+               progress: bool, desc: str, observe: Callable | None = None) -> Tally:
     """One pass over this rank's shard of ``indices``: each bundle read (or computed) once, every setting's
     prediction and confusion matrix updated from it; totals all-reduced. ``evaluate`` is one setting, a
-    sweep many."""
+    sweep many. ``observe(index, j, prediction, label)``, when given, sees each image's prediction of
+    setting ``j`` (the notebooks' per-image statistics)."""
     mine = shard(indices, ctx)
     cache = BundleCache(cache_dir) if cache_dir is not None else None
     cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in settings]
@@ -227,6 +228,8 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
                 sums[j, 6] += torch.isin(gt, pred.subset).sum()
             sums[j, 7] += pred.voted
             sums[j, 2] += time.perf_counter() - t1
+            if observe is not None:
+                observe(item.index, j, pred, label)
         sums[:, 0] += item.load_seconds
         sums[:, 1] += item.encode_seconds
         bar.update(1)

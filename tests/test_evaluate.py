@@ -18,7 +18,7 @@ from s2c2seg.evaluate import evaluate
 from s2c2seg.predict import predict
 from s2c2seg.records import RecordExistsError, RunRecord
 
-from fakes import FakeBackend
+from fakes import LABEL, FakeBackend
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_record_contents_and_no_overwrite(voc, tmp_path):
     rec = _run(ds, vocab, proto, tmp_path, "r", max_images=3, baseline="sclip",
                css=CSSConfig(tau=0.5), csg=CSGConfig(lam=0.3))
     d = json.loads((tmp_path / "r" / "record.json").read_text())
-    assert d["num_images"] == 3 and d["label"] == "SIMULATED"
+    assert d["num_images"] == 3 and d["label"] == LABEL
     assert d["protocol"]["short_side"] == 64 and d["protocol"]["area_thd"] == 0.1
     assert d["parameters"]["css"]["tau"] == 0.5 and d["parameters"]["csg"]["lam"] == 0.3
     assert d["vocabulary"]["variant"] == "sclip" and d["vocabulary"]["num_queries"] == len(vocab.queries)
@@ -180,4 +180,4 @@ def test_cli_with_tiny_random_models_and_sim(tmp_path):
     assert main(["eval", "sim:voc21", "--backend", "sim", "--sim-images", "2", "--method", "oracle",
                  "--no-progress", "--out", str(tmp_path / "s")]) == 0
     s = RunRecord.load(tmp_path / "s")
-    assert s.label == "SIMULATED" and s.num_images == 2 and s.extra["subset"]["gt_class_recall"] == 1.0
+    assert s.label == LABEL and s.num_images == 2 and s.extra["subset"]["gt_class_recall"] == 1.0
