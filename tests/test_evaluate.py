@@ -180,4 +180,4 @@ def test_cli_with_tiny_random_models_and_sim(tmp_path):
     assert main(["eval", "sim:voc21", "--backend", "sim", "--sim-images", "2", "--method", "oracle",
                  "--no-progress", "--out", str(tmp_path / "s")]) == 0
     s = RunRecord.load(tmp_path / "s")
-    assert s.label == LABEL and s.num_images == 2 and s.extra["subset"]["gt_class_recall"] == 1.0
+    assert s.label == "SIMULATED" and s.num_images == 2 and s.extra["subset"]["gt_class_recall"] == 1.0
