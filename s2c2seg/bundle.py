@@ -96,13 +96,14 @@ class FeatureBundle:
     # ------------------------------------------------------------------ disk
     def save(self, path: str | Path) -> None:
         """Write atomically to ``path`` (safetensors; ``meta`` in the header). A crash leaves no partial file."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tensors = {k: v.contiguous().cpu() for k, v in self.tensors().items()}
-        save_file(tensors, str(tmp), metadata={"meta": json.dumps(self.meta, sort_keys=True)})
+        # written by Python, not safetensors.save_file (which creates files -rw------- whatever the umask)
+        tmp.write_bytes(save(tensors, metadata={"meta": json.dumps(self.meta, sort_keys=True)}))
         tmp.replace(path)
 
     @classmethod

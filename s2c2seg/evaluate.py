@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -240,10 +240,13 @@ class Tally:
 
 def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings: Sequence[Setting], *,
                info: DatasetInfo, background: int | None, indices: Sequence[int], cache_dir, ctx: DistContext,
-               progress: bool, desc: str, on_error: str = ON_ERROR_DEFAULT) -> Tally:
+               progress: bool, desc: str, on_error: str = ON_ERROR_DEFAULT,
+               observe: Callable | None = None) -> Tally:
     """One pass over this rank's shard of ``indices``: each bundle read (or computed) once, every setting's
     prediction and confusion matrix updated from it; totals all-reduced and skips gathered. ``evaluate`` is
-    one setting, a sweep many. An image that fails counts for no setting (see :data:`ON_ERROR`)."""
+    one setting, a sweep many. An image that fails counts for no setting (see :data:`ON_ERROR`).
+    ``observe(index, j, prediction, label)``, when given, sees each image's prediction of setting ``j`` (the
+    notebooks' per-image statistics)."""
     check_on_error(on_error)
     mine = shard(indices, ctx)
     cache = BundleCache(cache_dir) if cache_dir is not None else None
@@ -283,6 +286,8 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
                 sums[j, 6] += torch.isin(gt, pred.subset).sum()
             sums[j, 7] += pred.voted
             sums[j, 2] += seconds[j]
+            if observe is not None:
+                observe(i, j, pred, label)
         sums[:, 0] += item.load_seconds
         sums[:, 1] += item.encode_seconds
         bar.update(1)

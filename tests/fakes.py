@@ -9,17 +9,19 @@ from s2c2seg.bundle import FeatureBundle
 from s2c2seg.slide import rescale_size, slide_boxes
 
 PATCH = 8
+LABEL = "TEST STAND-IN"
+"""What the stand-in's records and tables say: neither real, random-weight nor simulated features."""
 
 
 class FakeBackend:
-    """A deterministic stand-in for a model backend: bundles from the label plus seeded noise (RANDOM)."""
+    """A deterministic stand-in for a model backend: bundles made from the ground truth plus seeded noise."""
 
     def __init__(self, baseline="sclip", size="tiny", noise=0.05, **_):
         self.noise = noise
         self.calls = 0
 
     def describe(self):
-        return {"backend": "fake", "noise": self.noise, "label": "SIMULATED"}
+        return {"backend": "fake", "noise": self.noise, "label": LABEL}
 
     def encode(self, sample, vocab, protocol):
         self.calls += 1

@@ -19,7 +19,7 @@ from s2c2seg.io import ImageLoadError
 from s2c2seg.predict import predict
 from s2c2seg.records import RecordExistsError, RunRecord
 
-from fakes import FakeBackend
+from fakes import LABEL, FakeBackend
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_record_contents_and_no_overwrite(voc, tmp_path):
     rec = _run(ds, vocab, proto, tmp_path, "r", max_images=3, baseline="sclip",
                css=CSSConfig(tau=0.5), csg=CSGConfig(lam=0.3))
     d = json.loads((tmp_path / "r" / "record.json").read_text())
-    assert d["num_images"] == 3 and d["label"] == "SIMULATED"
+    assert d["num_images"] == 3 and d["label"] == LABEL
     assert d["protocol"]["short_side"] == 64 and d["protocol"]["area_thd"] == 0.1
     assert d["parameters"]["css"]["tau"] == 0.5 and d["parameters"]["csg"]["lam"] == 0.3
     assert d["vocabulary"]["variant"] == "sclip" and d["vocabulary"]["num_queries"] == len(vocab.queries)

@@ -13,7 +13,7 @@ from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import evaluate
 from s2c2seg.records import RecordExistsError, load_records
 from s2c2seg.sweep import GRID_KEYS, expand_grid, load_grid, make_points, sweep
-from fakes import FakeBackend
+from fakes import LABEL, FakeBackend
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_sweep_equals_separate_evaluations(voc, tmp_path):
     assert len(rows) == 7 and {"mIoU", "aAcc", "mAcc", "mean_K", "recall", "method", "prob_thd"} <= set(rows[0])
     assert float(rows[0]["mIoU"]) == pytest.approx(100 * res.records[0].metrics["mIoU"], abs=0.01)
     md = (tmp_path / "s" / "sweep.md").read_text()
-    assert "SIMULATED" in md and md.count("\n|") >= 8
+    assert LABEL in md and md.count("\n|") >= 8
     assert len(load_records([tmp_path / "s"])) == 7
     meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert meta["points"][2]["settings"]["mode"] == "uniform"
