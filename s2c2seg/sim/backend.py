@@ -18,7 +18,7 @@ from ..bundle import FeatureBundle
 from ..data.protocols import Protocol
 from ..data.sample import Sample
 from .config import IGNORE_INDEX, LABEL, SimConfig
-from .scenes import _background, resolve_vocabulary, shape_mask, shape_params
+from .scenes import _background, resolve_vocabulary, shape_params
 from .structure import CategoryStructure
 
 __all__ = ["gaussian_blur", "global_scores", "dense_class_maps", "clipseg_class_maps", "clipseg_activation",
@@ -139,18 +139,23 @@ class _ClipsegWorld:
         self.keep = 1.0 - cfg.clipseg_miss * torch.from_numpy(rng.random(c).astype(np.float32))
         self.fp = cfg.clipseg_false_positive * structure.fp_susceptibility * torch.from_numpy(
             rng.random(c).astype(np.float32))
-        self.partner = torch.full((c,), -1, dtype=torch.long)  # row in ``b`` of the support's category
-        self.blobs: dict[int, tuple] = {}
         self.row = torch.full((c,), -1, dtype=torch.long)
         self.row[scene.present] = torch.arange(scene.present.numel())
+        self.partner = torch.full((c,), -1, dtype=torch.long)  # row in ``b`` of the support's category
+        self.blob = torch.full((c, 4), math.nan, dtype=torch.float64)  # (cy, cx, ry, rx) of a random blob
         if cfg.clipseg_false_positive > 0:
-            present = set(scene.present.tolist())
-            for k in torch.nonzero(~is_present).flatten().tolist():
-                partners = [j for j in structure.similar_to(k) if j in present]
-                if partners:
-                    self.partner[k] = self.row[partners[0]]
-                else:
-                    self.blobs[k] = shape_params(rng, self.h, self.w)
+            absent = torch.nonzero(~is_present).flatten()
+            cand = structure.similar_neighbours.index[absent]
+            hit = (cand >= 0) & is_present[cand.clamp(min=0)]
+            has = hit.any(dim=1)
+            if bool(has.any()):
+                first = hit.int().argmax(dim=1)  # the strongest present near-synonym
+                self.partner[absent[has]] = self.row[cand[has, first[has]]]
+            alone = absent[~has]
+            if alone.numel():  # one shape per category, in category order (the random stream)
+                self.blob[alone] = torch.tensor([shape_params(rng, self.h, self.w) for _ in range(alone.numel())],
+                                                dtype=torch.float64)
+        self._grid = (torch.arange(self.h, dtype=torch.float64)[:, None], torch.arange(self.w, dtype=torch.float64))
 
     def evidence(self, classes: torch.Tensor) -> torch.Tensor:
         """(len(classes), H, W) pre-sigmoid evidence of ``classes`` (repeats allowed)."""
@@ -161,10 +166,13 @@ class _ClipsegWorld:
         part = self.partner[classes]
         lit = part >= 0
         out[lit] += self.fp[classes[lit]][:, None, None] * self.b[part[lit]]
-        for i, k in enumerate(classes.tolist()):
-            if k in self.blobs:
-                blob = torch.from_numpy(shape_mask("ellipse", self.h, self.w, self.blobs[k]).astype(np.float32))
-                out[i] += self.fp[k] * (blob * FP_BLOB_STRENGTH)
+        params = self.blob[classes]
+        blobbed = ~torch.isnan(params[:, 0])
+        if blobbed.any():  # the ellipse of scenes.shape_mask, for all of them at once
+            cy, cx, ry, rx = (v[:, None, None] for v in params[blobbed].unbind(1))
+            yy, xx = self._grid
+            inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+            out[blobbed] += self.fp[classes[blobbed]][:, None, None] * (inside.float() * FP_BLOB_STRENGTH)
         return out
 
 
