@@ -1,6 +1,6 @@
 """The per-image feature bundle: everything downstream (CSS, CSG, metric) needs, computed once per image.
 
-A bundle is the only thing that crosses from the models (``segmenter.py``, ``sim.py``) to the pure math
+A bundle is the only thing that crosses from the models (``segmenter.py``, ``sim/``) to the pure math
 downstream (``predict.py``), and the unit the evaluation cache stores on disk (safetensors, no pickle).
 """
 from __future__ import annotations
