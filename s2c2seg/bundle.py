@@ -1,6 +1,6 @@
 """The per-image feature bundle: everything downstream (CSS, CSG, metric) needs, computed once per image.
 
-A bundle is the only thing that crosses from the models (``segmenter.py``, ``sim.py``) to the pure math
+A bundle is the only thing that crosses from the models (``segmenter.py``, ``sim/``) to the pure math
 downstream (``predict.py``), and the unit the evaluation cache stores on disk (safetensors, no pickle).
 """
 from __future__ import annotations
@@ -46,9 +46,21 @@ class FeatureBundle:
     """(H, W) int32 region ids at the original size (CorrCLIP's vote), or None."""
     meta: dict[str, Any] = field(default_factory=dict)
     """JSON-serialisable facts: image id, backend, key. Never used by the math."""
+    window_local: torch.Tensor | None = None
+    """(N, Q, ph, pw) float32 (float16 with the compact storage): CLIPSeg's sigmoid map per query on each
+    (padded) window, as the released pipeline feeds CLIPSeg; None when the backend does not produce it."""
+    window_global: torch.Tensor | None = None
+    """(N, Q) float32: per-window CLS cosine of the query text features (the release's ``global_score="cls"``)."""
+    window_pad: torch.Tensor | None = None
+    """(4,) int64 (top, bottom, left, right) padding of every window; ``dense_logits`` and ``window_local``
+    are on the padded window."""
+    input_image: torch.Tensor | None = None
+    """(3, rh, rw) float32: the network input image (short-side resized, CLIP-normalised)."""
 
     _TENSORS = ("dense_logits", "crop_boxes", "resized_hw", "image_hw", "global_sim", "clipseg_mean",
-                "clipseg_maps", "query_to_class", "regions")
+                "clipseg_maps", "query_to_class", "regions", "window_local", "window_global", "window_pad",
+                "input_image")
+    _OPTIONAL = ("regions", "window_local", "window_global", "window_pad", "input_image")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -78,6 +90,15 @@ class FeatureBundle:
         }
         if self.regions is not None:
             checks["regions"] = tuple(self.regions.shape) == tuple(int(v) for v in self.image_hw)
+        n = self.dense_logits.shape[0]
+        if self.window_local is not None:
+            checks["window_local"] = self.window_local.ndim == 4 and tuple(self.window_local.shape[:2]) == (n, q)
+        if self.window_global is not None:
+            checks["window_global"] = tuple(self.window_global.shape) == (n, q)
+        if self.window_pad is not None:
+            checks["window_pad"] = tuple(self.window_pad.shape) == (4,)
+        if self.input_image is not None:
+            checks["input_image"] = self.input_image.ndim == 3 and self.input_image.shape[0] == 3
         for name, ok in checks.items():
             if not ok:
                 shape = tuple(getattr(self, name).shape)
@@ -121,7 +142,7 @@ class FeatureBundle:
         if expected_key is not None and meta.get("key") != expected_key:
             raise BundleError(f"bundle {path} was written for key {meta.get('key')!r}, not {expected_key!r}")
         names = {f.name for f in fields(cls)} - {"meta"}
-        missing = [n for n in cls._TENSORS if n != "regions" and n not in tensors]
+        missing = [n for n in cls._TENSORS if n not in cls._OPTIONAL and n not in tensors]
         if missing or set(tensors) - names:
             raise BundleError(f"bundle {path} lacks fields {missing}")
         return cls(**tensors, meta=meta)
