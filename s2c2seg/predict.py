@@ -97,7 +97,8 @@ def dense_logits(bundle: FeatureBundle, queries=None) -> torch.Tensor:
     """
     q = _check_queries(bundle, queries)
     per_crop = bundle.dense_logits if q is None else bundle.dense_logits.index_select(1, q)
-    return slide_average(per_crop, bundle.crop_boxes, bundle.resized_hw.tolist(), out_hw=bundle.image_hw.tolist())
+    return slide_average(per_crop, bundle.crop_boxes, bundle.resized_hw.tolist(), out_hw=bundle.image_hw.tolist(),
+                         pad=bundle.window_pad)
 
 
 def clipseg_maps(bundle: FeatureBundle, queries=None) -> torch.Tensor:

@@ -99,12 +99,13 @@ def window_padding(h: int, w: int, multiple: int) -> tuple[int, int, int, int]:
     return (*split(h), *split(w))
 
 
-def slide_average(per_crop_logits: torch.Tensor, boxes: torch.Tensor, hw, out_hw=None) -> torch.Tensor:
-    """(Q, H, W) full logit map from per-crop logits: upsample, sum, divide by the window count.
+def slide_average(per_crop_logits: torch.Tensor, boxes: torch.Tensor, hw, out_hw=None, pad=None) -> torch.Tensor:
+    """(Q, H, W) full logit map from per-crop logits: upsample, cut the padding, sum, divide by the window count.
 
     ``per_crop_logits`` (N, Q, gh, gw) on each crop's token grid; ``boxes`` (N, 4) ``(y1, y2, x1, x2)``
     in an image of size ``hw`` = (H, W). Each crop's logits are bilinearly upsampled (align_corners=False)
-    to its box size, as the anchors' ``forward_feature`` does, then averaged where windows overlap.
+    to its (padded) window size, as the anchors' ``forward_feature`` does; ``pad`` = ``(top, bottom, left,
+    right)`` (:func:`window_padding`, None = none) is then cut off; the rest is averaged where windows overlap.
     With ``out_hw`` the result is bilinearly resized once more (the anchors' resize to the label's size).
     Output dtype is float32 (or the input's, if float64).
     """
@@ -118,6 +119,9 @@ def slide_average(per_crop_logits: torch.Tensor, boxes: torch.Tensor, hw, out_hw
     if n == 0 or (boxes[:, 0] < 0).any() or (boxes[:, 2] < 0).any() or (boxes[:, 1] > H).any() \
             or (boxes[:, 3] > W).any() or (boxes[:, 1] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 2]).any():
         raise ValueError(f"boxes must be non-empty windows inside the {H}x{W} image, got {boxes.tolist()}")
+    top, bottom, left, right = (0, 0, 0, 0) if pad is None else (int(v) for v in pad)
+    if min(top, bottom, left, right) < 0:
+        raise ValueError(f"pad must be non-negative (top, bottom, left, right), got {pad}")
     dtype = torch.float64 if per_crop_logits.dtype == torch.float64 else torch.float32
     logits = per_crop_logits.to(dtype)
     total = logits.new_zeros(q, H, W)
@@ -126,7 +130,9 @@ def slide_average(per_crop_logits: torch.Tensor, boxes: torch.Tensor, hw, out_hw
     for key in sizes.unique():  # crops of one size are upsampled in one call (normally all of them)
         idx = (sizes == key).nonzero().flatten()
         y1, y2, x1, x2 = boxes[idx[0]].tolist()
-        up = F.interpolate(logits[idx], size=(y2 - y1, x2 - x1), mode="bilinear", align_corners=False)
+        h, w = y2 - y1, x2 - x1
+        up = F.interpolate(logits[idx], size=(h + top + bottom, w + left + right), mode="bilinear",
+                           align_corners=False)[:, :, top:top + h, left:left + w]
         for j, i in enumerate(idx.tolist()):
             y1, y2, x1, x2 = boxes[i].tolist()
             total[:, y1:y2, x1:x2] += up[j]

@@ -151,3 +151,22 @@ def test_window_padding_release_rule():
     assert window_padding(10, 10, 0) == (0, 0, 0, 0)                    # 0: no padding
     with pytest.raises(ValueError, match="multiple"):
         window_padding(10, 10, -1)
+
+
+def test_slide_average_cuts_the_padding_as_forward_slide():
+    # ProxyCLIP's forward_slide: logits of the padded window upsampled to the padded size, padding cut, averaged
+    torch.manual_seed(0)
+    h, w, crop = 100, 130, 100
+    boxes = slide_boxes(h, w, crop, 50)                                 # windows 100 x 100 -> padded 112 x 112
+    pad = window_padding(100, 100, 56)
+    logits = torch.randn(len(boxes), 3, 14, 14, dtype=torch.float64)
+    preds, count = torch.zeros(3, h, w, dtype=torch.float64), torch.zeros(1, h, w, dtype=torch.float64)
+    for lg, (y1, y2, x1, x2) in zip(logits, boxes.tolist()):
+        up = F.interpolate(lg[None], size=(112, 112), mode="bilinear", align_corners=False)[0]
+        up = up[:, pad[0]:pad[0] + y2 - y1, pad[2]:pad[2] + x2 - x1]
+        preds += F.pad(up, (x1, w - x2, y1, h - y2))
+        count[:, y1:y2, x1:x2] += 1
+    out = slide_average(logits, boxes, (h, w), pad=torch.tensor(pad))
+    assert pad == (6, 6, 6, 6) and out.dtype == torch.float64
+    assert torch.allclose(out, preds / count, atol=1e-12)
+    assert not torch.allclose(out, slide_average(logits, boxes, (h, w)), atol=1e-3)   # padding matters
