@@ -33,7 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClipSeg", "ClipSegSettings", "LOCAL_TEXT_PROMPTS", "window_uint8", "tiny_clipseg_config", "rd64_clipseg_config", "build_clip_tokenizer_dir",
+__all__ = ["ClipSeg", "ClipSegSettings", "LOCAL_TEXT_PROMPTS", "window_uint8", "tiny_clipseg_config",
+           "rd64_clipseg_config", "build_clip_tokenizer_dir",
            "load_clipseg_tokenizer", "DEFAULT_CLIPSEG_ID"]
 
 DEFAULT_CLIPSEG_ID = "CIDAS/clipseg-rd64-refined"
@@ -42,6 +43,8 @@ LOCAL_TEXT_PROMPTS = {"plain": "raw", "template": "templates"}
 """The release's ``local_text`` names -> :class:`ClipSegSettings` ``prompt`` (template set: ``openai_imagenet``)."""
 
 UINT8_MAX = 255
+CONTEXT_LENGTH = 77
+"""CLIP's text context (tokens), shared by CLIPSeg's text tower."""
 
 
 def window_uint8(window: torch.Tensor, mean, std) -> np.ndarray:
@@ -77,7 +80,7 @@ def tiny_clipseg_config():
     from transformers import CLIPSegConfig
 
     text = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=77, eos_token_id=2)
+                num_attention_heads=2, max_position_embeddings=CONTEXT_LENGTH, eos_token_id=2)
     vision = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=10, num_attention_heads=4,
                   image_size=224, patch_size=16)
     return CLIPSegConfig(text_config=text, vision_config=vision, projection_dim=24, extract_layers=[3, 6, 9],
@@ -233,7 +236,7 @@ class ClipSeg:
         out = []
         for i in range(0, len(texts), self.settings.text_chunk):
             tok = self.tokenizer(texts[i:i + self.settings.text_chunk], padding=True, truncation=True,
-                                 max_length=77, return_tensors="pt").to(self.device)
+                                 max_length=CONTEXT_LENGTH, return_tensors="pt").to(self.device)
             out.append(self.model.clip.get_text_features(input_ids=tok["input_ids"],
                                                          attention_mask=tok["attention_mask"]).pooler_output)
             self.text_calls += 1
