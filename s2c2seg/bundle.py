@@ -44,23 +44,26 @@ class FeatureBundle:
     """(Q,) int64: class index of each query (synonyms share one class)."""
     regions: torch.Tensor | None = None
     """(H, W) int32 region ids at the original size (CorrCLIP's vote), or None."""
+    window_local: torch.Tensor | None = None
+    """(N, Q, ph, pw) float32 (float16 with the compact storage): CLIPSeg's sigmoid map of every query on each
+    (padded) window, fed as the S2C2Seg release feeds it, resized to the window; None when not produced."""
+    window_global: torch.Tensor | None = None
+    """(N, Q) float32: per-window cosine of the vanilla CLS embedding with the query text (release ``cls``)."""
+    window_pad: torch.Tensor | None = None
+    """(4,) int64: (top, bottom, left, right) zero padding added to every window before the models (all
+    windows of one image share one size); ``dense_logits[n]`` and ``window_local[n]`` are on the padded window."""
+    input_image: torch.Tensor | None = None
+    """(3, rh, rw) float32: the network input (short-side resized, CLIP-normalised), read by spatial refinement."""
     meta: dict[str, Any] = field(default_factory=dict)
     """JSON-serialisable facts: image id, backend, key. Never used by the math."""
-    window_local: torch.Tensor | None = None
-    """(N, Q, ph, pw) float32 (float16 with the compact storage): CLIPSeg's sigmoid map per query on each
-    (padded) window, as the released pipeline feeds CLIPSeg; None when the backend does not produce it."""
-    window_global: torch.Tensor | None = None
-    """(N, Q) float32: per-window CLS cosine of the query text features (the release's ``global_score="cls"``)."""
-    window_pad: torch.Tensor | None = None
-    """(4,) int64 (top, bottom, left, right) padding of every window; ``dense_logits`` and ``window_local``
-    are on the padded window."""
-    input_image: torch.Tensor | None = None
-    """(3, rh, rw) float32: the network input image (short-side resized, CLIP-normalised)."""
 
     _TENSORS = ("dense_logits", "crop_boxes", "resized_hw", "image_hw", "global_sim", "clipseg_mean",
                 "clipseg_maps", "query_to_class", "regions", "window_local", "window_global", "window_pad",
                 "input_image")
     _OPTIONAL = ("regions", "window_local", "window_global", "window_pad", "input_image")
+    """Fields a bundle may lack (older caches, backends that do not produce them)."""
+    STORAGES = ("exact", "compact-float16")
+    """``meta["storage"]`` of a bundle with ``window_local``: float32 (lossless) or float16 (lossy, half the bytes)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,15 +99,29 @@ class FeatureBundle:
         if self.window_global is not None:
             checks["window_global"] = tuple(self.window_global.shape) == (n, q)
         if self.window_pad is not None:
-            checks["window_pad"] = tuple(self.window_pad.shape) == (4,)
+            checks["window_pad"] = tuple(self.window_pad.shape) == (4,) and bool((self.window_pad >= 0).all())
         if self.input_image is not None:
-            checks["input_image"] = self.input_image.ndim == 3 and self.input_image.shape[0] == 3
+            checks["input_image"] = tuple(self.input_image.shape) == (3, *(int(v) for v in self.resized_hw))
         for name, ok in checks.items():
             if not ok:
                 shape = tuple(getattr(self, name).shape)
-                raise BundleError(f"FeatureBundle.{name} has inconsistent shape {shape} (Q={q})")
-        for name in ("dense_logits", "global_sim", "clipseg_mean", "clipseg_maps"):
-            if not torch.isfinite(getattr(self, name)).all():
+                raise BundleError(f"FeatureBundle.{name} has inconsistent shape {shape} (Q={q}, N={n})")
+        if self.window_local is not None and self.window_pad is not None:
+            t, b, l, r = (int(v) for v in self.window_pad)
+            sizes = {(int(y2 - y1) + t + b, int(x2 - x1) + l + r) for y1, y2, x1, x2 in self.crop_boxes.tolist()}
+            if sizes != {tuple(self.window_local.shape[-2:])}:
+                raise BundleError(f"FeatureBundle.window_local is {tuple(self.window_local.shape[-2:])} per window, "
+                                  f"but crop_boxes + window_pad give padded windows of sizes {sorted(sizes)}")
+        if self.window_local is not None:
+            storage = self.meta.get("storage")
+            want = "exact" if self.window_local.dtype == torch.float32 else "compact-float16"
+            if self.window_local.dtype not in (torch.float32, torch.float16) or storage != want:
+                raise BundleError(f"FeatureBundle.window_local is {self.window_local.dtype} but meta['storage'] is "
+                                  f"{storage!r}: float32 needs 'exact', float16 'compact-float16'")
+        for name in ("dense_logits", "global_sim", "clipseg_mean", "clipseg_maps", "window_local", "window_global",
+                     "input_image"):
+            t = getattr(self, name)
+            if t is not None and not torch.isfinite(t).all():
                 raise BundleError(f"FeatureBundle.{name} contains NaN or inf")
 
     def nbytes(self) -> int:

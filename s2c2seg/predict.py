@@ -107,15 +107,8 @@ def dense_logits(bundle: FeatureBundle, queries=None) -> torch.Tensor:
     """
     q = _check_queries(bundle, queries)
     per_crop = bundle.dense_logits if q is None else bundle.dense_logits.index_select(1, q)
-    pad = bundle.window_pad
-    if pad is not None and bool(pad.any()):  # grids on the padded window: resize to it and cut the padding
-        top, bottom, left, right = pad.tolist()
-        y1, y2, x1, x2 = bundle.crop_boxes[0].tolist()
-        ph, pw = y2 - y1 + top + bottom, x2 - x1 + left + right
-        dtype = torch.float64 if per_crop.dtype == torch.float64 else torch.float32
-        per_crop = F.interpolate(per_crop.to(dtype), size=(ph, pw), mode="bilinear",
-                                 align_corners=False)[..., top:ph - bottom, left:pw - right]
-    return slide_average(per_crop, bundle.crop_boxes, bundle.resized_hw.tolist(), out_hw=bundle.image_hw.tolist())
+    return slide_average(per_crop, bundle.crop_boxes, bundle.resized_hw.tolist(), out_hw=bundle.image_hw.tolist(),
+                         pad=bundle.window_pad)
 
 
 def clipseg_maps(bundle: FeatureBundle, queries=None) -> torch.Tensor:
