@@ -44,11 +44,21 @@ class FeatureBundle:
     """(Q,) int64: class index of each query (synonyms share one class)."""
     regions: torch.Tensor | None = None
     """(H, W) int32 region ids at the original size (CorrCLIP's vote), or None."""
+    window_local: torch.Tensor | None = None
+    """(N, Q, ph, pw) float32 (float16 with the compact storage): CLIPSeg sigmoid map per window, at the padded window size."""
+    window_global: torch.Tensor | None = None
+    """(N, Q) float32: per-window CLS cosine of the query text features (the release's ``global_score="cls"``)."""
+    window_pad: torch.Tensor | None = None
+    """(4,) int64: (top, bottom, left, right) padding added to every window before the models."""
+    input_image: torch.Tensor | None = None
+    """(3, rh, rw) float32: the network input image (short-side resized, CLIP-normalised)."""
     meta: dict[str, Any] = field(default_factory=dict)
     """JSON-serialisable facts: image id, backend, key. Never used by the math."""
 
     _TENSORS = ("dense_logits", "crop_boxes", "resized_hw", "image_hw", "global_sim", "clipseg_mean",
-                "clipseg_maps", "query_to_class", "regions")
+                "clipseg_maps", "query_to_class", "regions", "window_local", "window_global", "window_pad",
+                "input_image")
+    _OPTIONAL = ("regions", "window_local", "window_global", "window_pad", "input_image")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -61,6 +71,12 @@ class FeatureBundle:
     @property
     def num_classes(self) -> int:
         return int(self.query_to_class.max().item()) + 1 if self.query_to_class.numel() else 0
+
+    def window_size(self) -> tuple[int, int]:
+        """(ph, pw): the padded size of every window (all windows of one image share one size)."""
+        y1, y2, x1, x2 = (int(v) for v in self.crop_boxes[0])
+        pad = [0, 0, 0, 0] if self.window_pad is None else [int(v) for v in self.window_pad]
+        return y2 - y1 + pad[0] + pad[1], x2 - x1 + pad[2] + pad[3]
 
     def validate(self) -> None:
         """Raise :class:`BundleError` naming the field when shapes or values are inconsistent."""
@@ -78,6 +94,15 @@ class FeatureBundle:
         }
         if self.regions is not None:
             checks["regions"] = tuple(self.regions.shape) == tuple(int(v) for v in self.image_hw)
+        if self.window_pad is not None:
+            checks["window_pad"] = tuple(self.window_pad.shape) == (4,)
+        if checks["crop_boxes"] and self.crop_boxes.shape[0] and checks.get("window_pad", True):
+            n, (ph, pw) = self.dense_logits.shape[0], self.window_size()
+            optional = {"window_local": (n, q, ph, pw), "window_global": (n, q),
+                        "input_image": (3, *(int(v) for v in self.resized_hw))}
+            for name, shape in optional.items():
+                if getattr(self, name) is not None:
+                    checks[name] = tuple(getattr(self, name).shape) == shape
         for name, ok in checks.items():
             if not ok:
                 shape = tuple(getattr(self, name).shape)
@@ -120,7 +145,7 @@ class FeatureBundle:
         if expected_key is not None and meta.get("key") != expected_key:
             raise BundleError(f"bundle {path} was written for key {meta.get('key')!r}, not {expected_key!r}")
         names = {f.name for f in fields(cls)} - {"meta"}
-        missing = [n for n in cls._TENSORS if n != "regions" and n not in tensors]
+        missing = [n for n in cls._TENSORS if n not in cls._OPTIONAL and n not in tensors]
         if missing or set(tensors) - names:
             raise BundleError(f"bundle {path} lacks fields {missing}")
         return cls(**tensors, meta=meta)
