@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
+from dataclasses import replace as dataclass_replace
 from fractions import Fraction
 from typing import Iterable, Sequence
 
@@ -55,6 +57,15 @@ ALPHA_OFFSET = 0.5
 RESIDUAL_EPS = 1e-12
 """Step 4: ``H_i = 0`` when the residual mass ``1 − p_i`` is at most this (the issue's guard)."""
 
+ROUNDING_ULPS = 4
+"""Step 7: a min-max span of at most this many units in the last place of the score's magnitude is rounding."""
+
+RELEASE_EPS_NORM = 1e-6
+"""The release's ``scoring.EPS_NORM``: added to positive-part sums and to min-max spans."""
+
+RELEASE_EPS_LOG = 1e-8
+"""The release's ``scoring.EPS_LOG``: floor inside the logs and on the residual mass of its entropy."""
+
 
 @dataclass(frozen=True)
 class CSSConfig:
@@ -81,8 +92,11 @@ class CSSConfig:
 
     def select(self, s_glob, s_spat, always_keep: Iterable[int] | int = ()) -> torch.Tensor:
         """``select_categories`` with this configuration."""
-        return select_categories(s_glob, s_spat, tau=self.tau, k_min=self.k_min, k_max=self.k_max,
-                                 use=self.use, always_keep=always_keep, stage2_pool=self.stage2_pool)
+        return select_categories(s_glob, s_spat, self, always_keep=always_keep)
+
+    def replace(self, **fields) -> "CSSConfig":
+        """A copy with ``fields`` changed (unknown names raise ``ValueError``)."""
+        return _replace_fields(self, fields)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -116,6 +130,15 @@ class CSSScores:
 
 # ----------------------------------------------------------------------------------------------------------
 # input checks
+
+
+def _replace_fields(config, fields: dict):
+    """``dataclasses.replace`` that names the known fields when one is unknown."""
+    known = [f.name for f in dataclass_fields(config)]
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {type(config).__name__} field(s) {unknown}; known: {known}")
+    return dataclass_replace(config, **fields) if fields else config
 
 
 def _as_scores(x, name: str) -> torch.Tensor:
@@ -284,21 +307,36 @@ def subset_size(n_init: int, num_classes: int, k_min: int, k_max: int) -> int:
     return min(num_classes, max(k_min, min(n_init, k_max)))
 
 
-def min_max_normalise(x: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
-    """Step 7 (normalise): ``(x − min)/(max − min)`` over the pool (0 for a constant score; 0 outside the pool)."""
+def min_max_normalise(x: torch.Tensor, pool: torch.Tensor, scale: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Step 7 (normalise): ``(x − min)/(max − min)`` over the pool (0 outside the pool).
+
+    A score that is constant up to rounding gives 0, as a constant does: the span counts as rounding when it
+    is at most ``ROUNDING_ULPS`` units of ``scale`` in the last place (``scale`` = the largest ``|x|`` in the
+    pool by default; ``s_conf`` passes the magnitude of ``p``, since ``1 − H`` may cancel to ~0).
+    """
     lo = torch.where(pool, x, torch.full_like(x, math.inf)).min()
     hi = torch.where(pool, x, torch.full_like(x, -math.inf)).max()
     span = hi - lo
-    scaled = (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(pool & (span > 0), scaled, torch.zeros_like(x))
+    if scale is None:
+        scale = torch.maximum(lo.abs(), hi.abs())
+    varies = span > ROUNDING_ULPS * torch.finfo(x.dtype).eps * torch.as_tensor(scale, dtype=x.dtype)
+    scaled = (x - lo) / torch.where(varies, span, torch.ones_like(span))
+    return torch.where(pool & varies, scaled, torch.zeros_like(x))
+
+
+def release_min_max(x: torch.Tensor) -> torch.Tensor:
+    """Released rerank normalisation ``(x − min)/(max − min + 1e-6)`` (``scoring.minmax``); a span of rounding
+    size (~1e-17) gives ~1e-11 here, i.e. 0 to the release's own epsilon, so it is kept exactly as released."""
+    return (x - x.min()) / (x.max() - x.min() + RELEASE_EPS_NORM)
 
 
 def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int, k_max: int,
-                  stage2_pool: str = "all") -> torch.Tensor:
+                  stage2_pool: str = CSSConfig.stage2_pool, scales: Sequence | None = None) -> torch.Tensor:
     """Step 7 (stage 2, precision): mask of the top-K of the pool by ``s_final = Σ min-max-normalised scores``.
 
     The pool is ``C_init`` when ``|C_init| ≥ K``, else all C categories (``stage2_pool="init"``: always
-    ``C_init``, keeping ``min(K, |C_init|)``).
+    ``C_init``, keeping ``min(K, |C_init|)``). ``scales`` (one per score, None = its own magnitude) sets what
+    counts as a rounding-size span in :func:`min_max_normalise`.
     """
     c = init.numel()
     n_init = int(init.sum())
@@ -306,8 +344,8 @@ def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int
     pool = init if n_init >= k or stage2_pool == "init" else torch.ones_like(init)
     k = min(k, int(pool.sum()))
     s_final = torch.zeros_like(scores[0])
-    for s in scores:
-        s_final = s_final + min_max_normalise(s, pool)
+    for s, scale in zip(scores, scales or [None] * len(scores)):
+        s_final = s_final + min_max_normalise(s, pool, scale)
     s_final = torch.where(pool, s_final, torch.full_like(s_final, -math.inf))
     return top_k_mask(s_final, k)
 
@@ -326,23 +364,21 @@ def css_scores(s_glob, s_spat) -> CSSScores:
     return CSSScores(glob=g, spat=s, conf=confidence_score(p, h), p=p, entropy=h, alpha=alpha)
 
 
-def select_categories(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: int = 20,
-                      use: Sequence[str] = SCORE_NAMES, always_keep: Iterable[int] | int = (),
-                      stage2_pool: str = "all") -> torch.Tensor:
+def select_categories(s_glob, s_spat, config: CSSConfig | None = None, *,
+                      always_keep: Iterable[int] | int = (), **fields) -> torch.Tensor:
     """CSS for one image: the selected category indices (LongTensor, sorted ascending, on the input's device).
 
+    ``config`` (default ``CSSConfig()``) with any of its ``fields`` overridden (``tau=0.4``, ``k_max=10``, ...).
     Size: ``K = min(C, clamp(|C_init|, k_min, k_max))`` plus any ``always_keep`` index not already chosen.
-    ``stage2_pool`` picks the reading of stage 2 (see :class:`CSSConfig`).
     """
-    use = _check_use(use)
-    _check_hyper(tau, k_min, k_max)
-    _check_pool(stage2_pool)
+    cfg = (config if config is not None else CSSConfig()).replace(**fields)
     scores = css_scores(s_glob, s_spat)
     c = scores.glob.numel()
     keep = _check_indices(always_keep, c, "always_keep", scores.glob.device)
-    chosen = [scores.get(name) for name in use]
-    init = stage1_union(chosen, tau)
-    mask = stage2_rerank(chosen, init, k_min, k_max, stage2_pool)
+    chosen = [scores.get(name) for name in cfg.use]
+    scales = [scores.p.max() if name == "conf" else None for name in cfg.use]  # s_conf's unit is p's
+    init = stage1_union(chosen, cfg.tau)
+    mask = stage2_rerank(chosen, init, cfg.k_min, cfg.k_max, cfg.stage2_pool, scales)
     mask[keep] = True  # step 8
     return torch.nonzero(mask).reshape(-1)
 
