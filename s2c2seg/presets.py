@@ -93,18 +93,26 @@ class Preset:
         return obj
 
     def override(self, overrides: Mapping[str, Any]) -> "Preset":
-        """A copy with a flat mapping of dotted keys (or whole sections) replaced; unknown keys raise."""
-        preset = self
+        """A copy with a flat mapping of dotted keys (or whole sections) replaced; unknown keys raise.
+
+        The keys of one section are applied together, so ``{"select.k_min": 8, "select.k_max": 10}`` is
+        validated once, on the final values.
+        """
+        preset, tree = self, {}
         for key, value in overrides.items():
-            if key in preset.sections() and "." not in key:
-                sec = getattr(preset, key)
+            if "." not in key and key in self.sections():
+                sec = getattr(self, key)
                 value = dataclasses.replace(sec, **value) if isinstance(value, Mapping) else value
                 if type(value) is not type(sec):
                     raise ValueError(f"preset section {key!r} must be a {type(sec).__name__}, got {type(value).__name__}")
                 preset = dataclasses.replace(preset, **{key: value})
                 continue
-            preset = _set(preset, preset._check_key(key).split("."), value)
-        return preset
+            node, *path, leaf = self._check_key(key).split(".")
+            branch = tree.setdefault(node, {})
+            for part in path:
+                branch = branch.setdefault(part, {})
+            branch[leaf] = value
+        return _apply(preset, tree)
 
     def _check_key(self, key: str) -> str:
         if key not in self.keys():
@@ -133,12 +141,11 @@ def _flat_keys(obj, prefix: str) -> list[str]:
     return keys
 
 
-def _set(obj, path: list[str], value):
-    """``obj`` with the field at ``path`` replaced (frozen dataclasses all the way down; validated on rebuild)."""
-    head, rest = path[0], path[1:]
-    if rest:
-        return dataclasses.replace(obj, **{head: _set(getattr(obj, head), rest, value)})
-    return dataclasses.replace(obj, **{head: _coerce(getattr(obj, head), value, head)})
+def _apply(obj, tree: dict):
+    """``obj`` with the nested changes of ``tree`` (frozen dataclasses all the way down, validated on rebuild)."""
+    changes = {name: _apply(getattr(obj, name), sub) if isinstance(sub, dict) else _coerce(getattr(obj, name), sub, name)
+               for name, sub in tree.items()}
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def _coerce(old, value, name: str):
