@@ -77,6 +77,12 @@ class FeatureBundle:
     def num_classes(self) -> int:
         return int(self.query_to_class.max().item()) + 1 if self.query_to_class.numel() else 0
 
+    def window_size(self) -> tuple[int, int]:
+        """(ph, pw): the padded size of every window (all windows of one image share one size)."""
+        y1, y2, x1, x2 = (int(v) for v in self.crop_boxes[0])
+        pad = [0, 0, 0, 0] if self.window_pad is None else [int(v) for v in self.window_pad]
+        return y2 - y1 + pad[0] + pad[1], x2 - x1 + pad[2] + pad[3]
+
     def validate(self) -> None:
         """Raise :class:`BundleError` naming the field when shapes or values are inconsistent."""
         q = self.query_to_class.numel()
@@ -113,8 +119,8 @@ class FeatureBundle:
                 raise BundleError(f"FeatureBundle.window_local is {tuple(self.window_local.shape[-2:])} per window, "
                                   f"but crop_boxes + window_pad give padded windows of sizes {sorted(sizes)}")
         if self.window_local is not None:
-            storage = self.meta.get("storage")
             want = "exact" if self.window_local.dtype == torch.float32 else "compact-float16"
+            storage = self.meta.setdefault("storage", want)  # the label follows the dtype; a wrong one is an error
             if self.window_local.dtype not in (torch.float32, torch.float16) or storage != want:
                 raise BundleError(f"FeatureBundle.window_local is {self.window_local.dtype} but meta['storage'] is "
                                   f"{storage!r}: float32 needs 'exact', float16 'compact-float16'")

@@ -5,19 +5,26 @@ upsampled) and ``s_spat`` (K, H, W) CLIPSeg's sigmoid maps at the same size:
 
 * ``g_i = mean_{h,w} s_glob_i``, ``w = softmax(g / temperature)``;
 * ``fused_i = s_glob_i + λ·w_i·s_spat_i``;
-* the K fused maps go back to the C-class space with −inf outside the subset; the prediction is the argmax.
+* outside the subset a category has probability 0 (``predict.py`` post-processes the subset only).
 
 Leading batch dimensions (..., K, H, W) are accepted too.
+
+The released fusion (``yhflq/S2c2seg`` ``models/csg.py``) sits next to it: :func:`convex_fuse`
+``(1 − gw)·((1 − λ)·G + λ·L) + gw·L·w`` with :func:`released_guide_weights` ``w = softmax(mean G)`` (no
+temperature), and :func:`scatter_fill` (−1e9 for the unselected queries); :class:`FusionConfig` switches
+between the two readings (``form="convex"`` | ``"paper"``).
 """
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
+from dataclasses import replace as dataclass_replace
 
 import torch
 
-__all__ = ["FUSION_MODES", "CSG_UNITS", "WEIGHTED_MODES", "CSGConfig", "category_weights", "fuse", "expand_to_vocabulary"]
+__all__ = ["FUSION_MODES", "CSG_UNITS", "WEIGHTED_MODES", "FUSION_FORMS", "CSGConfig", "FusionConfig",
+           "category_weights", "fuse", "released_guide_weights", "convex_fuse", "scatter_fill"]
 
 FUSION_MODES = ("category_aware", "uniform", "add", "global_only", "local_only")
 """``category_aware`` is the paper's CSG; the others are the fusion ablations."""
@@ -52,10 +59,66 @@ class CSGConfig:
 
     def fuse(self, s_glob, s_spat) -> torch.Tensor:
         """``fuse`` with this configuration."""
-        return fuse(s_glob, s_spat, mode=self.mode, lam=self.lam, temperature=self.temperature)
+        return fuse(s_glob, s_spat, self)
+
+    def replace(self, **fields) -> "CSGConfig":
+        """A copy with ``fields`` changed (unknown names raise ``ValueError``)."""
+        return _replace_fields(self, fields)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+FUSION_FORMS = ("convex", "paper")
+"""``convex`` is the release's fusion, ``paper`` the paper's ``S_glob + λ·w·S_spat`` (:class:`CSGConfig`)."""
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Fusion inside the released window pipeline (defaults: the release's ``models/config.py``)."""
+
+    form: str = "convex"
+    """One of ``FUSION_FORMS``."""
+    lam: float = 0.15
+    """λ of the convex form ``(1 − λ)·G + λ·L``; the release also uses it as the spatial rerank weight."""
+    guide_weight: float = 0.07
+    """Weight of the guided term ``L·w`` in the convex form."""
+    fill: float = -1e9
+    """Value of the unselected queries' rows (the release's ``unselected_fill``; ``-inf`` is the paper's)."""
+    paper: CSGConfig = field(default_factory=CSGConfig)
+    """The paper form's parameters (λ = 0.6, temperature), read when ``form="paper"``."""
+
+    def __post_init__(self):
+        _check_mode(self.form, FUSION_FORMS)
+        for name in ("lam", "guide_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"FusionConfig.{name} must be a number in [0, 1], got {v!r}")
+        if isinstance(self.fill, bool) or not isinstance(self.fill, (int, float)) or math.isnan(self.fill) \
+                or self.fill == math.inf:
+            raise ValueError(f"FusionConfig.fill must be a number or -inf, got {self.fill!r}")
+        if not isinstance(self.paper, CSGConfig):
+            raise ValueError(f"FusionConfig.paper must be a CSGConfig, got {type(self.paper).__name__}")
+
+    def fuse(self, dense: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """The selected rows' fused maps (K, H, W) in this form."""
+        if self.form == "convex":
+            return convex_fuse(dense, local, self)
+        return fuse(dense, local, self.paper)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["paper"] = self.paper.to_json()
+        return d
+
+
+def _replace_fields(config, fields: dict):
+    """``dataclasses.replace`` that names the known fields when one is unknown."""
+    known = [f.name for f in dataclass_fields(config)]
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {type(config).__name__} field(s) {unknown}; known: {known}")
+    return dataclass_replace(config, **fields) if fields else config
 
 
 def _check_mode(mode, allowed) -> None:
@@ -88,11 +151,14 @@ def _as_maps(x, name: str) -> torch.Tensor:
     return t
 
 
-def category_weights(s_glob, mode: str = "category_aware", temperature: float = 0.01) -> torch.Tensor:
-    """CSG weights (K,): ``softmax(mean_{h,w} s_glob / temperature)``; ``uniform`` 1/K, ``add`` 1, ``global_only`` 0."""
-    _check_mode(mode, WEIGHTED_MODES)
-    _check_temperature(temperature)
-    return _weights(_as_maps(s_glob, "s_glob"), mode, temperature)
+def category_weights(s_glob, config: CSGConfig | None = None, **fields) -> torch.Tensor:
+    """CSG weights (K,): ``softmax(mean_{h,w} s_glob / temperature)``; ``uniform`` 1/K, ``add`` 1, ``global_only`` 0.
+
+    ``config`` (default ``CSGConfig()``) with any of its ``fields`` (``mode``, ``temperature``) overridden.
+    """
+    cfg = (config if config is not None else CSGConfig()).replace(**fields)
+    _check_mode(cfg.mode, WEIGHTED_MODES)
+    return _weights(_as_maps(s_glob, "s_glob"), cfg.mode, cfg.temperature)
 
 
 def _weights(g: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
@@ -103,12 +169,7 @@ def _weights(g: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
     return torch.full(g.shape[:-2], fill, dtype=g.dtype, device=g.device)
 
 
-def fuse(s_glob, s_spat, *, mode: str = "category_aware", lam: float = 0.6,
-         temperature: float = 0.01) -> torch.Tensor:
-    """CSG fusion (K, H, W): ``fused_i = s_glob_i + λ·w_i·s_spat_i`` (``local_only`` returns ``s_spat``)."""
-    _check_mode(mode, FUSION_MODES)
-    _check_lam(lam)
-    _check_temperature(temperature)
+def _check_pair(s_glob, s_spat) -> tuple[torch.Tensor, torch.Tensor]:
     g = _as_maps(s_glob, "s_glob")
     s = _as_maps(s_spat, "s_spat")
     if g.shape != s.shape:
@@ -116,33 +177,40 @@ def fuse(s_glob, s_spat, *, mode: str = "category_aware", lam: float = 0.6,
     if g.device != s.device:
         raise ValueError(f"s_glob and s_spat must be on the same device, got {g.device} and {s.device}")
     dtype = torch.promote_types(g.dtype, s.dtype)
-    g, s = g.to(dtype), s.to(dtype)
-    if mode == "local_only":
+    return g.to(dtype), s.to(dtype)
+
+
+def fuse(s_glob, s_spat, config: CSGConfig | None = None, **fields) -> torch.Tensor:
+    """CSG fusion (K, H, W): ``fused_i = s_glob_i + λ·w_i·s_spat_i`` (``local_only`` returns ``s_spat``).
+
+    ``config`` (default ``CSGConfig()``) with any of its ``fields`` (``mode``, ``lam``, ``temperature``) overridden.
+    """
+    cfg = (config if config is not None else CSGConfig()).replace(**fields)
+    g, s = _check_pair(s_glob, s_spat)
+    if cfg.mode == "local_only":
         return s.clone()
-    if mode == "global_only":
+    if cfg.mode == "global_only":
         return g.clone()
-    w = _weights(g, mode, temperature)
-    return torch.addcmul(g, lam * w[..., None, None], s)  # g + (λ·w)·s in one pass
+    w = _weights(g, cfg.mode, cfg.temperature)
+    return torch.addcmul(g, cfg.lam * w[..., None, None], s)  # g + (λ·w)·s in one pass
 
 
-def expand_to_vocabulary(fused, subset, num_classes: int) -> torch.Tensor:
-    """Back to the C-class space (C, H, W): row ``subset[i]`` is ``fused[i]``, −inf for the other categories."""
-    f = torch.as_tensor(fused)
-    if f.ndim != 3 or not f.is_floating_point():
-        raise ValueError(f"fused must be a floating-point (K, H, W) tensor, got {tuple(f.shape)} {f.dtype}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    num_classes = int(num_classes)
-    idx = torch.as_tensor(subset)
-    if idx.ndim != 1 or idx.is_floating_point() or idx.dtype == torch.bool:
-        raise ValueError(f"subset must be a 1-D integer tensor of category indices, got {tuple(idx.shape)} {idx.dtype}")
-    idx = idx.long().to(f.device)
-    if idx.numel() != f.shape[0]:
-        raise ValueError(f"subset has {idx.numel()} indices but fused has {f.shape[0]} maps")
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
-        raise ValueError(f"subset must hold indices in [0, {num_classes}), got {idx.tolist()}")
-    if idx.unique().numel() != idx.numel():
-        raise ValueError(f"subset has repeated indices: {idx.tolist()}")
-    out = f.new_full((num_classes, *f.shape[1:]), -math.inf)
-    out[idx] = f
+def released_guide_weights(dense: torch.Tensor) -> torch.Tensor:
+    """Released guide weights (K,): ``softmax`` over the selected rows of their window mean (``csg.guide_weights``)."""
+    return torch.softmax(dense.mean(dim=(-2, -1)), dim=-1)
+
+
+def convex_fuse(dense: torch.Tensor, local: torch.Tensor, config: FusionConfig) -> torch.Tensor:
+    """Released fusion (K, H, W): ``(1 − gw)·((1 − λ)·G + λ·L) + gw·L·w`` (``csg.fuse`` of the release)."""
+    g, s = _check_pair(dense, local)
+    lam, gw = float(config.lam), float(config.guide_weight)
+    main = (1.0 - lam) * g + lam * s
+    guided = s * released_guide_weights(g)[:, None, None]
+    return (1.0 - gw) * main + gw * guided
+
+
+def scatter_fill(fused: torch.Tensor, selected: torch.Tensor, size: int, fill: float) -> torch.Tensor:
+    """Released window output (size, H, W): row ``selected[i]`` is ``fused[i]``, ``fill`` elsewhere (``csg.scatter``)."""
+    out = fused.new_full((size, *fused.shape[-2:]), float(fill))
+    out[selected] = fused
     return out

@@ -406,6 +406,8 @@ class Prediction:
     voted: bool = False
     """Whether CorrCLIP's region vote was applied."""
     meta: dict = field(default_factory=dict)
+    logits: torch.Tensor | None = None
+    """(Q, H, W) float32 pre-softmax logits at the image size (released presets, on request: ``return_logits``)."""
 
 
 def _background_keep(css: CSSConfig, background: int | None, num_classes: int) -> tuple[int, ...]:
@@ -418,12 +420,23 @@ def _background_keep(css: CSSConfig, background: int | None, num_classes: int) -
 
 def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str = "baseline",
             css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), label=None, background: int | None = None,
-            score_source: str = "clipseg", select: bool = True) -> Prediction:
+            score_source: str = "clipseg", select: bool = True, preset=None,
+            return_logits: bool = False) -> Prediction:
     """The prediction for one bundle (see the module docstring for the three methods).
 
     ``label`` (H, W) is only read by ``method="oracle"``; ``background`` (the dataset's background class or
     None) is kept in every subset when ``css.keep_background``. ``score_source`` picks CSS's ``s_spat``.
+    ``preset`` (a ``presets.Preset``) sets ``method="s2c2seg"``'s computation: ``paper`` runs this path with
+    its ``css`` / ``csg``, ``released`` / ``released++`` the released window pipeline (``released.py``;
+    ``return_logits`` adds ``Prediction.logits``). ``preset=None`` is the paper path with ``css`` / ``csg``.
     """
+    if preset is not None and method == "s2c2seg":
+        if preset.css is not None:
+            css, csg = preset.css, preset.csg
+        else:
+            from .released import predict_released
+
+            return predict_released(bundle, protocol, preset, return_logits=return_logits)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(protocol, Protocol):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from s2c2seg.csg import FUSION_MODES, CSGConfig, category_weights, expand_to_vocabulary, fuse
+from s2c2seg.csg import FUSION_MODES, CSGConfig, category_weights, fuse, scatter_fill
 
 T64 = dict(dtype=torch.float64)
 
@@ -66,22 +66,12 @@ def test_config():
         CSGConfig(temperature=0)
 
 
-def test_expand_to_vocabulary():
-    fused = torch.tensor([[[1.0, 2.0]], [[3.0, 0.5]]])
-    out = expand_to_vocabulary(fused, torch.tensor([4, 1]), 5)
-    assert out.shape == (5, 1, 2)
-    torch.testing.assert_close(out[4], fused[0])
-    torch.testing.assert_close(out[1], fused[1])
-    assert bool(torch.isinf(out[[0, 2, 3]]).all()) and float(out[0, 0, 0]) < 0
-    assert out.argmax(0).tolist() == [[1, 4]]
-
-
 def test_pipeline_prediction():
     # the selected subset decides the argmax: category 0 would win everywhere, but it is not selected
     full = torch.tensor([[[9.0, 9.0]], [[1.0, 0.0]], [[0.0, 1.0]]])
     subset = torch.tensor([1, 2])
     fused = fuse(full[subset], torch.zeros(2, 1, 2), mode="add")
-    assert expand_to_vocabulary(fused, subset, 3).argmax(0).tolist() == [[1, 2]]
+    assert scatter_fill(fused, subset, 3, -math.inf).argmax(0).tolist() == [[1, 2]]
 
 
 @pytest.mark.parametrize("call, name", [
@@ -96,12 +86,6 @@ def test_pipeline_prediction():
     (lambda g, s: fuse(g[:0], s[:0]), "s_glob"),
     (lambda g, s: fuse(g.long(), s), "s_glob"),
     (lambda g, s: category_weights(g, mode="local_only"), "mode"),
-    (lambda g, s: expand_to_vocabulary(g, torch.tensor([0, 5]), 5), "subset"),
-    (lambda g, s: expand_to_vocabulary(g, torch.tensor([1, 1]), 5), "subset"),
-    (lambda g, s: expand_to_vocabulary(g, torch.tensor([1]), 5), "subset"),
-    (lambda g, s: expand_to_vocabulary(g, torch.tensor([0.0, 1.0]), 5), "subset"),
-    (lambda g, s: expand_to_vocabulary(g, torch.tensor([0, 1]), 0), "num_classes"),
-    (lambda g, s: expand_to_vocabulary(g[0], torch.tensor([0]), 5), "fused"),
 ])
 def test_bad_input_raises(call, name):
     g, s = maps()

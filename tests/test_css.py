@@ -46,8 +46,11 @@ def ref_entropy(p, literal=False):
     return out
 
 
-def ref_select(scores, tau, k_min, k_max, always_keep=()):
-    """Steps 6-8 in plain Python (sorted with key (-score, index)) on the given score lists."""
+def ref_select(scores, tau, k_min, k_max, always_keep=(), scales=None):
+    """Steps 6-8 in plain Python (sorted with key (-score, index)) on the given score lists.
+
+    A span of at most 4 float64 ulps of the score's magnitude (``scales``, default max |s|) is rounding: 0.
+    """
     c = len(scores[0])
     m = max(1, (round(tau * 10**6) * c) // 10**6)  # τ given with ≤ 6 decimals in these tests
 
@@ -60,10 +63,11 @@ def ref_select(scores, tau, k_min, k_max, always_keep=()):
     k = min(c, max(k_min, min(len(init), k_max)))
     pool = sorted(init) if len(init) >= k else list(range(c))
     final = [0.0] * c
-    for s in scores:
+    for n, s in enumerate(scores):
         lo, hi = min(s[i] for i in pool), max(s[i] for i in pool)
+        scale = max(abs(lo), abs(hi)) if scales is None or scales[n] is None else scales[n]
         for i in pool:
-            final[i] += (s[i] - lo) / (hi - lo) if hi > lo else 0.0
+            final[i] += (s[i] - lo) / (hi - lo) if hi - lo > 4 * 2.220446049250313e-16 * scale else 0.0
     return sorted(top(final, k, pool) | set(always_keep))
 
 
@@ -324,7 +328,8 @@ def test_prop_selection_bounds_and_keep(pair, tau, k_min, extra, keep):
     assert min(c, k_min) <= len(core) <= min(c, k_max)
     assert set(sel) == set(core) | set(keep)
     sc = css_scores(g, s)
-    assert core == ref_select([sc.glob.tolist(), sc.spat.tolist(), sc.conf.tolist()], tau, k_min, k_max)
+    assert core == ref_select([sc.glob.tolist(), sc.spat.tolist(), sc.conf.tolist()], tau, k_min, k_max,
+                              scales=[None, None, float(sc.p.max())])
 
 
 @PROPS
@@ -401,3 +406,18 @@ def test_stage2_pool_switch_reads_the_summary():
     assert CSSConfig(tau=0.1, stage2_pool="init").select(g, s).tolist() == init_only.tolist()
     with pytest.raises(ValueError, match="stage2_pool"):
         CSSConfig(stage2_pool="sometimes")
+
+
+def test_min_max_of_a_rounding_constant_is_zero():
+    """Issue 11: s_conf of a uniform p spreads by ~2e-17 (rounding of 1 − H); it must count as constant."""
+    c = 10
+    g, s = t([0.5] * c), t([0.2] * c)  # uniform scores: uniform p, H = 1 up to rounding
+    sc = css_scores(g, s)
+    assert float(sc.conf.max() - sc.conf.min()) > 0  # the rounding spread the issue names
+    pool = torch.ones(c, dtype=torch.bool)
+    assert css.min_max_normalise(sc.conf, pool, sc.p.max()).tolist() == [0.0] * c
+    # all three scores constant: the rerank is a tie and breaks towards the lower index
+    assert select_categories(g, s, tau=0.3, k_min=2, k_max=3).tolist() == [0, 1, 2]
+    # a real spread still normalises
+    torch.testing.assert_close(css.min_max_normalise(t([0.0, 1e-9, 2e-9]), torch.ones(3, dtype=torch.bool)),
+                               t([0.0, 0.5, 1.0]))

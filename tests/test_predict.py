@@ -1,12 +1,14 @@
 """predict.py against direct re-computations of the anchors' post-processing and of CSS/CSG on the subset."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from s2c2seg.bundle import FeatureBundle
-from s2c2seg.csg import CSGConfig, expand_to_vocabulary, fuse
+from s2c2seg.csg import CSGConfig, fuse
 from s2c2seg.css import CSSConfig, select_categories
 from s2c2seg.data.protocols import Protocol
 from s2c2seg.predict import BundleView, class_scores, clipseg_maps, dense_logits, predict, synonym_max
@@ -106,11 +108,12 @@ def test_thresholds_actually_act():
 
 
 def reference_subset(b, subset, proto, csg):
-    """Full-C reference: fused subset queries, −inf elsewhere (csg.expand_to_vocabulary on queries), then SCLIP."""
+    """Full-C reference: fused subset queries, −inf elsewhere (on queries), then SCLIP."""
     queries = torch.nonzero(torch.isin(Q2C, subset)).flatten()
     s_glob, s_spat = reference_dense(b)[queries], clipseg_maps(b, queries)
     fused = fuse(s_glob, s_spat, mode=csg.mode, lam=csg.lam, temperature=csg.temperature)
-    full = expand_to_vocabulary(fused, queries, b.num_queries)
+    full = fused.new_full((b.num_queries, *fused.shape[1:]), -math.inf)
+    full[queries] = fused
     return reference_postprocess(full, Q2C, 10, proto.logit_scale, proto.prob_thd, proto.area_thd)
 
 

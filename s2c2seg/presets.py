@@ -1,0 +1,208 @@
+"""Presets: a named, complete description of the downstream computation of ``method="s2c2seg"``.
+
+* ``paper``: the paper-formula reading (issue 2): ``CSSConfig`` / ``CSGConfig`` defaults, class-level CSS per
+  image, per-query fusion, ``prob_thd`` from the protocol.
+* ``released``: the authors' conference run (``yhflq/S2c2seg`` ``scripts/run_conference.sh`` + ``configs/``).
+* ``released++``: the authors' journal run (``scripts/run_journal.sh``, S2C2Seg++).
+
+``get_preset(name, dataset, **overrides)`` resolves a preset for one dataset from the operating-point table
+(``data/operating_points.py``) and the step dataclasses' defaults (the release's ``models/config.py``). Every
+field is a dotted key (``"select.tau"``, ``"post.spatial.iterations"``; :func:`preset_keys`), overridable with
+:meth:`Preset.override` or ``get_preset(..., **{"select.tau": 0.4})``; ``Preset.to_json()`` states every value.
+The ``encode`` section (CLIPSeg text, precision) is encode-side: it changes the bundle (the cache key), not the
+downstream math; it is listed so that records state it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .css import CSSConfig, ScoreConfig, SelectConfig
+from .csg import CSGConfig, FusionConfig
+from .data.operating_points import DATASETS, RUN_SOURCES, operating_point
+from .refine import RefineConfig
+from .released import PostConfig
+
+__all__ = ["PRESETS", "LOCAL_TEXTS", "PRECISIONS", "EncodeSide", "Preset", "get_preset", "preset_keys",
+           "extension_note", "RELEASED_BASELINE"]
+
+PRESETS = ("paper", "released", "released++")
+LOCAL_TEXTS = ("plain", "template")
+"""CLIPSeg's conditional text: the bare query word, or the unnormalised mean over the 80 ImageNet templates."""
+PRECISIONS = ("fp32", "auto")
+"""ProxyCLIP's CLIP + DINO precision: fp32, or ``auto`` = fp16 where the device supports it (the release's fp16)."""
+RELEASED_BASELINE = "proxyclip"
+"""The only baseline the release wraps."""
+
+_OP_KEYS = {"tau": "select.tau", "lam": "fusion.lam", "t_max": "refine.t_max", "global_score": "score.global_score",
+            "residual_beta": "refine.residual_beta", "adaptive_admit": "refine.adaptive_admit",
+            "sr_iterations": "post.spatial.iterations", "sr_temperature": "post.spatial.temperature",
+            "otsu_c": "post.otsu_c", "local_text": "encode.local_text"}
+"""Operating-point table column -> the preset's dotted key."""
+
+
+@dataclass(frozen=True)
+class EncodeSide:
+    """Encode-side choices (they change the bundle and its cache key; the downstream only records them)."""
+
+    local_text: str = "plain"
+    """One of ``LOCAL_TEXTS`` (``SegmenterConfig.local_text``)."""
+    precision: str = "fp32"
+    """One of ``PRECISIONS`` (the Segmenter's ProxyCLIP precision)."""
+
+    def __post_init__(self):
+        if self.local_text not in LOCAL_TEXTS:
+            raise ValueError(f"encode.local_text must be one of {LOCAL_TEXTS}, got {self.local_text!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"encode.precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A resolved preset: the paper sections (``css``, ``csg``) or the released ones (``score`` ... ``post``)."""
+
+    name: str
+    dataset: str
+    encode: EncodeSide = field(default_factory=EncodeSide)
+    css: CSSConfig | None = None
+    csg: CSGConfig | None = None
+    score: ScoreConfig | None = None
+    select: SelectConfig | None = None
+    fusion: FusionConfig | None = None
+    refine: RefineConfig | None = None
+    post: PostConfig | None = None
+
+    def sections(self) -> dict[str, Any]:
+        """Section name -> its dataclass (the ones this preset has)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("name", "dataset") and getattr(self, f.name) is not None}
+
+    def keys(self) -> list[str]:
+        """Every overridable dotted key of this preset."""
+        return [k for name, sec in self.sections().items() for k in _flat_keys(sec, name)]
+
+    def get(self, key: str) -> Any:
+        """The value at a dotted key."""
+        obj = self
+        for part in self._check_key(key).split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def override(self, overrides: Mapping[str, Any]) -> "Preset":
+        """A copy with a flat mapping of dotted keys (or whole sections) replaced; unknown keys raise.
+
+        The keys of one section are applied together, so ``{"select.k_min": 8, "select.k_max": 10}`` is
+        validated once, on the final values.
+        """
+        preset, tree = self, {}
+        for key, value in overrides.items():
+            if "." not in key and key in self.sections():
+                sec = getattr(self, key)
+                value = dataclasses.replace(sec, **value) if isinstance(value, Mapping) else value
+                if type(value) is not type(sec):
+                    raise ValueError(f"preset section {key!r} must be a {type(sec).__name__}, got {type(value).__name__}")
+                preset = dataclasses.replace(preset, **{key: value})
+                continue
+            node, *path, leaf = self._check_key(key).split(".")
+            branch = tree.setdefault(node, {})
+            for part in path:
+                branch = branch.setdefault(part, {})
+            branch[leaf] = value
+        return _apply(preset, tree)
+
+    def _check_key(self, key: str) -> str:
+        if key not in self.keys():
+            raise ValueError(f"unknown {self.name!r} preset key {key!r}; known: {self.keys()}")
+        return key
+
+    def to_json(self, baseline: str | None = None) -> dict:
+        """Every resolved value, the preset name, its source, and (with ``baseline``) the extension note."""
+        out = {"preset": self.name, "dataset": self.dataset, "source": _SOURCES[self.name],
+               "encode_side": [f"encode.{f.name}" for f in dataclasses.fields(EncodeSide)]}
+        out.update({name: sec.to_json() for name, sec in self.sections().items()})
+        note = extension_note(self, baseline) if baseline is not None else None
+        if note:
+            out["note"] = note
+        return out
+
+
+_SOURCES = {"paper": "S2C2Seg paper formulas (issue 2 reading)", **RUN_SOURCES}
+
+
+def _flat_keys(obj, prefix: str) -> list[str]:
+    keys = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        keys += _flat_keys(v, f"{prefix}.{f.name}") if dataclasses.is_dataclass(v) else [f"{prefix}.{f.name}"]
+    return keys
+
+
+def _apply(obj, tree: dict):
+    """``obj`` with the nested changes of ``tree`` (frozen dataclasses all the way down, validated on rebuild)."""
+    changes = {name: _apply(getattr(obj, name), sub) if isinstance(sub, dict) else _coerce(getattr(obj, name), sub, name)
+               for name, sub in tree.items()}
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+def _coerce(old, value, name: str):
+    """Parse a string value (CLI, sweep files) to the type of the field's current value."""
+    if not isinstance(value, str) or isinstance(old, str):
+        return tuple(value) if isinstance(value, list) else value
+    text = value.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    if isinstance(old, bool):
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{name}: expected a boolean, got {value!r}")
+    if isinstance(old, tuple):
+        return tuple(type(old[0])(p) if old else float(p) for p in text.strip("()[] ").split(",") if p.strip())
+    try:
+        if old is None:  # an optional number (k_max, otsu_c, temperature): an integer if it reads as one
+            return int(text) if text.lstrip("+-").isdigit() else float(text)
+        return int(text) if isinstance(old, int) else float(text)
+    except ValueError:
+        return text  # a choice such as "weighted"; the dataclass validates it
+
+
+def _paper(dataset: str) -> Preset:
+    return Preset("paper", dataset, EncodeSide(), css=CSSConfig(), csg=CSGConfig())
+
+
+def _released(name: str, dataset: str) -> Preset:
+    base = Preset(name, dataset, EncodeSide(precision="auto"), score=ScoreConfig(), select=SelectConfig(),
+                  fusion=FusionConfig(), refine=RefineConfig(), post=PostConfig())
+    return base.override({_OP_KEYS[k]: v for k, v in operating_point(name, dataset).items()})
+
+
+def get_preset(name: str, dataset: str, **overrides) -> Preset:
+    """The preset ``name`` resolved for ``dataset`` with ``overrides`` (dotted keys or whole sections) applied.
+
+    Unknown preset, dataset or key raises ``ValueError`` naming the known ones.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {list(PRESETS)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r} for a preset; known: {list(DATASETS)}")
+    preset = _paper(dataset) if name == "paper" else _released(name, dataset)
+    return preset.override(overrides)
+
+
+def preset_keys(name: str) -> list[str]:
+    """Every overridable dotted key of preset ``name`` (each is a sweep key)."""
+    return get_preset(name, DATASETS[0]).keys()
+
+
+def extension_note(preset: Preset | str, baseline: str) -> str | None:
+    """The note every record of a released preset on a baseline other than ProxyCLIP carries (else None)."""
+    name = preset if isinstance(preset, str) else preset.name
+    if name == "paper" or baseline == RELEASED_BASELINE:
+        return None
+    return (f"the authors ran the {name!r} preset on ProxyCLIP only; on {baseline!r} it is this toolkit's "
+            "extension, not a published configuration")

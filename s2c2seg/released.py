@@ -1,0 +1,319 @@
+"""The authors' released S2C2Seg / S2C2Seg++ (``yhflq/S2c2seg``), per sliding window, on queries: pure downstream.
+
+Reads only a bundle's per-window sources (``window_local``, ``window_global``, ``window_pad``, ``input_image``) and
+its existing fields; never touches a model. In the release's order (``models/pipeline.py::run_window``, then
+``models/segmentor.py::forward_slide`` and ``postprocess_result``):
+
+1. :func:`window_dense`: the dense logits bilinearly resized to the (padded) window;
+2. :func:`window_scores`: the global score (``patch_mean`` window mean | ``cls`` cosine) and the spatial score;
+3. ``css.released_confidence`` (positive-part L1, Bhattacharyya α, residual entropy) and
+   ``css.released_select`` (top-``int(τQ)`` union, weighted min-max rerank, k_min / k_max);
+4. ``csg.FusionConfig.fuse`` (convex fusion, guide weight 0.07) and, for S2C2Seg++, ``refine.refine_window``;
+5. ``csg.scatter_fill`` (−1e9), :func:`assemble` (cut the padding, window average, bilinear resize to the
+   original image size);
+6. :func:`released_postprocess`: softmax at the logit scale over all queries, synonym max, optional spatial
+   refinement (``spatial_refine.py``), ``prob_thd`` / Otsu clamped to [prob_thd, C].
+
+Rows never selected in any window are exactly the fill and have probability 0 after the softmax, so the image
+is assembled on the union of the selected queries; the full (Q, H, W) logits are built only on request.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from .bundle import FeatureBundle
+from .css import released_confidence, released_select
+from .data.protocols import Protocol
+from .predict import BACKGROUND_LABEL, BundleView, Prediction, synonym_max
+from .refine import RoundLog, refine_window
+from .spatial_refine import SpatialRefineConfig, spatial_refine
+
+if TYPE_CHECKING:
+    from .presets import Preset
+
+__all__ = ["PostConfig", "WindowResult", "ReleasedView", "window_dense", "window_scores", "select_window",
+           "run_window", "assemble", "class_probabilities", "otsu_threshold", "background_threshold",
+           "released_postprocess", "predict_released"]
+
+OTSU_BINS = 256
+"""Histogram bins of the Otsu threshold on [0, 1] (bin centres ``(i + 0.5)/256``)."""
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    """Released post-processing after the window average (defaults: off, as in the conference run)."""
+
+    otsu_c: float | None = None
+    """Otsu background threshold clamped to [prob_thd, otsu_c] (None: off; ignored when prob_thd is 0)."""
+    spatial: SpatialRefineConfig = field(default_factory=SpatialRefineConfig)
+    """The journal's spatial refinement (off with ``iterations=0``)."""
+
+    def __post_init__(self):
+        if self.otsu_c is not None and (isinstance(self.otsu_c, bool) or not 0 <= self.otsu_c <= 1):
+            raise ValueError(f"PostConfig.otsu_c must be None or a number in [0, 1], got {self.otsu_c!r}")
+        if not isinstance(self.spatial, SpatialRefineConfig):
+            raise ValueError(f"PostConfig.spatial must be a SpatialRefineConfig, got {type(self.spatial).__name__}")
+
+    def to_json(self) -> dict:
+        return {"otsu_c": self.otsu_c, "spatial": self.spatial.to_json()}
+
+
+@dataclass
+class WindowResult:
+    """One window's released output: the selected queries (sorted) and their fused rows (K, ph, pw)."""
+
+    selected: torch.Tensor
+    fused: torch.Tensor
+    alpha: float | None = None
+    """The α of the selection (the image scope's for ``scope="image"``)."""
+    log: RoundLog = field(default_factory=RoundLog)
+
+
+# ------------------------------------------------------------------------------------------------ window steps
+def window_dense(bundle: FeatureBundle, n: int) -> torch.Tensor:
+    """(Q, ph, pw) float32: window ``n``'s dense logits bilinearly resized to the padded window (``forward_feature``)."""
+    ph, pw = bundle.window_size()
+    return F.interpolate(bundle.dense_logits[n:n + 1].float(), size=(ph, pw), mode="bilinear",
+                         align_corners=False)[0]
+
+
+def window_scores(dense: torch.Tensor, local: torch.Tensor, cls: torch.Tensor | None,
+                  global_score: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(g, s) of one window: ``patch_mean`` / ``cls`` global score and the CLIPSeg window mean
+    (``scoring.global_alignment``, ``scoring.spatial_presence``)."""
+    g = dense.float().mean(dim=(-2, -1)) if global_score == "patch_mean" else cls.float()
+    return g, local.float().mean(dim=(-2, -1))
+
+
+def select_window(g: torch.Tensor, s: torch.Tensor, preset: "Preset", query_to_class: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(selected queries (sorted), s_conf of every query, α): the release's per-query CSS, or on classes
+    (``unit="class"``: synonym-max scores, then every query of a selected class)."""
+    weights = preset.select.weights(preset.fusion.lam)
+    if preset.select.unit == "query":
+        c, alpha = released_confidence(g, s, preset.score.alpha)
+        return released_select(g, s, c, preset.select, weights), c, float(alpha)
+    q2c = query_to_class.long()
+    classes, inverse = torch.unique(q2c, sorted=True, return_inverse=True)
+    gc, sc = synonym_max(g, inverse, classes.numel()), synonym_max(s, inverse, classes.numel())
+    cc, alpha = released_confidence(gc, sc, preset.score.alpha)
+    chosen = released_select(gc, sc, cc, preset.select, weights)
+    return torch.nonzero(torch.isin(inverse, chosen)).flatten(), cc[inverse], float(alpha)
+
+
+def run_window(dense: torch.Tensor, local: torch.Tensor, scores: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+               selected: torch.Tensor, preset: "Preset", logit_scale: float) -> WindowResult:
+    """One window's released pipeline after CSS (``S2C2Pipeline.run_window``): fuse the selected rows, then the
+    refinement rounds when ``t_max`` > 0. ``scores`` = (g, s, c) of every query."""
+
+    def fuse_rows(idx: torch.Tensor) -> torch.Tensor:
+        return preset.fusion.fuse(dense[idx], local[idx])
+
+    fused = fuse_rows(selected)
+    if preset.refine.t_max == 0:
+        return WindowResult(selected, fused)
+    weights = preset.select.weights(preset.fusion.lam)
+    selected, fused, log = refine_window(selected, fused, scores, local, fuse_rows, preset.refine, weights,
+                                         preset.select.k_min, logit_scale)
+    return WindowResult(selected, fused, log=log)
+
+
+# ------------------------------------------------------------------------------------------------ the image
+def assemble(rows: list[tuple[torch.Tensor, torch.Tensor]], num_rows: int, bundle: FeatureBundle,
+             fill: float) -> torch.Tensor:
+    """(num_rows, H, W): per window, ``rows[n] = (positions, fused)`` scattered into ``fill``; padding cut, windows
+    summed and divided by the per-pixel count, bilinearly resized to the original image (``forward_slide``)."""
+    rh, rw = (int(v) for v in bundle.resized_hw)
+    top, _, left, _ = _pad(bundle)
+    total = torch.zeros(num_rows, rh, rw, dtype=torch.float32)
+    count = torch.zeros(1, rh, rw, dtype=torch.float32)
+    for (positions, fused), (y1, y2, x1, x2) in zip(rows, bundle.crop_boxes.tolist()):
+        window = fused.new_full((num_rows, *fused.shape[-2:]), float(fill))
+        window[positions] = fused
+        total[:, y1:y2, x1:x2] += window[:, top:top + y2 - y1, left:left + x2 - x1]
+        count[:, y1:y2, x1:x2] += 1
+    out = total / count
+    hw = tuple(int(v) for v in bundle.image_hw)
+    if hw == (rh, rw):
+        return out
+    return F.interpolate(out[None], size=hw, mode="bilinear", align_corners=False)[0]
+
+
+def _pad(bundle: FeatureBundle) -> list[int]:
+    return [0, 0, 0, 0] if bundle.window_pad is None else [int(v) for v in bundle.window_pad]
+
+
+def class_probabilities(logits: torch.Tensor, inverse: torch.Tensor, num_rows_classes: int,
+                        scale: float) -> torch.Tensor:
+    """Per class, the max over its synonyms of ``softmax(scale · logits)`` over the queries (``_class_probabilities``)."""
+    probs = (logits * float(scale)).softmax(dim=0)
+    return synonym_max(probs, inverse, num_rows_classes)
+
+
+def otsu_threshold(values: torch.Tensor) -> float:
+    """Otsu's threshold of ``values`` in [0, 1]: the bin centre maximising the between-class variance of a
+    256-bin histogram, the first on ties (``segmentor._otsu_threshold``)."""
+    hist = torch.histc(values.float(), bins=OTSU_BINS, min=0.0, max=1.0)
+    if float(hist.sum()) <= 0:
+        return 0.0
+    prob = hist / hist.sum()
+    centres = (torch.arange(OTSU_BINS, dtype=torch.float32) + 0.5) / OTSU_BINS
+    omega, mu = torch.cumsum(prob, 0), torch.cumsum(prob * centres, 0)
+    denom = omega * (1.0 - omega)
+    between = (mu[-1] * omega - mu) ** 2 / denom.clamp_min(1e-12)
+    between = torch.where(denom > 0, between, torch.zeros_like(between))
+    return float(centres[int(torch.argmax(between))])
+
+
+def background_threshold(max_prob: torch.Tensor, prob_thd: float, otsu_c: float | None) -> float:
+    """``prob_thd``, or Otsu clamped to [prob_thd, otsu_c] when Otsu is on and prob_thd > 0 (``_bg_threshold``)."""
+    if otsu_c is None or prob_thd <= 0:
+        return prob_thd
+    return min(max(otsu_threshold(max_prob.reshape(-1)), float(prob_thd)), float(otsu_c))
+
+
+def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, protocol: Protocol, post: PostConfig,
+                         image: torch.Tensor | None) -> torch.Tensor:
+    """(H, W) labels from the queries' logits (``postprocess_result``): class probabilities at the logit scale,
+    the spatial refinement (labels from the ``temperature`` probabilities, the background test from the
+    logit-scale ones, refined only when prob_thd > 0), then the background threshold."""
+    classes, inverse = torch.unique(query_to_class.long(), sorted=True, return_inverse=True)
+    probs = class_probabilities(logits, inverse, classes.numel(), protocol.logit_scale)
+    sr = post.spatial
+    winner = None
+    if sr.iterations > 0:
+        if image is None:
+            raise ValueError("bundle.input_image is None: the spatial refinement needs it (re-encode the bundle)")
+        image = F.interpolate(image[None].float(), size=probs.shape[-2:], mode="bilinear", align_corners=False)[0]
+        temp = sr.temperature
+        if temp is not None and float(temp) != float(protocol.logit_scale):
+            sharp = class_probabilities(logits, inverse, classes.numel(), temp)
+            winner = spatial_refine(image, sharp, sr).argmax(0)
+        if winner is None or protocol.prob_thd > 0:
+            probs = spatial_refine(image, probs, sr)
+    if winner is None:
+        winner = probs.argmax(0)
+    label = classes[winner]
+    max_prob = probs.max(0)[0]
+    label[max_prob < background_threshold(max_prob, protocol.prob_thd, post.otsu_c)] = BACKGROUND_LABEL
+    return label
+
+
+# ------------------------------------------------------------------------------------------------ memo + predict
+class ReleasedView:
+    """A bundle's per-window quantities computed once and shared by every setting (a sweep over one bundle).
+
+    Memoised: the resized dense maps and CLIPSeg maps per window, the scores per (window, global score), the
+    selections per (window, the fields that decide them). Everything after the selection depends on the fusion
+    and refinement settings and is recomputed per call.
+    """
+
+    def __init__(self, bundle: FeatureBundle):
+        for name in ("window_local",):
+            if getattr(bundle, name) is None:
+                raise ValueError(f"bundle.{name} is None: the released preset needs the per-window sources "
+                                 "(encode with a backend that produces them)")
+        self.bundle = bundle
+        self.query_to_class = bundle.query_to_class.long()
+        self.num_windows = int(bundle.dense_logits.shape[0])
+        self._dense: dict[int, torch.Tensor] = {}
+        self._local: dict[int, torch.Tensor] = {}
+        self._scores: dict = {}
+        self._selections: dict = {}
+
+    def dense(self, n: int) -> torch.Tensor:
+        if n not in self._dense:
+            self._dense[n] = window_dense(self.bundle, n)
+        return self._dense[n]
+
+    def local(self, n: int) -> torch.Tensor:
+        if n not in self._local:
+            self._local[n] = self.bundle.window_local[n].float()
+        return self._local[n]
+
+    def scores(self, n: int, global_score: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (n, global_score)
+        if key not in self._scores:
+            cls = None
+            if global_score == "cls":
+                if self.bundle.window_global is None:
+                    raise ValueError("bundle.window_global is None: global_score='cls' needs it "
+                                     "(re-encode, or use score.global_score='patch_mean')")
+                cls = self.bundle.window_global[n]
+            self._scores[key] = window_scores(self.dense(n), self.local(n), cls, global_score)
+        return self._scores[key]
+
+    def selection(self, n: int | None, preset: "Preset") -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Window ``n``'s selection (``n=None``: the image scope's, from the scores averaged over the windows)."""
+        sel = preset.select
+        key = (n, preset.score.global_score, preset.score.alpha, sel.tau, sel.k_min, sel.k_max,
+               sel.weights(preset.fusion.lam) if sel.k_max is not None else None, sel.unit)
+        if key not in self._selections:
+            if n is None:
+                pairs = [self.scores(m, preset.score.global_score) for m in range(self.num_windows)]
+                g = torch.stack([p[0] for p in pairs]).mean(0)
+                s = torch.stack([p[1] for p in pairs]).mean(0)
+            else:
+                g, s = self.scores(n, preset.score.global_score)
+            self._selections[key] = select_window(g, s, preset, self.query_to_class)
+        return self._selections[key]
+
+    def windows(self, preset: "Preset", logit_scale: float) -> list[WindowResult]:
+        """Every window's released output under ``preset``."""
+        if preset.refine.t_max > 0 and preset.select.unit == "class":
+            raise ValueError("select.unit='class' with refine.t_max > 0: the refinement admits queries; "
+                             "set refine.t_max=0 or select.unit='query'")
+        image = preset.select.scope == "image"
+        out = []
+        for n in range(self.num_windows):
+            g, s = self.scores(n, preset.score.global_score)
+            selected, c, alpha = self.selection(None if image else n, preset)
+            if image and preset.refine.t_max > 0:  # the refinement reads this window's own confidence
+                c = released_confidence(g, s, preset.score.alpha)[0]
+            result = run_window(self.dense(n), self.local(n), (g, s, c), selected, preset, logit_scale)
+            result.alpha = alpha
+            out.append(result)
+        return out
+
+
+_VIEWS: "weakref.WeakKeyDictionary[BundleView, ReleasedView]" = weakref.WeakKeyDictionary()
+
+
+def released_view(bundle: FeatureBundle | BundleView) -> ReleasedView:
+    """The memo of a bundle: shared by every call on one :class:`BundleView`, fresh for a bare bundle."""
+    if isinstance(bundle, BundleView):
+        if bundle not in _VIEWS:
+            _VIEWS[bundle] = ReleasedView(bundle.bundle)
+        return _VIEWS[bundle]
+    if not isinstance(bundle, FeatureBundle):
+        raise ValueError(f"bundle must be a FeatureBundle or BundleView, got {type(bundle).__name__}")
+    return ReleasedView(bundle)
+
+
+def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, preset: "Preset",
+                     return_logits: bool = False) -> Prediction:
+    """The released prediction for one bundle: labels from the union of the windows' selected queries;
+    ``return_logits`` adds the full (Q, H, W) pre-softmax logits at the image size (the fill included)."""
+    view = released_view(bundle)
+    b = view.bundle
+    results = view.windows(preset, protocol.logit_scale)
+    union = torch.unique(torch.cat([r.selected for r in results]))
+    rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+    fill = preset.fusion.fill
+    logits_union = assemble(rows, union.numel(), b, fill)
+    q2c = view.query_to_class
+    label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image)
+    logits = None
+    if return_logits:
+        fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused[:0]) for r in results], 1, b, fill)
+        logits = fill_row.expand(b.num_queries, *fill_row.shape[-2:]).clone()
+        logits[union] = logits_union
+    meta = {"preset": preset.name, "selected_per_window": [r.selected.tolist() for r in results],
+            "admitted_per_window": [list(r.log.admitted) for r in results],
+            "storage": b.meta.get("storage", "exact")}
+    return Prediction(label, torch.unique(q2c[union]), voted=False, meta=meta, logits=logits)
