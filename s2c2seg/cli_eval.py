@@ -1,9 +1,10 @@
 """``s2c2seg eval``, and the options it shares with ``s2c2seg sweep``: data, backend, vocabulary, protocol,
 cache and output (:func:`add_common_arguments`), CSS / CSG (:func:`add_method_arguments`), and their reading
-into the objects the API takes (:func:`setup_from_args`, :func:`configs_from_args`)."""
+into the objects the API takes (:func:`setup_from_args`, :func:`method_from_args`, :func:`method_setup`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,23 @@ from .distributed import env_rank
 from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, evaluate
 from .factories import SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
 from .predict import METHODS, SCORE_SOURCES
+from .presets import DEFAULT_PRESET, PRESETS, EncodeSide, get_preset
 from .records import claim_out_dir
+from .segmenter import SegmenterConfig
 
-__all__ = ["add_common_arguments", "add_method_arguments", "setup_from_args", "configs_from_args", "register_cli"]
+__all__ = ["add_common_arguments", "add_method_arguments", "setup_from_args", "method_from_args", "method_setup",
+           "segmenter_config", "register_cli"]
 
 
 METHOD_OPTIONS = "--tau, --k-min, --k-max, --use, --stage2-pool, --mode, --lam, --temperature"
 """The options that set :class:`CSSConfig` / :class:`CSGConfig` fields (named when one of them is invalid)."""
+PAPER_OPTIONS = {"tau": "css", "k_min": "css", "k_max": "css", "use": "css", "stage2_pool": "css",
+                 "no_keep_background": "css", "mode": "csg", "lam": "csg", "temperature": "csg"}
+"""The paper preset's options (argument dest -> the config it sets)."""
+MODEL_BACKENDS = ("pretrained", "random", "auto")
+"""``--backend`` values that build a Segmenter (the others take no Segmenter settings)."""
+RELEASED_ALIASES = {"tau": "select.tau", "k_min": "select.k_min", "k_max": "select.k_max", "lam": "fusion.lam"}
+"""Paper options that a released preset has too, as its dotted keys; the others need ``--preset paper``."""
 
 
 def _opt_float(text: str):
@@ -69,26 +80,79 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
-    """CSS / CSG options (defaults: :class:`CSSConfig`, :class:`CSGConfig`)."""
-    g = p.add_argument_group("method (CSS / CSG)")
+    """The method, its preset and the paper preset's CSS / CSG options (unset = the preset's values)."""
+    g = p.add_argument_group("method (preset; CSS / CSG of the paper preset)")
     g.add_argument("--method", default="s2c2seg", choices=list(METHODS))
-    g.add_argument("--tau", type=float, default=CSSConfig.tau)
-    g.add_argument("--k-min", type=int, default=CSSConfig.k_min)
-    g.add_argument("--k-max", type=int, default=CSSConfig.k_max)
-    g.add_argument("--stage2-pool", choices=STAGE2_POOLS, default=CSSConfig.stage2_pool,
-                   help="stage 2's pool when |C_init| < K: all categories (the issue) or C_init (the summary)")
-    g.add_argument("--use", default=",".join(CSSConfig.use), help="CSS scores, comma-separated: glob,spat,conf")
-    g.add_argument("--no-keep-background", action="store_true", help="do not force the background into the subset")
+    g.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="method s2c2seg's computation: the authors' conference run (released, default), their "
+                        "journal run (released++), or the paper's formulas (paper); see docs/released.md")
+    g.add_argument("--set", dest="preset_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one preset value by its dotted key, e.g. select.tau=0.5 (repeatable; keys: "
+                        "s2c2seg.presets.preset_keys)")
+    g.add_argument("--tau", type=float, help=f"CSS tau (paper: {CSSConfig.tau}; released: select.tau)")
+    g.add_argument("--k-min", type=int, help=f"paper: {CSSConfig.k_min}; released: select.k_min")
+    g.add_argument("--k-max", type=int, help=f"paper: {CSSConfig.k_max}; released: select.k_max")
+    g.add_argument("--stage2-pool", choices=STAGE2_POOLS,
+                   help="paper preset: stage 2's pool when |C_init| < K: all categories (the issue, default) or "
+                        "C_init (the summary)")
+    g.add_argument("--use", help="paper preset: CSS scores, comma-separated (default glob,spat,conf)")
+    g.add_argument("--no-keep-background", action="store_true", default=None,
+                   help="paper preset: do not force the background into the subset")
     g.add_argument("--score-source", default="clipseg", choices=list(SCORE_SOURCES),
                    help="CSS's s_spat: CLIPSeg (paper) or the baseline's softmax maps (ablation)")
     g.add_argument("--no-select", action="store_true", help="CSG on all classes (w/o CSS)")
-    g.add_argument("--mode", default=CSGConfig.mode, choices=list(FUSION_MODES), help="CSG fusion")
-    g.add_argument("--lam", type=float, default=CSGConfig.lam)
-    g.add_argument("--temperature", type=float, default=CSGConfig.temperature)
+    g.add_argument("--mode", choices=list(FUSION_MODES), help=f"paper preset: CSG fusion (default {CSGConfig.mode})")
+    g.add_argument("--lam", type=float, help=f"CSG lambda (paper: {CSGConfig.lam}; released: fusion.lam)")
+    g.add_argument("--temperature", type=float, help=f"paper preset: CSG temperature ({CSGConfig.temperature})")
 
 
-def setup_from_args(args) -> tuple[Any, Any, Vocabulary, Protocol]:
-    """(dataset, backend, vocabulary, protocol) from the common arguments."""
+def _parse_set(items) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set select.tau=0.5")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def method_from_args(args, dataset: str):
+    """``(preset, css, csg)`` of the method options for ``dataset`` (:func:`s2c2seg.presets.resolve_preset`)."""
+    given = {k: getattr(args, k) for k in PAPER_OPTIONS if getattr(args, k, None) is not None}
+    overrides = _parse_set(args.preset_set)
+    if args.method != "s2c2seg":
+        css, csg = _paper_configs(given)
+        return None, css, csg
+    preset = get_preset(args.preset, dataset)
+    if preset.css is not None:  # the paper preset: its options set CSSConfig / CSGConfig
+        css, csg = _paper_configs(given, preset.css, preset.csg)
+        preset = dataclasses.replace(preset, css=css, csg=csg).override(overrides)
+        return preset, preset.css, preset.csg
+    other = sorted(set(given) - set(RELEASED_ALIASES))
+    if other:
+        raise ValueError(f"--{other[0].replace('_', '-')} is an option of --preset paper; preset {args.preset!r} "
+                         f"takes --set KEY=VALUE (keys: s2c2seg.presets.preset_keys({args.preset!r}))")
+    preset = preset.override({**{RELEASED_ALIASES[k]: v for k, v in given.items()}, **overrides})
+    return preset, None, None
+
+
+def _paper_configs(given: dict, css: CSSConfig | None = None, csg: CSGConfig | None = None):
+    """The paper preset's :class:`CSSConfig` / :class:`CSGConfig` with the given options applied."""
+    css_kw = {k: v for k, v in given.items() if PAPER_OPTIONS[k] == "css" and k != "no_keep_background"}
+    if "use" in css_kw:
+        css_kw["use"] = tuple(u.strip() for u in css_kw["use"].split(",") if u.strip())
+    if given.get("no_keep_background"):
+        css_kw["keep_background"] = False
+    csg_kw = {k: v for k, v in given.items() if PAPER_OPTIONS[k] == "csg"}
+    try:
+        return (dataclasses.replace(css or CSSConfig(), **css_kw), dataclasses.replace(csg or CSGConfig(), **csg_kw))
+    except ValueError as exc:
+        raise ValueError(f"{exc} (fix the method option that sets it: {METHOD_OPTIONS})") from exc
+
+
+def setup_from_args(args, encode: EncodeSide | None = None) -> tuple[Any, Any, Vocabulary, Protocol]:
+    """(dataset, backend, vocabulary, protocol) from the common arguments; ``encode`` (a preset's encode side:
+    CLIPSeg text, precision) configures a model backend's Segmenter."""
     from .data.names import vocabulary
     from .data.protocols import get_protocol
 
@@ -110,33 +174,38 @@ def setup_from_args(args) -> tuple[Any, Any, Vocabulary, Protocol]:
     extra = {}
     if args.cache_dir and ":" not in args.backend and args.backend != "sim":
         extra["cache_dir"] = str(Path(args.cache_dir) / "text")  # the text-embedding cache
+    if encode is not None and args.backend in MODEL_BACKENDS:
+        extra["config"] = segmenter_config(encode, args.device)
     backend = backend_by_name(args.backend, baseline=args.baseline, size=args.size, device=args.device, **extra)
     return dataset, backend, vocab, protocol
 
 
-def configs_from_args(args) -> tuple[CSSConfig, CSGConfig]:
-    """The :class:`CSSConfig` and :class:`CSGConfig` of the method options."""
-    use = tuple(u.strip() for u in args.use.split(",") if u.strip())
-    try:
-        return (CSSConfig(tau=args.tau, k_min=args.k_min, k_max=args.k_max, use=use,
-                          keep_background=not args.no_keep_background, stage2_pool=args.stage2_pool),
-                CSGConfig(mode=args.mode, lam=args.lam, temperature=args.temperature))
-    except ValueError as exc:
-        raise ValueError(f"{exc} (fix the method option that sets it: {METHOD_OPTIONS})") from exc
+def segmenter_config(encode: EncodeSide, device: str | None) -> SegmenterConfig:
+    """The Segmenter settings of a preset's encode side: its CLIPSeg text, and fp16 for ``precision="auto"``
+    where the device supports it (CUDA), else fp32."""
+    fp16 = encode.precision == "auto" and str(device or "cpu").startswith("cuda")
+    return SegmenterConfig(local_text=encode.local_text, precision="fp16" if fp16 else "fp32")
+
+
+def method_setup(args):
+    """``(dataset, backend, vocab, protocol, preset, css, csg)`` of ``eval`` / ``sweep``'s arguments."""
+    preset, css, csg = method_from_args(args, benchmark_key(args.dataset))
+    dataset, backend, vocab, protocol = setup_from_args(args, None if preset is None else preset.encode)
+    return dataset, backend, vocab, protocol, preset, css, csg
 
 
 def _run_eval(args) -> int:
     claim_out_dir(args.out)  # refuse before loading any model
-    css, csg = configs_from_args(args)
-    dataset, backend, vocab, protocol = setup_from_args(args)
-    record = evaluate(dataset, backend, vocab, protocol, method=args.method, css=css, csg=csg,
+    dataset, backend, vocab, protocol, preset, css, csg = method_setup(args)
+    record = evaluate(dataset, backend, vocab, protocol, method=args.method, preset=preset, css=css, csg=csg,
                       score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
                       out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
                       progress=not args.no_progress, extra={"command": sys.argv}, on_error=args.on_error)
     if env_rank() == 0:
         label = f" [{record.label}]" if record.label else ""
         skipped = record.extra["num_skipped"]
-        print(f"{record.dataset} {record.method}{label}: mIoU {100 * record.metrics['mIoU']:.2f}  "
+        method = record.method + (f" ({preset.name})" if preset is not None else "")
+        print(f"{record.dataset} {method}{label}: mIoU {100 * record.metrics['mIoU']:.2f}  "
               f"aAcc {100 * record.metrics['aAcc']:.2f}  mAcc {100 * record.metrics['mAcc']:.2f}  "
               f"({record.num_images} images" + (f", {skipped} skipped: see extra.skipped" if skipped else "")
               + f") -> {Path(args.out) / 'record.json'}")

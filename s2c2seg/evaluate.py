@@ -31,6 +31,7 @@ from .data.vocab import Vocabulary
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, finish, init_from_env, shard
 from .metrics import ConfusionMatrix
 from .predict import METHODS, SCORE_SOURCES, BundleView, predict
+from .presets import Preset, resolve_preset
 from .records import RunRecord, claim_out_dir, environment_info
 
 __all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally", "make_record",
@@ -172,7 +173,8 @@ def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend
                 css: CSSConfig, csg: CSGConfig, score_source: str, select: bool, background: int | None,
                 max_images: int | None, vocab: Vocabulary, cm: ConfusionMatrix, num_images: int,
                 sums: torch.Tensor, world_size: int, cache: dict | None, extra: dict | None,
-                skipped: Sequence[dict], predict_seconds: float | None = None) -> RunRecord:
+                skipped: Sequence[dict], predict_seconds: float | None = None,
+                preset: Preset | None = None) -> RunRecord:
     """The :class:`RunRecord` of one configuration from its confusion matrix and the summed counters.
 
     ``sums`` = (load s, encode s, predict s, wall s, subset sizes, GT classes, GT classes kept, images voted);
@@ -186,8 +188,8 @@ def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend
     return RunRecord(
         dataset=info.name, split=info.split, method=method, baseline=baseline, backend=backend,
         protocol=protocol.to_json(),
-        parameters={"css": css.to_json(), "csg": csg.to_json(), "score_source": score_source, "select": select,
-                    "background": background, "max_images": max_images},
+        parameters={**_method_parameters(method, preset, css, csg, baseline), "score_source": score_source,
+                    "select": select, "background": background, "max_images": max_images},
         vocabulary={"variant": vocab.variant, "num_classes": vocab.num_classes, "num_queries": len(vocab.queries),
                     "names": vocab.names},
         metrics=cm.summary(vocab.names), num_images=n,
@@ -198,6 +200,18 @@ def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend
         extra={"subset": subset_stats, "images_voted": int(sums[7]), "world_size": world_size,
                "num_skipped": len(skipped), "skipped": [dict(e) for e in skipped], **(extra or {})},
         label=str(backend.get("label", "")))
+
+
+def _method_parameters(method: str, preset: Preset | None, css: CSSConfig, csg: CSGConfig,
+                       baseline: str | None) -> dict:
+    """The record's method parameters: the paper reading's ``css`` / ``csg``, or a released preset's every value."""
+    if preset is None or preset.css is not None:
+        name = "paper" if method == "s2c2seg" else None
+        out = {"css": css.to_json(), "csg": csg.to_json(), "preset": name}
+        if preset is not None:
+            out["preset_values"] = preset.to_json(baseline)
+        return out
+    return {"preset": preset.name, "preset_values": preset.to_json(baseline)}
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -211,6 +225,8 @@ class Setting:
     protocol: Protocol
     score_source: str = "clipseg"
     select: bool = True
+    preset: Preset | None = None
+    """``method="s2c2seg"``'s preset (:mod:`s2c2seg.presets`); None: the paper reading of ``css`` / ``csg``."""
 
 
 @dataclass
@@ -266,7 +282,8 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
             for p in settings:
                 t1 = time.perf_counter()
                 preds.append(predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label,
-                                     background=background, score_source=p.score_source, select=p.select))
+                                     background=background, score_source=p.score_source, select=p.select,
+                                     preset=p.preset))
                 seconds.append(time.perf_counter() - t1)
         except Exception as exc:  # one image's failure, whatever raised it: stop naming it, or skip it
             if on_error == "stop":
@@ -309,7 +326,8 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
 
 
 def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method: str = "s2c2seg",
-             css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), score_source: str = "clipseg",
+             preset: str | Preset | None = None, css: CSSConfig | None = None, csg: CSGConfig | None = None,
+             score_source: str = "clipseg",
              select: bool = True, background: int | None | str = "auto", cache_dir: str | Path | None = None,
              out_dir: str | Path | None = None, max_images: int | None = None, baseline: str | None = None,
              progress: bool = True, dist: DistContext | None = None, extra: dict | None = None,
@@ -321,18 +339,23 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     the record (``record.json`` + ``per_class.csv``) is written there (rank 0); a folder holding a finished
     record raises :class:`~s2c2seg.records.RecordExistsError` before any work. Under torchrun the images are
     sharded and the result equals a single-process run. ``on_error="skip"`` goes on past an image that fails
-    and lists it in ``record.extra["skipped"]`` (see :data:`ON_ERROR`).
+    and lists it in ``record.extra["skipped"]`` (see :data:`ON_ERROR`). ``method="s2c2seg"`` runs ``preset``
+    (a name of :data:`s2c2seg.presets.PRESETS` or a :class:`~s2c2seg.presets.Preset`); without one, ``css`` /
+    ``csg`` mean the paper reading with them, and neither means the default preset, ``released``
+    (:func:`s2c2seg.presets.resolve_preset`).
     """
     check_on_error(on_error)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if score_source not in SCORE_SOURCES:
         raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
-    if not isinstance(css, CSSConfig) or not isinstance(csg, CSGConfig):
-        raise ValueError("css must be a CSSConfig and csg a CSGConfig")
+    if not isinstance(css, (CSSConfig, type(None))) or not isinstance(csg, (CSGConfig, type(None))):
+        raise ValueError("css must be a CSSConfig and csg a CSGConfig (or None)")
     if not isinstance(protocol, Protocol):
         raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     info = dataset_info(dataset)
+    preset, css, csg = resolve_preset(method, info.name, preset, css, csg,
+                                      paper_options=not select or score_source != SCORE_SOURCES[0])
     num_classes = vocab.num_classes
     if info.num_classes is not None and info.num_classes != num_classes:
         raise ValueError(f"vocab has {num_classes} classes, dataset {info.name!r} has {info.num_classes}")
@@ -342,7 +365,7 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     out = claim_out_dir(out_dir)
     ctx = dist if dist is not None else init_from_env()
     try:
-        setting = Setting(method, css, csg, protocol, score_source, select)
+        setting = Setting(method, css, csg, protocol, score_source, select, preset)
         tally = run_points(dataset, backend, vocab, protocol, [setting], info=info, background=bg, indices=indices,
                            cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} {method}",
                            on_error=on_error)
@@ -353,7 +376,7 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
         info=info, method=method, baseline=baseline, backend=desc, protocol=protocol, css=css, csg=csg,
         score_source=score_source, select=select, background=bg, max_images=max_images, vocab=vocab,
         cm=tally.cms[0], num_images=tally.num_images, sums=tally.sums[0], world_size=ctx.world_size,
-        cache=tally.cache_info(cache_dir), extra=extra, skipped=tally.skipped)
+        cache=tally.cache_info(cache_dir), extra=extra, skipped=tally.skipped, preset=preset)
     if out is not None and ctx.is_main:
         record.save(out)
     return record

@@ -436,6 +436,9 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
         else:
             from .released import predict_released
 
+            if score_source != SCORE_SOURCES[0] or not select:
+                raise ValueError(f"score_source={score_source!r} / select={select!r} are paper-preset ablations; "
+                                 f"preset {preset.name!r} takes its own keys (e.g. select.tau=1.0 keeps every query)")
             return predict_released(bundle, protocol, preset, return_logits=return_logits)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
