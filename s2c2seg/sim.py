@@ -635,8 +635,8 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return out[:, 0]
 
 
-def _one_hot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    valid = label != IGNORE_INDEX
+def _one_hot(label: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    valid = label != ignore_index
     oh = F.one_hot(torch.where(valid, label, 0), num_classes).permute(2, 0, 1).float()
     return oh * valid[None].float()
 
@@ -756,7 +756,8 @@ class SimBackend:
         v, _, dataset_bg = resolve_vocabulary(vocab)
         c = v.num_classes
         label = torch.from_numpy(np.asarray(sample.label, dtype=np.int64))
-        bad = label[(label != IGNORE_INDEX) & ((label < 0) | (label >= c))]
+        ignore = int(sample.meta.get("ignore_index", IGNORE_INDEX))  # 65535 for the 16-bit .tif datasets
+        bad = label[(label != ignore) & ((label < 0) | (label >= c))]
         if bad.numel():
             raise ValueError(f"sample {sample.id!r}: label value {int(bad[0])} is not a class of the "
                              f"{c}-class vocabulary")
@@ -774,8 +775,8 @@ class SimBackend:
         rng = np.random.default_rng([cfg.seed, zlib.crc32(sample.id.encode("utf-8")), 0xB0D1E])
         q2c = v.query_to_class
         q = q2c.numel()
-        onehot = _one_hot(label, c)
-        labelled = float((label != IGNORE_INDEX).sum().clamp(min=1))
+        onehot = _one_hot(label, c, ignore)
+        labelled = float((label != ignore).sum().clamp(min=1))
         area = onehot.flatten(1).sum(1) / labelled
 
         # global cosines
