@@ -181,3 +181,24 @@ def test_cli_eval_with_tiny_random_models(roots, tmp_path, name):
     assert rec.label == "RANDOM WEIGHTS" and rec.num_images == 1 and rec.confusion["ignore_index"] == 65535
     ds = load_dataset(name, roots[name]).select([0])
     assert int(np.asarray(rec.confusion["matrix"]).sum()) == _labelled_pixels(ds)
+
+
+def test_docs_large_vocabulary_table_matches_the_code():
+    """docs/datasets.md §4's ADE847 / PC459 table shows the values of PROTOCOLS (guards against drift)."""
+    from pathlib import Path
+
+    from s2c2seg.data.protocols import PROTOCOLS
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
+    if not docs.is_file():
+        pytest.skip("docs/datasets.md not present (installed package)")
+    rows = {}
+    for line in docs.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if line.startswith("| `") and cells[0].split(" ")[0].strip("`") in PROTOCOLS and len(cells) == 3:
+            rows[cells[0].split(" ")[0].strip("`")] = cells[1:]
+    assert set(rows) == {"proxyclip", "corrclip"}
+    for name, cells in rows.items():
+        p = [PROTOCOLS[name][d] for d in LARGE]
+        assert cells == [f"{q.short_side} · {q.crop}/{q.stride} · {q.logit_scale:g}" for q in p], name
+        assert all(q.prob_thd == 0 and q.area_thd is None for q in p)
