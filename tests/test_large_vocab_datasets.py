@@ -202,3 +202,31 @@ def test_docs_large_vocabulary_table_matches_the_code():
         p = [PROTOCOLS[name][d] for d in LARGE]
         assert cells == [f"{q.short_side} · {q.crop}/{q.stride} · {q.logit_scale:g}" for q in p], name
         assert all(q.prob_thd == 0 and q.area_thd is None for q in p)
+
+
+def _mmseg_iou_255(pred: np.ndarray, label: np.ndarray, c: int) -> np.ndarray:
+    """ProxyCLIP's metric on these labels, re-derived: mmseg ``intersect_and_union`` with ``ignore_index=255``
+    (``histc`` over [0, c - 1] drops out-of-range values, so 65535 leaves the label area but not the prediction's)."""
+    def hist(x):
+        return np.bincount(x[(x >= 0) & (x < c)], minlength=c).astype(float)
+
+    keep = label != 255
+    p, t = pred[keep], label[keep]
+    inter, area_p, area_t = hist(p[p == t]), hist(p), hist(t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / (area_p + area_t - inter)
+
+
+def test_metric_ignores_65535_and_counts_class_255_unlike_proxyclips_mmseg_metric():
+    """The difference docs/datasets.md §2 describes, on 4 hand-made pixels of a 847-class map."""
+    from s2c2seg.metrics import ConfusionMatrix
+
+    label = np.array([[0, 255], [65535, 7]])
+    pred = np.array([[0, 255], [0, 3]])
+    cm = ConfusionMatrix(847, DATASETS["ade847"].ignore_index).update(pred, label)
+    iou = cm.iou().numpy()
+    # ours: pixel (1, 0) is ignored; 0 and 255 are right, 7 -> 3 wrong: IoU_0 = IoU_255 = 1, IoU_3 = IoU_7 = 0
+    assert iou[0] == 1.0 and iou[255] == 1.0 and iou[3] == 0.0 and iou[7] == 0.0 and cm.miou() == 0.5
+    anchor = _mmseg_iou_255(pred, label, 847)
+    # ProxyCLIP's: class 255 dropped (NaN), the 65535 pixel predicted 0 enlarges class 0's union: 1 / 2
+    assert np.isnan(anchor[255]) and anchor[0] == 0.5 and np.nanmean(anchor) == pytest.approx(0.5 / 3)
