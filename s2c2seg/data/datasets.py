@@ -98,8 +98,8 @@ _COCO_OBJECT_CONVERTER = ("the anchors' datasets/cvt_coco_object.py (from GroupV
                           "*_labelTrainIds.png are COCO-Stuff-171 labels): root = the coco folder")
 _ADE_CONVERTER = ("ADEChallengeData2016.zip unpacked (no conversion; 0 = 'other', ignored through "
                   "reduce_zero_label): root = ADEChallengeData2016")
-_ADE847_CONVERTER = ("CAT-Seg's datasets/prepare_ade20k_847.py (MaskFormer's ADE20K-full preparation) on "
-                     "ADE20K_2021_17_01.zip with its index_ade20k.pkl, writing images_detectron2/validation/*.jpg and "
+_ADE847_CONVERTER = ("CAT-Seg's datasets/prepare_ade20k_847.py on ADE20K_2021_17_01.zip with its "
+                     "index_ade20k.pkl, writing images_detectron2/validation/*.jpg and "
                      "annotations_detectron2/validation/*.tif (16-bit, class ids 0..846, 65535 = ignore): root = "
                      "ADE20K_2021_17_01")
 _PC459_CONVERTER = ("CAT-Seg's datasets/prepare_pascal_context_459.py on VOC2010 + the 459-class trainval.tar.gz "
@@ -145,9 +145,10 @@ DATASETS: dict[str, DatasetSpec] = {
                           "annotations_detectron2/validation", ".jpg", ".tif", None, _ADE847_CONVERTER,
                           "ADE20K_2021_17_01", "ade847", "ADE20K847Dataset (custom)", "cls_ade20k847.txt",
                           TIF_IGNORE_INDEX),
-    "context459": DatasetSpec("context459", "PC459", 459, None, False, "JPEGImages", "annotations_detectron2/pc459_val",
-                              ".jpg", ".tif", "ImageSets/SegmentationContext/val.txt", _PC459_CONVERTER, "VOC2010",
-                              "context", "PascalContext459Dataset (custom)", "cls_context459.txt", TIF_IGNORE_INDEX),
+    "context459": DatasetSpec("context459", "PC459", 459, None, False, "JPEGImages",
+                              "annotations_detectron2/pc459_val", ".jpg", ".tif",
+                              "ImageSets/SegmentationContext/val.txt", _PC459_CONVERTER, "VOC2010", "context",
+                              "PascalContext459Dataset (custom)", "cls_context459.txt", TIF_IGNORE_INDEX),
 }
 """The 8 benchmarks, in the paper's table order after VOC21/VOC20/PC60/PC59, then ADE-847 and PC-459 (the
 anchors' large-vocabulary benchmarks; ProxyCLIP and CorrCLIPv2 ship their configs)."""
