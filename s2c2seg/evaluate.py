@@ -70,7 +70,8 @@ def dataset_info(dataset) -> DatasetInfo:
     spec = getattr(dataset, "spec", None)
     name = getattr(spec, "name", None) or getattr(dataset, "name", None) or type(dataset).__name__
     return DatasetInfo(str(name), str(getattr(dataset, "split", "val")), getattr(spec, "num_classes", None),
-                       getattr(spec, "background", getattr(dataset, "background", None)))
+                       getattr(spec, "background", getattr(dataset, "background", None)),
+                       getattr(spec, "ignore_index", DatasetInfo.ignore_index))
 
 
 def check_bundle(bundle: FeatureBundle, vocab: Vocabulary, sample: Sample) -> None:

@@ -61,8 +61,8 @@ class _Scene:
     """(C,) labelled-area fraction of every category (0 when absent)."""
 
     @classmethod
-    def of(cls, label: torch.Tensor, num_classes: int) -> "_Scene":
-        valid = label != IGNORE_INDEX
+    def of(cls, label: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> "_Scene":
+        valid = label != ignore_index
         present = torch.unique(label[valid])
         onehot = (label[None] == present[:, None, None]).float()
         area = torch.zeros(num_classes)
@@ -261,7 +261,8 @@ class SimBackend:
         v, _, dataset_bg = resolve_vocabulary(vocab)
         c = v.num_classes
         label = torch.from_numpy(np.asarray(sample.label, dtype=np.int64))
-        bad = label[(label != IGNORE_INDEX) & ((label < 0) | (label >= c))]
+        ignore = int(sample.meta.get("ignore_index", IGNORE_INDEX))  # 65535 for the 16-bit .tif datasets
+        bad = label[(label != ignore) & ((label < 0) | (label >= c))]
         if bad.numel():
             raise ValueError(f"sample {sample.id!r}: label value {int(bad[0])} is not a class of the "
                              f"{c}-class vocabulary")
@@ -279,7 +280,7 @@ class SimBackend:
         rng = np.random.default_rng([cfg.seed, zlib.crc32(sample.id.encode("utf-8")), 0xB0D1E])
         q2c = v.query_to_class
         q = q2c.numel()
-        scene = _Scene.of(label, c)
+        scene = _Scene.of(label, c, ignore)
 
         # global cosines
         presence = torch.where(scene.area > 0, scene.area ** cfg.global_area_power, torch.zeros_like(scene.area))
@@ -368,7 +369,7 @@ class SimBackend:
         rows = []
         for y1, y2, x1, x2 in boxes.tolist():
             win = lab[y1:y2, x1:x2].reshape(-1)
-            win = win[win != IGNORE_INDEX]
+            win = win[win != int(sample.meta.get("ignore_index", IGNORE_INDEX))]
             area = torch.bincount(win, minlength=c).float() / max(1, win.numel())
             presence = torch.where(area > 0, area ** cfg.global_area_power, torch.zeros_like(area))
             rows.append(global_scores(presence, structure, cfg)[q2c])
