@@ -86,8 +86,6 @@ def preset_of(r: RunRecord) -> str:
 
 def signature(r: RunRecord) -> tuple:
     """The record's :func:`experiments.signature_of` (what tells experiment points apart)."""
-    if r.method == "baseline":
-        return experiments.signature_of("baseline", True, "", (), "", "")
     return experiments.signature_of(r.method, bool(_need(r, "select")), _need(r, "score_source"),
                                     _need(r, "css", "use"), _need(r, "csg", "mode"), preset_of(r))
 
@@ -295,18 +293,18 @@ def build_table(records: Iterable[RunRecord], layout: str, *, pick: str = "error
                 table.marks[(row, col)] = SKIPPED_MARK
         table.records[row] = {c: chosen[c] for c in BENCHMARKS if c in chosen}
         table.rows[row] = {c: 100.0 * float(r.miou) for c, r in table.records[row].items()}
-        _check_mixed(table, row, [(_key(r.backend), r.num_images) for r in table.records[row].values()],
+        _check_mixed(table, [(_key(r.backend), r.num_images) for r in table.records[row].values()],
                      list(table.records[row].values()), f"row {row!r} mixes backends or image counts",
                      (row, ""), allow_mixed)
     for col in BENCHMARKS:
         in_col = [row[col] for row in table.records.values() if col in row]
-        _check_mixed(table, None, [(r.num_images, r.split) for r in in_col], in_col,
+        _check_mixed(table, [(r.num_images, r.split) for r in in_col], in_col,
                      f"column {_TITLES[col]} mixes image counts or splits", ("", col), allow_mixed)
     return table
 
 
-def _check_mixed(table: Table, row, keys: list, recs: list[RunRecord], what: str, mark_at: tuple,
-                 allow: bool) -> None:
+def _check_mixed(table: Table, keys: list, recs: list[RunRecord], what: str, mark_at: tuple, allow: bool) -> None:
+    """Refuse (or, with ``allow``, mark at ``mark_at``) cells whose ``keys`` differ."""
     if len(set(keys)) <= 1:
         return
     if not allow:
