@@ -6,9 +6,9 @@ notebooks and the CLI *produce* points from here (:meth:`Point.setting`, :meth:`
 ``tables`` *recognises* a run record as a point by comparing the record's resolved setting with the point's
 (:meth:`Point.signature`), never by a display string.
 
-Presets: ``"paper"`` is the paper's reading (``CSSConfig()`` / ``CSGConfig()``). Any other preset name is
-resolved by ``s2c2seg.presets.get_preset(name, dataset)`` (an object with ``css`` and ``csg``). Adding a row
-(e.g. "+ S2C2Seg (released)") is one entry of :data:`POINTS`.
+Presets: ``"paper"`` is the paper's reading (``CSSConfig()`` / ``CSGConfig()``, modified by ``use`` / ``mode``);
+``"released"`` / ``"released++"`` are resolved by ``s2c2seg.presets.get_preset(name, dataset, **overrides)``.
+Adding a row is one entry of :data:`POINTS`.
 
 Row order within a layout is the order of :data:`POINTS`.
 """
@@ -20,32 +20,39 @@ from typing import Any
 from .css import SCORE_NAMES, CSSConfig
 from .csg import FUSION_MODES, CSGConfig
 
-__all__ = ["PAPER", "LAYOUT_TITLES", "Point", "POINTS", "point", "layout_rows", "group", "preset_configs",
-           "signature_of", "table_grid"]
+__all__ = ["PAPER", "LAYOUT_TITLES", "RELEASED_IDENTITY", "Point", "POINTS", "point", "layout_rows", "group",
+           "preset_configs", "signature_of", "released_signature", "table_grid"]
 
 PAPER = "paper"
 """The preset of the paper's reading: the configs' own defaults."""
 
 LAYOUT_TITLES = {"main": "Main results: 8 benchmarks", "components": "Component ablation",
-                 "scoring": "CSS scoring ablation", "fusion": "CSG fusion comparison"}
+                 "scoring": "CSS scoring ablation", "fusion": "CSG fusion comparison",
+                 "unit_scope": "Released pipeline: selection unit × scope (this toolkit's ablation)"}
 """The table layouts and their titles (the keys of :attr:`Point.rows`)."""
 
 
+RELEASED_IDENTITY = ("select.unit", "select.scope")
+"""The preset keys that tell a released preset's points apart (every other value is the cell's provenance)."""
+
+
 def preset_configs(preset: str, dataset: str | None = None) -> tuple[CSSConfig, CSGConfig]:
-    """The (CSSConfig, CSGConfig) a preset stands for on ``dataset``."""
-    if preset == PAPER:
-        return CSSConfig(), CSGConfig()
-    try:
-        from .presets import get_preset
-    except ImportError as exc:
-        raise ValueError(f"preset {preset!r}: only {PAPER!r} is known here (no s2c2seg.presets module)") from exc
-    p = get_preset(preset, dataset)
-    return p.css, p.csg
+    """The (CSSConfig, CSGConfig) the paper preset stands for (a released preset has neither: its own sections)."""
+    if preset != PAPER:
+        raise ValueError(f"preset {preset!r} has no CSSConfig / CSGConfig: its values are its own sections "
+                         "(s2c2seg.presets.get_preset)")
+    return CSSConfig(), CSGConfig()
+
+
+def released_signature(method: str, preset: str, identity: Any) -> tuple:
+    """What tells a released preset's points apart: the preset and its :data:`RELEASED_IDENTITY` values."""
+    return (method, preset, tuple(identity))
 
 
 def signature_of(method: str, select: bool, score_source: str, use, mode: str, preset: str) -> tuple:
-    """What tells experiment points apart, with the fields a method does not read left out: the baseline
-    reads none of CSS/CSG, the oracle no CSS, ``select=False`` no score subset nor score source."""
+    """What tells the paper reading's experiment points apart, with the fields a method does not read left
+    out: the baseline reads none of CSS/CSG, the oracle no CSS, ``select=False`` no score subset nor score
+    source."""
     if method == "baseline":
         return (method,)
     if method == "oracle":
@@ -69,8 +76,21 @@ class Point:
     """CSG fusion mode; None = the preset's."""
     score_source: str = "clipseg"
     preset: str = PAPER
+    overrides: tuple[tuple[str, Any], ...] = ()
+    """A released preset's dotted keys this point sets (e.g. ``("select.unit", "class")``)."""
     rows: tuple[tuple[str, str], ...] = ()
     """(layout, row name) pairs; ``{baseline}`` in a row name is replaced by the baseline's display name."""
+
+    @property
+    def released(self) -> bool:
+        """Whether the point runs a released preset (no CSSConfig / CSGConfig: the preset's own sections)."""
+        return self.method == "s2c2seg" and self.preset != PAPER
+
+    def preset_object(self, dataset: str | None = None):
+        """The resolved :class:`s2c2seg.presets.Preset` of a released point on ``dataset``."""
+        from .presets import get_preset
+
+        return get_preset(self.preset, dataset or "", **dict(self.overrides))
 
     def configs(self, css: CSSConfig | None = None, csg: CSGConfig | None = None,
                 dataset: str | None = None) -> tuple[CSSConfig, CSGConfig]:
@@ -89,19 +109,27 @@ class Point:
         """The :class:`s2c2seg.evaluate.Setting` of this point under ``protocol``."""
         from .evaluate import Setting
 
+        if self.released:
+            return Setting(self.method, CSSConfig(), CSGConfig(), protocol, self.score_source, self.select,
+                           self.preset_object(dataset))
         c, g = self.configs(css, csg, dataset)
         return Setting(self.method, c, g, protocol, self.score_source, self.select)
 
     def signature(self, dataset: str | None = None) -> tuple:
-        """:func:`signature_of` this point's resolved setting."""
+        """:func:`signature_of` (or :func:`released_signature`) this point's resolved setting."""
+        if self.released:
+            p = self.preset_object(dataset)
+            return released_signature(self.method, self.preset, [p.get(k) for k in RELEASED_IDENTITY])
         c, g = self.configs(dataset=dataset)
         return signature_of(self.method, self.select, self.score_source, c.use, g.mode, self.preset)
 
     def grid_point(self) -> dict[str, Any]:
         """The point as a sweep grid point (``s2c2seg.sweep``: only the keys it sets)."""
-        if self.preset != PAPER:
-            raise ValueError(f"point {self.key!r}: a sweep grid cannot set preset {self.preset!r}")
+        if self.released:
+            return {"method": self.method, "preset": self.preset, **dict(self.overrides)}
         out: dict[str, Any] = {"method": self.method}
+        if self.method == "s2c2seg":
+            out["preset"] = PAPER  # named: the default preset of a sweep is another one
         if not self.select:
             out["select"] = False
         if self.use is not None:
@@ -137,8 +165,15 @@ POINTS: tuple[Point, ...] = (
       for u in SCORE_NAMES),
     *(Point(f"use:{a}+{b}", use=(a, b), rows=(("scoring", f"{{baseline}}: {_subset_label((a, b))}"),))
       for a, b in _PAIRS),
-    Point("s2c2seg", rows=(("main", "{baseline} + S2C2Seg"), ("components", "{baseline}: Ours (Full)"),
+    Point("s2c2seg", rows=(("main", "{baseline} + S2C2Seg (paper)"), ("components", "{baseline}: Ours (Full)"),
                            ("scoring", "{baseline}: Full CSS"), ("fusion", "{baseline}: Category-aware (ours)"))),
+    Point("released", preset="released", rows=(("main", "{baseline} + S2C2Seg (released)"),
+                                               ("unit_scope", "{baseline}: per window × per query (released)"))),
+    Point("released++", preset="released++", rows=(("main", "{baseline} + S2C2Seg++"),)),
+    *(Point(f"released:{unit}/{scope}", preset="released",
+            overrides=(("select.unit", unit), ("select.scope", scope)),
+            rows=(("unit_scope", f"{{baseline}}: per {'window' if scope == 'window' else 'image'} × per {unit}"),))
+      for unit, scope in (("class", "window"), ("query", "image"), ("class", "image"))),
     Point("oracle", method="oracle", rows=(("scoring", "{baseline}: Oracle (GT classes)"),)),
 )
 """Every named point, in the row order of the tables."""
@@ -173,5 +208,5 @@ def group(*keys_or_layouts: str) -> dict[str, Point]:
 
 
 def table_grid() -> list[dict[str, Any]]:
-    """Sweep grid points that fill every layout for one dataset and baseline (the paper preset)."""
-    return [p.grid_point() for p in POINTS if p.rows and p.preset == PAPER]
+    """Sweep grid points that fill every layout for one dataset and baseline."""
+    return [p.grid_point() for p in POINTS if p.rows]

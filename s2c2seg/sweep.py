@@ -137,8 +137,11 @@ def make_points(grid, protocol: Protocol, *, dataset: str = "", method: str = "s
                 raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {run['score_source']!r}")
             if not isinstance(run["select"], bool):
                 raise ValueError(f"select must be true or false, got {run['select']!r}")
-            point_css = replace(css or CSSConfig(), **css_kw) if (css is not None or css_kw) else None
-            point_csg = replace(csg or CSGConfig(), **csg_kw) if (csg is not None or csg_kw) else None
+            base_css, base_csg = css, csg
+            if settings.get("preset", "paper") != "paper":  # a point naming a released preset: no paper defaults
+                base_css = base_csg = None
+            point_css = replace(base_css or CSSConfig(), **css_kw) if (base_css is not None or css_kw) else None
+            point_csg = replace(base_csg or CSGConfig(), **csg_kw) if (base_csg is not None or csg_kw) else None
             paper_options = not run["select"] or run["score_source"] != SCORE_SOURCES[0]
             point_preset, point_css, point_csg = resolve_preset(run["method"], dataset, run["preset"], point_css,
                                                                 point_csg, paper_options)

@@ -86,6 +86,10 @@ def preset_of(r: RunRecord) -> str:
 
 def signature(r: RunRecord) -> tuple:
     """The record's :func:`experiments.signature_of` (what tells experiment points apart)."""
+    if r.method == "s2c2seg" and preset_of(r) != experiments.PAPER:
+        values = _need(r, "preset_values")
+        identity = [values[k.split(".")[0]][k.split(".")[1]] for k in experiments.RELEASED_IDENTITY]
+        return experiments.released_signature(r.method, preset_of(r), identity)
     return experiments.signature_of(r.method, bool(_need(r, "select")), _need(r, "score_source"),
                                     _need(r, "css", "use"), _need(r, "csg", "mode"), preset_of(r))
 

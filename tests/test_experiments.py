@@ -54,13 +54,18 @@ def test_a_sweep_point_from_the_registry_is_the_points_setting():
 
 
 def test_a_point_of_another_preset_is_one_entry_and_not_a_paper_row():
-    released = experiments.Point("s2c2seg_x", preset="x", rows=(("main", "{baseline} + S2C2Seg (x)"),))
-    with pytest.raises(ValueError, match="preset 'x'"):
-        released.signature()  # unknown here until s2c2seg.presets defines it
-    with pytest.raises(ValueError, match="cannot set preset"):
-        released.grid_point()
-    sig = experiments.signature_of("s2c2seg", True, "clipseg", CSSConfig().use, "category_aware", "x")
-    assert sig != experiments.point("s2c2seg").signature()
+    unknown = experiments.Point("s2c2seg_x", preset="x", rows=(("main", "{baseline} + S2C2Seg (x)"),))
+    with pytest.raises(ValueError, match="unknown preset 'x'"):
+        unknown.signature()
+    with pytest.raises(ValueError, match="unknown preset 'x'"):
+        make_points([unknown.grid_point()], get_protocol("voc21", "sclip"), dataset="voc21")
+    released = experiments.point("released")
+    assert released.signature("voc21") == ("s2c2seg", "released", ("query", "window"))
+    assert released.signature("voc21") != experiments.point("s2c2seg").signature()
+    (swept,) = make_points([experiments.point("released:class/image").grid_point()], get_protocol("voc21", "sclip"),
+                           dataset="voc21", css=CSSConfig(tau=0.9))  # paper defaults do not reach a released point
+    assert (swept.preset.name, swept.preset.select.unit, swept.preset.select.scope) == ("released", "class", "image")
+    assert swept.preset.select.tau == 0.4  # VOC21's released operating point
 
 
 # ---------------------------------------------------------------------------------------------- notebook 01's view

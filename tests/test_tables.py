@@ -42,7 +42,7 @@ def test_main_table_average_and_rows():
     records += [rec(d, 0.40 + 0.01 * i) for i, d in enumerate(BENCHMARKS)]
     records += [rec("voc21", 0.99, mode="uniform")]  # not a main-table row
     t = build_table(records, "main")
-    assert list(t.rows) == ["SCLIP", "SCLIP + S2C2Seg"]
+    assert list(t.rows) == ["SCLIP", "SCLIP + S2C2Seg (paper)"]
     assert t.rows["SCLIP"]["voc21"] == pytest.approx(30.0)
     md = t.markdown()
     row = next(line for line in md.splitlines() if line.startswith("| SCLIP + S2C2Seg"))
@@ -55,7 +55,7 @@ def test_main_table_average_and_rows():
 
 def test_partial_row_dagger():
     t = build_table([rec("voc21", 0.5), rec("voc20", 0.7)], "main")
-    assert t.rows["SCLIP + S2C2Seg"] == {"voc21": pytest.approx(50.0), "voc20": pytest.approx(70.0)}
+    assert t.rows["SCLIP + S2C2Seg (paper)"] == {"voc21": pytest.approx(50.0), "voc20": pytest.approx(70.0)}
     assert "60.0† (2/8)" in t.markdown() and r"60.0$^\dagger$ (2/8)" in t.latex()
 
 
@@ -89,9 +89,9 @@ def test_tau_03_and_09_in_one_cell_fail_naming_both(tmp_path):
     msg = str(err.value)
     assert "r0" in msg and "r1" in msg and "css.tau: 0.3 vs 0.9" in msg and "--pick newest" in msg
     t = build_table(records, "main", pick="newest")
-    assert t.rows["SCLIP + S2C2Seg"]["voc21"] == pytest.approx(70.0)
+    assert t.rows["SCLIP + S2C2Seg (paper)"]["voc21"] == pytest.approx(70.0)
     # an identical record twice (e.g. two sweep points resolving to one setting) is not a conflict
-    assert build_table(saved(tmp_path / "b", full, full), "main").rows["SCLIP + S2C2Seg"]["voc21"] == \
+    assert build_table(saved(tmp_path / "b", full, full), "main").rows["SCLIP + S2C2Seg (paper)"]["voc21"] == \
         pytest.approx(62.0)
 
 
@@ -147,9 +147,9 @@ def test_clean_run_folder_gives_every_layout(tmp_path):
         t = build_table(records, layout)
         assert len(t.rows) == len(experiments.layout_rows(layout)), layout
         assert title in md
-    assert md.count("Provenance:") == 4 and "/record.json" in md and "Records under" in md
+    assert md.count("Provenance:") == len(experiments.LAYOUT_TITLES) and "/record.json" in md and "Records under" in md
     tex = render(records, fmt="latex")
-    assert tex.count(r"\begin{table}") == 4
+    assert tex.count(r"\begin{table}") == len(experiments.LAYOUT_TITLES)
 
 
 def test_cli_flags(tmp_path, capsys):
@@ -177,7 +177,7 @@ AWKWARD = "my_base~^$\\&%#{x}"
 
 def test_special_characters_are_escaped_in_latex_and_kept_in_markdown():
     t = build_table([rec("voc21", 0.5, baseline=AWKWARD, backend={"backend": "b_~$", "label": ""})], "main")
-    assert AWKWARD + " + S2C2Seg" in t.markdown()
+    assert AWKWARD + " + S2C2Seg (paper)" in t.markdown()
     tex = t.latex()
     assert r"my\_base\textasciitilde \textasciicircum \$\textbackslash \&\%\#\{x\}" in tex
     assert AWKWARD not in tex
