@@ -44,7 +44,7 @@ def bundle_bytes(n: int, q: int, grid: int, window: tuple[int, int], resized: tu
         "window_global": n * q * FLOAT32,
         "input_image": 3 * resized[0] * resized[1] * FLOAT32,
         "clipseg_maps": q * store * store * FLOAT16,
-        "per-query vectors + geometry": 2 * q * FLOAT32 + q * INT64 + n * 4 * INT64 + 3 * 2 * INT64 + 4 * INT64,
+        "per-query vectors + geometry": 2 * q * FLOAT32 + q * INT64 + n * 4 * INT64 + 2 * 2 * INT64 + 4 * INT64,
     }
 
 

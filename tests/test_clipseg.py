@@ -166,3 +166,14 @@ def test_local_text_template_is_unnormalised_mean_of_80(clipseg, image):
     assert maps.shape == (2, 40, 50) and 0 <= maps.min() and maps.max() <= 1
     with pytest.raises(ValueError, match="local_text"):
         clipseg.window_maps(window, ["cat"], mean=(0, 0, 0), std=(1, 1, 1), local_text="raw")
+
+
+def test_window_template_text_is_the_releases_80_whatever_the_settings(clipseg, cache):
+    simple = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache,
+                     settings=ClipSegSettings(prompt="templates", templates="simple_imagenet"))
+    window = torch.randn(3, 30, 30)
+    kw = dict(mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), local_text="template")
+    assert torch.allclose(simple.window_maps(window, ["cat"], **kw), clipseg.window_maps(window, ["cat"], **kw),
+                          atol=1e-6)                                      # same seed, same weights: openai's 80
+    assert (simple.text_embeddings(["cat"]) - simple.text_embeddings(["cat"], "templates", "openai_imagenet")
+            ).abs().max() > 1e-4

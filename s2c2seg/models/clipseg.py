@@ -40,7 +40,9 @@ __all__ = ["ClipSeg", "ClipSegSettings", "LOCAL_TEXT_PROMPTS", "window_uint8", "
 DEFAULT_CLIPSEG_ID = "CIDAS/clipseg-rd64-refined"
 
 LOCAL_TEXT_PROMPTS = {"plain": "raw", "template": "templates"}
-"""The release's ``local_text`` names -> :class:`ClipSegSettings` ``prompt`` (template set: ``openai_imagenet``)."""
+"""The release's ``local_text`` names -> :class:`ClipSegSettings` ``prompt``."""
+RELEASE_TEMPLATES = "openai_imagenet"
+"""The template set of the release's ``local_text="template"`` (its ``openai_imagenet_template``, 80 prompts)."""
 
 UINT8_MAX = 255
 CONTEXT_LENGTH = 77
@@ -52,8 +54,10 @@ def window_uint8(window: torch.Tensor, mean, std) -> np.ndarray:
     clipped to [0, 1], x 255, truncated (not rounded), as the release's ``unnormalize`` + ``to_uint8_image``."""
     if window.ndim != 3 or window.shape[0] != 3:
         raise ValueError(f"window must be a (3, h, w) normalised tensor, got {tuple(window.shape)}")
-    x = window.detach().float().cpu()
-    x = x * torch.tensor(std, dtype=torch.float32).view(3, 1, 1) + torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    def col(v):
+        return torch.tensor(v, dtype=torch.float32).view(3, 1, 1)
+
+    x = window.detach().float().cpu() * col(std) + col(mean)
     return (x.clamp_(0.0, 1.0) * UINT8_MAX).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
@@ -201,7 +205,7 @@ class ClipSeg:
         self.projection_dim = int(cfg.projection_dim)
         self._mean = torch.tensor(settings.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(settings.std, device=self.device).view(1, 3, 1, 1)
-        self._text_cache: dict[tuple[str, str], torch.Tensor] = {}
+        self._text_cache: dict[tuple[str, str, str], torch.Tensor] = {}
         self.text_calls = 0
         """Number of text-encoder batches run (the per-name embedding memo avoids repeats across images)."""
 
@@ -221,15 +225,16 @@ class ClipSeg:
         px = torch.from_numpy(resized).permute(2, 0, 1)[None].to(self.device) / 255.0
         return (px - self._mean) / self._std
 
-    def _prompts(self, name: str, prompt: str) -> list[str]:
+    @staticmethod
+    def _prompts(name: str, prompt: str, templates: str) -> list[str]:
         if prompt == "raw":
             return [name]
         from open_clip import zero_shot_metadata as zsm
 
         sets = {"openai_imagenet": zsm.OPENAI_IMAGENET_TEMPLATES, "simple_imagenet": zsm.SIMPLE_IMAGENET_TEMPLATES}
-        if self.settings.templates not in sets:
-            raise ValueError(f"settings.templates must be one of {sorted(sets)}, got {self.settings.templates!r}")
-        return [t(name) for t in sets[self.settings.templates]]
+        if templates not in sets:
+            raise ValueError(f"templates must be one of {sorted(sets)}, got {templates!r}")
+        return [t(name) for t in sets[templates]]
 
     @torch.no_grad()
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
@@ -243,28 +248,31 @@ class ClipSeg:
         return torch.cat(out)
 
     @torch.no_grad()
-    def text_embeddings(self, queries: Sequence[str], prompt: str | None = None) -> torch.Tensor:
+    def text_embeddings(self, queries: Sequence[str], prompt: str | None = None,
+                        templates: str | None = None) -> torch.Tensor:
         """(Q, projection_dim) conditional embeddings (unnormalised, as CLIPSeg was trained); memoised per name.
 
-        ``prompt``: ``raw`` | ``templates`` (default: ``settings.prompt``)."""
+        ``prompt``: ``raw`` | ``templates``; ``templates``: the set for ``templates`` (defaults: ``settings``)."""
         prompt = self.settings.prompt if prompt is None else prompt
         if prompt not in ("raw", "templates"):
             raise ValueError(f"prompt must be 'raw' or 'templates', got {prompt!r}")
+        kind = (prompt, self.settings.templates if templates is None else templates) if prompt == "templates" \
+            else (prompt, "")
         queries = list(queries)
         if not queries:
             raise ValueError("queries is empty: give at least one prompt")
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise ValueError(f"queries contains an empty name: {q!r}")
-        todo = [q for q in dict.fromkeys(queries) if (prompt, q) not in self._text_cache]
+        todo = [q for q in dict.fromkeys(queries) if (*kind, q) not in self._text_cache]
         if todo:
-            per = [self._prompts(q, prompt) for q in todo]
+            per = [self._prompts(q, *kind) for q in todo]
             emb = self._encode_texts([p for ps in per for p in ps])
             start = 0
             for q, ps in zip(todo, per):
-                self._text_cache[prompt, q] = emb[start:start + len(ps)].mean(0)  # templates: mean; raw: itself
+                self._text_cache[(*kind, q)] = emb[start:start + len(ps)].mean(0)  # templates: mean; raw: itself
                 start += len(ps)
-        return torch.stack([self._text_cache[prompt, q] for q in queries])
+        return torch.stack([self._text_cache[(*kind, q)] for q in queries])
 
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
@@ -315,7 +323,7 @@ class ClipSeg:
         sigmoid at S x S, then bilinear (align_corners=False) to the window's (h, w)."""
         if local_text not in LOCAL_TEXT_PROMPTS:
             raise ValueError(f"local_text must be one of {sorted(LOCAL_TEXT_PROMPTS)}, got {local_text!r}")
-        cond = self.text_embeddings(queries, LOCAL_TEXT_PROMPTS[local_text])
+        cond = self.text_embeddings(queries, LOCAL_TEXT_PROMPTS[local_text], RELEASE_TEMPLATES)
         acts = self.encode_image(self.preprocess(window_uint8(window, mean, std)))
         maps = self.decode(acts, cond).float().sigmoid_()
         if tuple(maps.shape[-2:]) != tuple(window.shape[-2:]):
