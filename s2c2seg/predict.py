@@ -152,11 +152,10 @@ class ViewConfig:
     """Distinct subsets whose full-size maps a view keeps (the least recently used is dropped first)."""
 
     def __post_init__(self) -> None:
-        for name in ("full_maps_bytes", "query_chunk", "subset_cache"):
+        for name, low in (("full_maps_bytes", 0), ("query_chunk", 1), ("subset_cache", 1)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "full_maps_bytes" else 1):
-                raise ValueError(f"ViewConfig.{name} must be an integer >= {0 if name == 'full_maps_bytes' else 1}, "
-                                 f"got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"ViewConfig.{name} must be an integer >= {low}, got {v!r}")
 
 
 class BundleView:
@@ -233,11 +232,6 @@ class BundleView:
                 size = end
             self._chunks.append(order[start:size])
         return self._chunks
-
-    def stream_dense(self):
-        """Yields ``(queries, S_glob of those queries)`` chunk by chunk, classes ascending."""
-        for queries in self.class_chunks():
-            yield queries, self.dense(queries)
 
     # ------------------------------------------------------------------ scores and selections
     def class_scores(self, source: str = "clipseg", logit_scale: float = 40.0):
