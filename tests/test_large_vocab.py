@@ -40,7 +40,7 @@ BIG = textwrap.dedent(f"""
 
 
 def test_20000_classes_encode_and_predict_under_a_cap():
-    out = subprocess.run([sys.executable, "-c", BIG], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", BIG], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("OK")
 
@@ -78,7 +78,7 @@ def test_streamed_path_equals_the_unchunked_one(proto, vocab):
 
 
 def test_streamed_chunks_are_whole_classes():
-    ds, [(_, bundle)] = _bundles("voc21", Protocol(short_side=64, crop=0, stride=1), n=1)
+    _, [(_, bundle)] = _bundles("voc21", Protocol(short_side=64, crop=0, stride=1), n=1)
     view = BundleView(bundle, ViewConfig(full_maps_bytes=0, query_chunk=4))
     chunks = view.class_chunks()
     q2c = bundle.query_to_class
@@ -101,7 +101,7 @@ def test_subset_maps_are_memoised_per_subset():
 
 def test_sim_scores_select_present_classes_at_scale():
     """SIMULATED: the bundle's (Q,) scores alone drive CSS at 2,000 classes (nothing of size (Q, H, W))."""
-    ds, pairs = _bundles(2000, Protocol(short_side=64, crop=0, stride=1), n=2, released_sources=False)
+    _, pairs = _bundles(2000, Protocol(short_side=64, crop=0, stride=1), n=2, released_sources=False)
     for sample, bundle in pairs:
         s_glob, s_spat = class_scores(bundle)
         subset = CSSConfig().select(s_glob, s_spat)
