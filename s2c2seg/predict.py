@@ -366,15 +366,12 @@ def streamed_postprocess(view: BundleView, protocol: Protocol) -> tuple[torch.Te
     scale = protocol.logit_scale
     label, best, m, z = _running_argmax(view, scale)
     maxp = torch.exp(best - m) / z
-    if protocol.area_thd is not None:
+    if protocol.area_thd is not None:  # the kept classes always include the background, class 0
         classes = torch.arange(view.num_classes)
         kept = classes[_kept_classes(label, classes, view.num_classes, protocol.area_thd)]
-        if kept.numel():
-            label, best, _, _ = _running_argmax(view, scale, kept)
-            maxp = torch.exp(best - m) / z
-        else:
-            maxp = torch.zeros_like(maxp)
-    label = torch.where(maxp <= 0, torch.zeros_like(label), label)
+        label, best, _, _ = _running_argmax(view, scale, kept)
+        maxp = torch.exp(best - m) / z
+    label = torch.where(maxp <= 0, torch.zeros_like(label), label)  # all kept probabilities underflowed
     return _finish(label, maxp, protocol, view.bundle.regions)
 
 
