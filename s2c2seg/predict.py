@@ -145,11 +145,10 @@ class ViewConfig:
     """Distinct subsets whose full-size maps a view keeps (the least recently used is dropped first)."""
 
     def __post_init__(self) -> None:
-        for name in ("full_maps_bytes", "query_chunk", "subset_cache"):
+        for name, low in (("full_maps_bytes", 0), ("query_chunk", 1), ("subset_cache", 1)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "full_maps_bytes" else 1):
-                raise ValueError(f"ViewConfig.{name} must be an integer >= {0 if name == 'full_maps_bytes' else 1}, "
-                                 f"got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"ViewConfig.{name} must be an integer >= {low}, got {v!r}")
 
 
 class BundleView:
@@ -226,11 +225,6 @@ class BundleView:
                 size = end
             self._chunks.append(order[start:size])
         return self._chunks
-
-    def stream_dense(self):
-        """Yields ``(queries, S_glob of those queries)`` chunk by chunk, classes ascending."""
-        for queries in self.class_chunks():
-            yield queries, self.dense(queries)
 
     # ------------------------------------------------------------------ scores and selections
     def class_scores(self, source: str = "clipseg", logit_scale: float = 40.0):
@@ -365,15 +359,12 @@ def streamed_postprocess(view: BundleView, protocol: Protocol) -> tuple[torch.Te
     scale = protocol.logit_scale
     label, best, m, z = _running_argmax(view, scale)
     maxp = torch.exp(best - m) / z
-    if protocol.area_thd is not None:
+    if protocol.area_thd is not None:  # the kept classes always include the background, class 0
         classes = torch.arange(view.num_classes)
         kept = classes[_kept_classes(label, classes, view.num_classes, protocol.area_thd)]
-        if kept.numel():
-            label, best, _, _ = _running_argmax(view, scale, kept)
-            maxp = torch.exp(best - m) / z
-        else:
-            maxp = torch.zeros_like(maxp)
-    label = torch.where(maxp <= 0, torch.zeros_like(label), label)
+        label, best, _, _ = _running_argmax(view, scale, kept)
+        maxp = torch.exp(best - m) / z
+    label = torch.where(maxp <= 0, torch.zeros_like(label), label)  # all kept probabilities underflowed
     return _finish(label, maxp, protocol, view.bundle.regions)
 
 

@@ -15,8 +15,9 @@ from s2c2seg.predict import BundleView, ViewConfig, class_scores, predict
 from s2c2seg.sim import SimBackend, SimConfig, SimDataset
 
 CAP_MB = 4096
-"""Address-space cap of the 20,000-class run. The previous code needed two (C, C) float32 matrices (3.2 GB) and a
-(C, H, W) int64 one-hot (0.65 GB) for the category structure and one scene alone, and fails under it."""
+"""Address-space cap of the 20,000-class run. The previous code needed two (C, C) float32 matrices (3.2 GB) for the
+category structure alone and fails under it (checked: "Unable to allocate 1.49 GiB for an array with shape
+(20000, 20000) and data type float32")."""
 
 BIG = textwrap.dedent(f"""
     import resource
@@ -24,23 +25,23 @@ BIG = textwrap.dedent(f"""
     from s2c2seg.data.protocols import Protocol
     from s2c2seg.predict import predict
     from s2c2seg.sim import SimBackend, SimConfig, SimDataset
-    cfg = SimConfig(seed=0, released_sources=False)
+    cfg = SimConfig(seed=0, released_sources=False, image_size=(32, 32))
     ds = SimDataset(20000, cfg, 1)
     backend = SimBackend(cfg)
-    proto = Protocol(short_side=64, crop=0, stride=1)
+    proto = Protocol(short_side=32, crop=0, stride=1)
     for sample in ds:
         bundle = backend.encode(sample, ds.vocab, proto)
         s2 = predict(bundle, proto, "s2c2seg")
         base = predict(bundle, proto, "baseline")
         present = set(sample.meta["present"])
-        assert s2.subset.numel() == 20 and base.label_map.shape == (64, 64)
+        assert s2.subset.numel() == 20 and base.label_map.shape == (32, 32)
         print(sample.id, len(present & set(s2.subset.tolist())), "of", len(present), "present kept")
     print("OK")
 """)
 
 
 def test_20000_classes_encode_and_predict_under_a_cap():
-    out = subprocess.run([sys.executable, "-c", BIG], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", BIG], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("OK")
 
@@ -78,7 +79,7 @@ def test_streamed_path_equals_the_unchunked_one(proto, vocab):
 
 
 def test_streamed_chunks_are_whole_classes():
-    ds, [(_, bundle)] = _bundles("voc21", Protocol(short_side=64, crop=0, stride=1), n=1)
+    _, [(_, bundle)] = _bundles("voc21", Protocol(short_side=64, crop=0, stride=1), n=1)
     view = BundleView(bundle, ViewConfig(full_maps_bytes=0, query_chunk=4))
     chunks = view.class_chunks()
     q2c = bundle.query_to_class
@@ -101,7 +102,7 @@ def test_subset_maps_are_memoised_per_subset():
 
 def test_sim_scores_select_present_classes_at_scale():
     """SIMULATED: the bundle's (Q,) scores alone drive CSS at 2,000 classes (nothing of size (Q, H, W))."""
-    ds, pairs = _bundles(2000, Protocol(short_side=64, crop=0, stride=1), n=2, released_sources=False)
+    _, pairs = _bundles(2000, Protocol(short_side=64, crop=0, stride=1), n=2, released_sources=False)
     for sample, bundle in pairs:
         s_glob, s_spat = class_scores(bundle)
         subset = CSSConfig().select(s_glob, s_spat)

@@ -208,3 +208,23 @@ def test_csg_unit_class_fuses_after_the_synonym_max():
     assert units_q.tolist() == [0, 0, 1]
     with pytest.raises(ValueError, match="unit"):
         CSGConfig(unit="pixel")
+
+
+def test_view_config_bad_input():
+    from s2c2seg.predict import ViewConfig
+    with pytest.raises(ValueError, match="query_chunk"):
+        ViewConfig(query_chunk=0)
+    with pytest.raises(ValueError, match="full_maps_bytes"):
+        ViewConfig(full_maps_bytes=-1)
+    with pytest.raises(ValueError, match="ViewConfig"):
+        BundleView(make_bundle(), config={"query_chunk": 3})
+
+
+def test_csg_unit_class_equals_query_without_synonyms():
+    q2c = torch.arange(6)
+    b = make_bundle(1, q2c=q2c)
+    proto = Protocol(prob_thd=0.1)
+    css = CSSConfig(k_min=2, k_max=3)
+    a = predict(b, proto, "s2c2seg", css=css, csg=CSGConfig(unit="class"))
+    q = predict(b, proto, "s2c2seg", css=css, csg=CSGConfig(unit="query"))
+    assert torch.equal(a.label_map, q.label_map)

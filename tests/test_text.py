@@ -122,7 +122,7 @@ def test_progress_bar_for_large_vocabularies(clip, capsys):
 
 def test_interrupted_encode_resumes_from_its_parts(clip, tmp_path, monkeypatch):
     """Raise inside the encoder after k calls: the finished parts are on disk and only the rest is computed."""
-    import s2c2seg.models.text as text
+    from s2c2seg.models import text
 
     names = [f"class {i}" for i in range(7)]
     whole = TextEncoder(clip, templates="raw", cache_dir=tmp_path / "whole", batch_size=2, names_per_part=2)

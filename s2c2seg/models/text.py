@@ -212,7 +212,7 @@ class TextEncoder:
                     bar.update(len(chunk) * len(self.templates))
                 else:
                     emb = self._encode_names(chunk, bar)
-                    if part is not None:
+                    if part is not None and len(parts) > 1:  # a single part is the entry itself
                         self._save(part, key, emb)
                 out.append(emb)
         return torch.cat(out)

@@ -159,20 +159,22 @@ class _ClipsegWorld:
 
     def evidence(self, classes: torch.Tensor) -> torch.Tensor:
         """(len(classes), H, W) pre-sigmoid evidence of ``classes`` (repeats allowed)."""
-        out = torch.zeros(classes.numel(), self.h, self.w)
-        rows = self.row[classes]
-        here = rows >= 0
-        out[here] = self.keep[classes[here]][:, None, None] * self.b[rows[here]]
-        part = self.partner[classes]
-        lit = part >= 0
-        out[lit] += self.fp[classes[lit]][:, None, None] * self.b[part[lit]]
         params = self.blob[classes]
-        blobbed = ~torch.isnan(params[:, 0])
-        if blobbed.any():  # the ellipse of scenes.shape_mask, for all of them at once
-            cy, cx, ry, rx = (v[:, None, None] for v in params[blobbed].unbind(1))
+        if bool((~torch.isnan(params[:, 0])).any()):  # the ellipse of scenes.shape_mask; NaN params: no blob
+            cy, cx, ry, rx = (v[:, None, None] for v in params.unbind(1))
             yy, xx = self._grid
             inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-            out[blobbed] += self.fp[classes[blobbed]][:, None, None] * (inside.float() * FP_BLOB_STRENGTH)
+            out = inside * (self.fp[classes] * FP_BLOB_STRENGTH)[:, None, None]
+        else:
+            out = torch.zeros(classes.numel(), self.h, self.w)
+        rows = self.row[classes]
+        here = rows >= 0
+        if bool(here.any()):
+            out[here] += self.keep[classes[here]][:, None, None] * self.b[rows[here]]
+        part = self.partner[classes]
+        lit = part >= 0
+        if bool(lit.any()):
+            out[lit] += self.fp[classes[lit]][:, None, None] * self.b[part[lit]]
         return out
 
 
