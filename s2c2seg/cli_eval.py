@@ -126,13 +126,20 @@ def method_from_args(args, dataset: str):
     preset = get_preset(args.preset, dataset)
     if preset.css is not None:  # the paper preset: its options set CSSConfig / CSGConfig
         css, csg = _paper_configs(given, preset.css, preset.csg)
-        preset = dataclasses.replace(preset, css=css, csg=csg).override(overrides)
+        try:
+            preset = dataclasses.replace(preset, css=css, csg=csg).override(overrides)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (fix --set KEY=VALUE)") from exc
         return preset, preset.css, preset.csg
     other = sorted(set(given) - set(RELEASED_ALIASES))
     if other:
         raise ValueError(f"--{other[0].replace('_', '-')} is an option of --preset paper; preset {args.preset!r} "
                          f"takes --set KEY=VALUE (keys: s2c2seg.presets.preset_keys({args.preset!r}))")
-    preset = preset.override({**{RELEASED_ALIASES[k]: v for k, v in given.items()}, **overrides})
+    try:
+        preset = preset.override({**{RELEASED_ALIASES[k]: v for k, v in given.items()}, **overrides})
+    except ValueError as exc:
+        options = ", ".join(f"--{k.replace('_', '-')}" for k in RELEASED_ALIASES)
+        raise ValueError(f"{exc} (fix the option that sets it: {options} or --set KEY=VALUE)") from exc
     return preset, None, None
 
 
