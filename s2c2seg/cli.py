@@ -20,8 +20,8 @@ from typing import Sequence
 
 from .distributed import env_rank
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "QUIET_EXIT_DELAY_S", "UsageError", "build_parser",
-           "main", "console", "exit_status", "error_line"]
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "QUIET_EXIT_DELAY_S",
+           "UsageError", "build_parser", "main", "console", "exit_status", "error_line"]
 
 # module that owns each sub-command; each exposes ``register_cli(subparsers)`` which sets ``func``.
 _COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.sweep", "s2c2seg.tables", "s2c2seg.notebooks")

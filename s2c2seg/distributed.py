@@ -15,7 +15,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum", "all_gather_objects", "barrier", "finish"]
+__all__ = ["DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum", "all_gather_objects", "barrier",
+           "finish"]
 
 
 @dataclass

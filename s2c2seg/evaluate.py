@@ -23,8 +23,8 @@ import torch
 
 from .bundle import BundleError, FeatureBundle
 from .cache import BundleCache, bundle_key
-from .css import STAGE2_POOLS, CSSConfig
-from .csg import FUSION_MODES, CSGConfig
+from .css import CSSConfig
+from .csg import CSGConfig
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
@@ -33,9 +33,9 @@ from .metrics import ConfusionMatrix
 from .predict import METHODS, SCORE_SOURCES, BundleView, predict
 from .records import RunRecord, claim_out_dir, environment_info
 
-__all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally", "make_record",
-           "load_item", "iter_bundles", "Item", "DatasetInfo", "dataset_info", "image_id", "check_bundle",
-           "describe_backend", "image_indices"]
+__all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally",
+           "make_record", "load_item", "iter_bundles", "Item", "DatasetInfo", "dataset_info", "image_id",
+           "check_bundle", "describe_backend", "image_indices"]
 
 
 ON_ERROR = ("stop", "skip")
