@@ -8,6 +8,12 @@ back, and the result is bit-identical (the predictions are a deterministic funct
 
 Under ``torchrun`` the images are sharded by rank and the confusion matrices all-reduced
 (``distributed.py``); rank 0 writes the record. Output folders are never overwritten (``records.py``).
+
+An image that fails (an unreadable file, a bundle that does not fit, an error in the backend or in the
+prediction) stops the run with an :class:`ImageError` naming it. With ``on_error="skip"`` (``--on-error skip``)
+the run goes on: the image counts for no setting, and the record lists it (``extra["skipped"]``, a list of
+``{"id", "error"}``, and ``extra["num_skipped"]``; under torchrun gathered from every rank).
+
 The command line (``s2c2seg eval``) lives in ``cli_eval.py``.
 """
 from __future__ import annotations
