@@ -58,7 +58,8 @@ class _Parser(argparse.ArgumentParser):
                           help=f"print the traceback of an error (also {DEBUG_ENV}=1)")
 
     def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        command = self.prog.partition(" ")[2]  # "eval" of "s2c2seg eval"; "" for the top level
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:

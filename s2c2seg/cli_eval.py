@@ -1,6 +1,7 @@
-"""``s2c2seg eval``, and the options it shares with ``s2c2seg sweep``: data, backend, vocabulary, protocol,
-cache and output (:func:`add_common_arguments`), CSS / CSG (:func:`add_method_arguments`), and their reading
-into the objects the API takes (:func:`setup_from_args`, :func:`configs_from_args`)."""
+"""``s2c2seg eval`` (the command line of ``evaluate.py``), and the options it shares with ``s2c2seg sweep``:
+data, backend, vocabulary, protocol, cache and output (:func:`add_common_arguments`), CSS / CSG
+(:func:`add_method_arguments`), and their reading into the objects the API takes (:func:`setup_from_args`,
+:func:`configs_from_args`)."""
 from __future__ import annotations
 
 import argparse

@@ -13,8 +13,6 @@ An image that fails (an unreadable file, a bundle that does not fit, an error in
 prediction) stops the run with an :class:`ImageError` naming it. With ``on_error="skip"`` (``--on-error skip``)
 the run goes on: the image counts for no setting, and the record lists it (``extra["skipped"]``, a list of
 ``{"id", "error"}``, and ``extra["num_skipped"]``; under torchrun gathered from every rank).
-
-The command line (``s2c2seg eval``) lives in ``cli_eval.py``.
 """
 from __future__ import annotations
 
