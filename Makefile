@@ -1,18 +1,21 @@
 # Two entry points (see README): `make notebooks` runs the main job, `make test` runs the tests.
-# Each creates the virtual environment in .venv when it is missing.
+# Each creates the virtual environment in .venv when it is missing, with the tested versions (constraints.txt).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -c constraints.txt -e '.[test,notebooks]'
 	touch $(STAMP)
 
-.PHONY: env notebooks test
+.PHONY: env lint notebooks test
 env: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 notebooks: $(STAMP)
 	$(VENV)/bin/s2c2seg notebooks run

@@ -6,7 +6,7 @@ input errors (arguments, files, data, configuration, weights that cannot be load
 running. ``--debug`` (anywhere on the line) or ``S2C2SEG_DEBUG=1`` prints the traceback first. Under torchrun
 every rank exits with that status (so torchrun stops; it then prints its own failure summary) and only rank 0
 prints, except for an error of one image (:class:`~s2c2seg.evaluate.ImageError`), which the rank that met it
-reports.
+reports (the ranks that then lose their peer stay quiet).
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import time
 import traceback
 from typing import Sequence
 
-from .distributed import env_rank
+from .distributed import PeerFailedError, env_rank
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "QUIET_EXIT_DELAY_S", "UsageError", "build_parser",
-           "main", "console", "exit_status", "error_line"]
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "QUIET_EXIT_DELAY_S",
+           "UsageError", "build_parser", "main", "console", "exit_status", "error_line"]
 
 # module that owns each sub-command; each exposes ``register_cli(subparsers)`` which sets ``func``.
 _COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.sweep", "s2c2seg.tables", "s2c2seg.notebooks")
@@ -58,7 +58,8 @@ class _Parser(argparse.ArgumentParser):
                           help=f"print the traceback of an error (also {DEBUG_ENV}=1)")
 
     def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        command = self.prog.partition(" ")[2]  # "eval" of "s2c2seg eval"; "" for the top level
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,10 +114,13 @@ def error_line(exc: BaseException) -> str:
     return "s2c2seg: error: " + (f"rank {rank}: " if rank else "") + _one_line(text)
 
 
-def _reports(exc: BaseException) -> bool:
-    """Whether this process prints ``exc``: rank 0 always, another rank only an error of its own images."""
+def _reports(exc: BaseException, debug: bool) -> bool:
+    """Whether this process prints ``exc``: rank 0, and another rank an error of its own images; a rank that
+    only saw another rank stop (:class:`~s2c2seg.distributed.PeerFailedError`) stays quiet unless debugging."""
     from .evaluate import ImageError
 
+    if isinstance(exc, PeerFailedError):
+        return debug
     return env_rank() == 0 or isinstance(exc, ImageError)
 
 
@@ -127,7 +131,7 @@ def console(argv: Sequence[str] | None = None) -> int:
     try:
         return main(argv)
     except (Exception, KeyboardInterrupt) as exc:
-        if _reports(exc):
+        if _reports(exc, debug):
             if debug:
                 traceback.print_exc()
             print(error_line(exc), file=sys.stderr, flush=True)

@@ -1,6 +1,7 @@
-"""``s2c2seg eval``, and the options it shares with ``s2c2seg sweep``: data, backend, vocabulary, protocol,
-cache and output (:func:`add_common_arguments`), CSS / CSG (:func:`add_method_arguments`), and their reading
-into the objects the API takes (:func:`setup_from_args`, :func:`method_from_args`, :func:`method_setup`)."""
+"""``s2c2seg eval`` (the command line of ``evaluate.py``), and the options it shares with ``s2c2seg sweep``:
+data, backend, vocabulary, protocol, cache and output (:func:`add_common_arguments`), the method, its preset and
+the paper preset's CSS / CSG (:func:`add_method_arguments`), and their reading into the objects the API takes
+(:func:`setup_from_args`, :func:`method_from_args`, :func:`method_setup`)."""
 from __future__ import annotations
 
 import argparse

@@ -5,7 +5,8 @@
 starts a process group (NCCL when CUDA is available, gloo otherwise, or the backend named). Image ``i`` of the
 (possibly truncated) split goes to rank ``i % N``; every rank accumulates its own integer confusion
 matrices, a SUM all-reduce adds them, and rank 0 writes the record. Integer sums do not depend on the
-order of the additions, so the result equals a single-process run exactly.
+order of the additions, so the result equals a single-process run exactly. A collective that fails because
+another rank stopped raises :class:`PeerFailedError` (the command line leaves the report to that rank).
 """
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum", "all_gather_objects", "barrier", "finish"]
+__all__ = ["PeerFailedError", "DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum",
+           "all_gather_objects", "barrier", "finish"]
+
+
+class PeerFailedError(RuntimeError):
+    """A collective failed, most likely because another rank stopped (that rank reports its own error)."""
+
+
+def _peer_failed(ctx: DistContext, exc: BaseException) -> PeerFailedError:
+    return PeerFailedError(f"rank {ctx.rank}: a collective operation failed, most likely because another rank "
+                           f"stopped (its error is reported by that rank; {type(exc).__name__}: {exc})")
 
 
 @dataclass
@@ -96,7 +107,10 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     import torch.distributed as dist
 
     buf = tensor.detach().to(_device(ctx)).clone()
-    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    try:
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    except RuntimeError as exc:
+        raise _peer_failed(ctx, exc) from exc
     return buf.to(tensor.device)
 
 
@@ -107,7 +121,10 @@ def all_gather_objects(obj, ctx: DistContext) -> list:
     import torch.distributed as dist
 
     out = [None] * ctx.world_size
-    dist.all_gather_object(out, obj)
+    try:
+        dist.all_gather_object(out, obj)
+    except RuntimeError as exc:
+        raise _peer_failed(ctx, exc) from exc
     return out
 
 
@@ -115,7 +132,10 @@ def barrier(ctx: DistContext) -> None:
     if ctx.active:
         import torch.distributed as dist
 
-        dist.barrier()
+        try:
+            dist.barrier()
+        except RuntimeError as exc:
+            raise _peer_failed(ctx, exc) from exc
 
 
 def finish(ctx: DistContext) -> None:

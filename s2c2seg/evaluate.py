@@ -8,7 +8,11 @@ back, and the result is bit-identical (the predictions are a deterministic funct
 
 Under ``torchrun`` the images are sharded by rank and the confusion matrices all-reduced
 (``distributed.py``); rank 0 writes the record. Output folders are never overwritten (``records.py``).
-The command line (``s2c2seg eval``) lives in ``cli_eval.py``.
+
+An image that fails (an unreadable file, a bundle that does not fit, an error in the backend or in the
+prediction) stops the run with an :class:`ImageError` naming it. With ``on_error="skip"`` (``--on-error skip``)
+the run goes on: the image counts for no setting, and the record lists it (``extra["skipped"]``, a list of
+``{"id", "error"}``, and ``extra["num_skipped"]``; under torchrun gathered from every rank).
 """
 from __future__ import annotations
 
@@ -23,8 +27,8 @@ import torch
 
 from .bundle import BundleError, FeatureBundle
 from .cache import BundleCache, bundle_key
-from .css import STAGE2_POOLS, CSSConfig
-from .csg import FUSION_MODES, CSGConfig
+from .css import CSSConfig
+from .csg import CSGConfig
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
@@ -34,9 +38,9 @@ from .predict import METHODS, SCORE_SOURCES, BundleView, predict
 from .presets import Preset, resolve_preset
 from .records import RunRecord, claim_out_dir, environment_info
 
-__all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally", "make_record",
-           "load_item", "iter_bundles", "Item", "DatasetInfo", "dataset_info", "image_id", "check_bundle",
-           "describe_backend", "image_indices"]
+__all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally",
+           "make_record", "load_item", "iter_bundles", "Item", "DatasetInfo", "dataset_info", "image_id",
+           "check_bundle", "describe_backend", "image_indices"]
 
 
 ON_ERROR = ("stop", "skip")

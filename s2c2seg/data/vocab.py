@@ -54,14 +54,14 @@ class Vocabulary:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_names(cls, names: Iterable[str | Sequence[str]], variant: str = "custom",
-                   shared: Iterable[str] = ()) -> "Vocabulary":
+                   shared: Iterable[str] = ()) -> Vocabulary:
         """From a list whose items are a name or a list of synonyms."""
         classes = tuple((n,) if isinstance(n, str) else tuple(n) for n in names)
         return cls(classes, variant, frozenset(shared))
 
     @classmethod
     def from_file(cls, path: str | Path, sep: str = ", ", variant: str | None = None,
-                  shared: Iterable[str] = ()) -> "Vocabulary":
+                  shared: Iterable[str] = ()) -> Vocabulary:
         """Read a name file: one class per line, synonyms on the line split on ``sep``.
 
         As in the anchors, lines are only stripped of their newline (SCLIP splits on ``', '``, ProxyCLIP and
