@@ -14,11 +14,8 @@ import torch.nn.functional as F
 
 __all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "spatial_refine"]
 
-NEIGHBOUR_SLOTS = (0, 1, 2, 3, 5, 6, 7, 8)
-"""The 8 neighbours of a 3×3 unfold (the centre, slot 4, left out)."""
-
-CHANNEL_CHUNK = 64
-"""Class maps propagated per chunk (bounds the (chunk, 8, H, W) neighbour tensor; values do not depend on it)."""
+NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+"""(dy, dx) of the 8 neighbours, in the order of a 3×3 unfold's slots without the centre."""
 
 AFFINITY_EPS = 1e-8
 """Added to the mean difference before dividing (the release's ``_affinity`` eps)."""
@@ -56,26 +53,31 @@ class SpatialRefineConfig:
         return d
 
 
-def neighbours(maps: torch.Tensor, dilation: int) -> torch.Tensor:
-    """(C, 8, H, W): each pixel's 8 neighbours at ``dilation``, zero outside the image (``_neighbors``)."""
-    c, h, w = maps.shape
-    unfolded = F.unfold(maps[None], kernel_size=3, dilation=dilation, padding=dilation).view(c, 9, h, w)
-    return unfolded.index_select(1, torch.tensor(NEIGHBOUR_SLOTS, device=maps.device))
+def neighbours(maps: torch.Tensor, dilation: int) -> list[torch.Tensor]:
+    """The 8 neighbour maps (C, H, W) at ``dilation`` in a 3×3 unfold's slot order, zero outside the image
+    (``_neighbors``; by slicing a zero-padded copy instead of ``unfold``, which is slow on the CPU)."""
+    h, w = maps.shape[-2:]
+    d = dilation
+    padded = F.pad(maps, (d, d, d, d))
+    return [padded[:, d + dy * d:d + dy * d + h, d + dx * d:d + dx * d + w] for dy, dx in NEIGHBOUR_OFFSETS]
 
 
 def affinity(image: torch.Tensor, dilations: tuple[int, ...]) -> torch.Tensor:
     """(8·len(dilations), H, W) neighbour weights: softmax of −|diff| / mean|diff| over all slots (``_affinity``)."""
-    diffs = torch.cat([(neighbours(image, d) - image[:, None]).abs().mean(dim=0) for d in dilations], dim=0)
+    diffs = torch.stack([(nb - image).abs().mean(dim=0) for d in dilations for nb in neighbours(image, d)])
     return torch.softmax(-diffs / (diffs.mean() + AFFINITY_EPS), dim=0)
 
 
 def propagate(maps: torch.Tensor, weights: torch.Tensor, dilations: tuple[int, ...]) -> torch.Tensor:
-    """One iteration: every map becomes the affinity-weighted sum of its neighbours (``refine``'s loop body)."""
+    """One iteration: every map becomes the affinity-weighted sum of its neighbours (``refine``'s loop body);
+    per dilation the 8 terms are summed in slot order, then the dilations in order, as the release sums."""
     out = torch.zeros_like(maps)
-    for start in range(0, maps.shape[0], CHANNEL_CHUNK):
-        part = maps[start:start + CHANNEL_CHUNK]
-        for j, d in enumerate(dilations):
-            out[start:start + CHANNEL_CHUNK] += (neighbours(part, d) * weights[None, 8 * j:8 * (j + 1)]).sum(dim=1)
+    for j, d in enumerate(dilations):
+        terms = neighbours(maps, d)
+        acc = terms[0] * weights[8 * j]
+        for k in range(1, 8):
+            acc.addcmul_(terms[k], weights[8 * j + k])
+        out += acc
     return out
 
 
