@@ -13,6 +13,13 @@ The steps are numbered as in the project's issue 2 (the paper's equations):
 
 Every function works on one image: 1-D tensors of length C, on any device, float32 or float64.
 Ties always break towards the lower category index.
+
+The authors' released code (``yhflq/S2c2seg`` ``models/scoring.py``, ``models/css.py``) computes each step
+differently; its version sits next to the paper's, named after it: ``positive_l1`` (step 1),
+``bhattacharyya_weight`` (2), ``released_mixture`` (3), ``released_residual_entropy`` (4),
+``released_confidence`` (1-5), ``candidate_size`` / ``candidate_pool`` (6), ``release_min_max`` /
+``composite_score`` / ``released_select`` (7), configured by ``ScoreConfig`` and ``SelectConfig``; they run on
+the queries of one sliding window in float32 and break ties as ``torch.topk`` does, as released.
 """
 from __future__ import annotations
 
