@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "spatial_refine"]
+__all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "work_size", "image_affinity",
+           "spatial_refine"]
 
 NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 """(dy, dx) of the 8 neighbours, in the order of a 3×3 unfold's slots without the centre."""
@@ -81,20 +82,38 @@ def propagate(maps: torch.Tensor, weights: torch.Tensor, dilations: tuple[int, .
     return out
 
 
-def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefineConfig) -> torch.Tensor:
-    """(C, H, W) refined ``probs`` guided by ``image`` (3, h, w), both resized to the capped work size (``refine``)."""
+def work_size(hw: tuple[int, int], config: SpatialRefineConfig) -> tuple[int, int]:
+    """The refinement's work size: ``hw`` scaled down to ``max_side`` on the long side (``refine``)."""
+    h, w = hw
+    scale = max(h, w) / float(config.max_side)
+    return (h, w) if scale <= 1 else (int(round(h / scale)), int(round(w / scale)))
+
+
+def image_affinity(image: torch.Tensor, hw: tuple[int, int], config: SpatialRefineConfig) -> torch.Tensor:
+    """The affinities of ``image`` (3, h, w) resized bilinearly to the work size of maps of size ``hw``."""
+    img = image.float()[None]
+    work = work_size(hw, config)
+    if img.shape[-2:] != work:
+        img = F.interpolate(img, size=work, mode="bilinear", align_corners=False)
+    return affinity(img[0], config.dilations)
+
+
+def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefineConfig,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, H, W) refined ``probs`` guided by ``image`` (3, h, w), both resized to the capped work size (``refine``).
+
+    ``weights``: :func:`image_affinity` of ``image`` for this size, when the caller has it already.
+    """
     if config.iterations <= 0:
         return probs
     h, w = probs.shape[-2:]
-    scale = max(h, w) / float(config.max_side)
-    work = (h, w) if scale <= 1 else (int(round(h / scale)), int(round(w / scale)))
-    img, maps = image.float()[None], probs.float()[None]
-    if img.shape[-2:] != work:
-        img = F.interpolate(img, size=work, mode="bilinear", align_corners=False)
+    work = work_size((h, w), config)
+    if weights is None:
+        weights = image_affinity(image, (h, w), config)
+    maps = probs.float()[None]
     if maps.shape[-2:] != work:
         maps = F.interpolate(maps, size=work, mode="bilinear", align_corners=False)
-    img, maps = img[0], maps[0]
-    weights = affinity(img, config.dilations)
+    maps = maps[0]
     for _ in range(config.iterations):
         maps = propagate(maps, weights, config.dilations)
     if maps.shape[-2:] != (h, w):
