@@ -5,11 +5,12 @@ Measured side by side in one process, on the CPU: ProxyCLIP's own post-processin
 one ``BundleView`` (memoised per-window maps, scores, selections) against 100 fresh uncached predictions.
 Shapes: 375x500 image resized to 336x448, 2 windows of 336², 46 queries (ProxyCLIP's VOC21 names).
 
-    PYTHONPATH=. python benchmarks/released_downstream.py
+    PYTHONPATH=. python benchmarks/released_downstream.py [points]
 """
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 
 import torch
@@ -50,7 +51,7 @@ def median_time(fn, repeats=3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def main() -> None:
+def main(n_points: int = 100) -> None:
     torch.manual_seed(0)
     b = voc_bundle()
     proto = get_protocol("voc21", "proxyclip")
@@ -60,7 +61,7 @@ def main() -> None:
     for name in ("released", "released++"):
         t = median_time(lambda: predict(b, proto, "s2c2seg", preset=get_preset(name, "voc21")))
         print(f"{name:<12} downstream          {t:7.3f} s/image  ({t / base:.2f}x the baseline post-processing)")
-    points = [dict(zip(SWEEP, vals)) for vals in itertools.product(*SWEEP.values())][:100]
+    points = [dict(zip(SWEEP, vals)) for vals in itertools.product(*SWEEP.values())][:n_points]
     presets = [get_preset("released++", "voc21", **p) for p in points]
     t = time.perf_counter()
     view = BundleView(b)
@@ -73,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)

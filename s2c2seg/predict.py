@@ -280,13 +280,15 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
     its ``css`` / ``csg``, ``released`` / ``released++`` the released window pipeline (``released.py``;
     ``return_logits`` adds ``Prediction.logits``). ``preset=None`` is the paper path with ``css`` / ``csg``.
     """
-    if preset is not None and method == "s2c2seg":
-        if preset.css is not None:
+    if preset is not None and method != "baseline":
+        if preset.css is not None:  # the paper preset: this path with its configs
             css, csg = preset.css, preset.csg
-        else:
+        elif method == "s2c2seg":
             from .released import predict_released
 
             return predict_released(bundle, protocol, preset, return_logits=return_logits)
+        else:
+            raise ValueError(f"preset {preset.name!r} runs method='s2c2seg' only, got method={method!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(protocol, Protocol):

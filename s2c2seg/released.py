@@ -317,6 +317,8 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
                      return_logits: bool = False) -> Prediction:
     """The released prediction for one bundle: labels from the union of the windows' selected queries;
     ``return_logits`` adds the full (Q, H, W) pre-softmax logits at the image size (the fill included)."""
+    if not isinstance(protocol, Protocol):
+        raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     view = released_view(bundle)
     b = view.bundle
     results = view.windows(preset, protocol.logit_scale)
