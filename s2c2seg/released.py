@@ -19,6 +19,7 @@ is assembled on the union of the selected queries; the full (Q, H, W) logits are
 """
 from __future__ import annotations
 
+import json
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -233,6 +234,7 @@ class ReleasedView:
         self._scores: dict = {}
         self._selections: dict = {}
         self._affinity: dict = {}
+        self._last_image: tuple | None = None
 
     def affinity(self, sr: SpatialRefineConfig) -> torch.Tensor | None:
         """The spatial refinement's affinities at the image size (per dilations and work cap), or None."""
@@ -299,6 +301,19 @@ class ReleasedView:
         return out
 
 
+    def image(self, preset: "Preset", logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
+        """(window results, union of the selected queries, the union's logits at the image size); the last
+        setting's are kept, keyed on everything before the post-processing (a sweep over ``post.*`` reuses them)."""
+        key = json.dumps([preset.score.to_json(), preset.select.to_json(), preset.fusion.to_json(),
+                          preset.refine.to_json(), float(logit_scale)], sort_keys=True)
+        if self._last_image is None or self._last_image[0] != key:
+            results = self.windows(preset, logit_scale)
+            union = torch.unique(torch.cat([r.selected for r in results]))
+            rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+            self._last_image = (key, results, union, assemble(rows, union.numel(), self.bundle, preset.fusion.fill))
+        return self._last_image[1:]
+
+
 _VIEWS: "weakref.WeakKeyDictionary[BundleView, ReleasedView]" = weakref.WeakKeyDictionary()
 
 
@@ -321,11 +336,8 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
         raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     view = released_view(bundle)
     b = view.bundle
-    results = view.windows(preset, protocol.logit_scale)
-    union = torch.unique(torch.cat([r.selected for r in results]))
-    rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+    results, union, logits_union = view.image(preset, protocol.logit_scale)
     fill = preset.fusion.fill
-    logits_union = assemble(rows, union.numel(), b, fill)
     q2c = view.query_to_class
     label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image,
                                  view.affinity(preset.post.spatial))
