@@ -108,7 +108,7 @@ def scoring_steps(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: in
     n_init = int(union.sum())
     k = css.subset_size(n_init, c, k_min, k_max)
     pool = union if n_init >= k else torch.ones_like(union)
-    normalised = {u: css.min_max_normalise(scores.get(u), pool) for u in use}
+    normalised = {u: css.min_max_normalise(scores.get(u), pool, css.rounding_scale(scores, u)) for u in use}
     s_final = sum(normalised.values())
     selected = css.select_categories(scores.glob, scores.spat, tau=tau, k_min=k_min, k_max=k_max, use=use,
                                      always_keep=list(always_keep))

@@ -51,6 +51,7 @@ __all__ = [
     "subset_size",
     "min_max_normalise",
     "css_scores",
+    "rounding_scale",
     "ALPHA_FORMS", "GLOBAL_SCORES", "RERANK_FORMS", "SELECTION_UNITS", "SELECTION_SCOPES", "ScoreConfig",
     "SelectConfig", "positive_l1", "bhattacharyya_weight", "released_mixture", "released_residual_entropy",
     "candidate_size", "candidate_pool", "release_min_max", "composite_score", "released_select",
@@ -520,6 +521,12 @@ def css_scores(s_glob, s_spat) -> CSSScores:
     return CSSScores(glob=g, spat=s, conf=confidence_score(p, h), p=p, entropy=h, alpha=alpha)
 
 
+def rounding_scale(scores: CSSScores, name: str) -> torch.Tensor | None:
+    """The magnitude a score's rounding is measured against in :func:`min_max_normalise`: ``max p`` for
+    ``s_conf = p·(1 − H)`` (``1 − H`` may cancel to ~0), the score's own (None) for the others."""
+    return scores.p.max() if name == "conf" else None
+
+
 def released_confidence(g: torch.Tensor, s: torch.Tensor, alpha: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Released steps 1-5 on one window (float32 as released): ``(c = p·(1 − H), α)``; ``alpha`` is
     ``"bhattacharyya"`` (the release) or ``"sigmoid"`` (the paper's :func:`consistency_weight`)."""
@@ -541,7 +548,7 @@ def select_categories(s_glob, s_spat, config: CSSConfig | None = None, *,
     c = scores.glob.numel()
     keep = _check_indices(always_keep, c, "always_keep", scores.glob.device)
     chosen = [scores.get(name) for name in cfg.use]
-    scales = [scores.p.max() if name == "conf" else None for name in cfg.use]  # s_conf's unit is p's
+    scales = [rounding_scale(scores, name) for name in cfg.use]
     init = stage1_union(chosen, cfg.tau)
     mask = stage2_rerank(chosen, init, cfg.k_min, cfg.k_max, cfg.stage2_pool, scales)
     mask[keep] = True  # step 8
