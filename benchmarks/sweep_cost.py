@@ -26,7 +26,8 @@ import torch
 
 from s2c2seg.data import get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
-from s2c2seg.evaluate import build_backend, evaluate
+from s2c2seg.evaluate import evaluate
+from s2c2seg.segmenter import build_backend
 from s2c2seg.slide import rescale_size, slide_boxes
 from s2c2seg.sweep import sweep
 

@@ -52,14 +52,14 @@ backend_requested = ""
 # %%
 import numpy as np
 
-from s2c2seg import analysis, plots
+from s2c2seg import plots, session
 
 plots.use_style()
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
 from s2c2seg.predict import BundleView, predict
 
-S = analysis.open_session(
+S = session.open_session(
     "00_quickstart", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
     n_images=max(n_images, image_index + 1), size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
     backend_requested=backend_requested, vocabulary=vocabulary,

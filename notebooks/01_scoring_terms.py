@@ -60,14 +60,14 @@ backend_requested = ""
 import numpy as np
 import torch
 
-from s2c2seg import analysis, plots
+from s2c2seg import analysis, plots, session
 
 plots.use_style()
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
 from s2c2seg.predict import BundleView, class_scores, predict
 
-S = analysis.open_session(
+S = session.open_session(
     "01_scoring_terms", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
     n_images=max(n_images, image_index + 1), size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
     backend_requested=backend_requested,
@@ -86,7 +86,9 @@ print(f"image {sample.id}: {S.num_classes} classes, GT classes present:", [names
 
 # %%
 s_glob, s_spat = class_scores(bundle)  # (C,) each, the max over a class's synonyms
-st = analysis.scoring_steps(s_glob, s_spat, tau=tau, k_min=k_min, k_max=k_max, always_keep=S.always_keep())
+css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
+csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
+st = analysis.scoring_steps(s_glob, s_spat, css_cfg, always_keep=S.always_keep())
 n_top = min(top, S.num_classes)
 fig, ax = plots.figure(2, 3, width="double", aspect=0.62, title=f"CSS scores on {sample.id} (orange: GT classes)",
                        label=S.label)
@@ -141,7 +143,7 @@ print("selected:", [names[i] for i in st.selected.tolist()])
 # ## 8 · CSG: category weights and fused maps
 
 # %%
-fs = analysis.fusion_steps(view, st.selected, S.vocab, mode=fusion, lam=lam, temperature=temperature)
+fs = analysis.fusion_steps(view, st.selected, S.vocab, csg_cfg)
 kq = len(fs.queries)
 n_show = min(kq, 6)
 order = torch.argsort(-fs.weights, stable=True)[:n_show].tolist()

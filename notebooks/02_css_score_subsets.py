@@ -43,7 +43,7 @@ backend_requested = ""
 # %%
 import numpy as np
 
-from s2c2seg import analysis, plots
+from s2c2seg import analysis, experiments, plots, session
 
 plots.use_style()
 from s2c2seg.css import CSSConfig
@@ -53,24 +53,24 @@ css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
 params = dict(datasets=datasets, data_roots=data_roots, tau=tau, k_min=k_min, k_max=k_max, lam=lam,
               temperature=temperature, fusion=fusion)
-S = analysis.open_session("02_css_score_subsets", backend=backend, dataset=datasets[0],
+S = session.open_session("02_css_score_subsets", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir, backend_requested=backend_requested, params=params)
 print(S.banner())
 
 # %%
-configs = analysis.score_subset_configs(css_cfg, csg_cfg)
-results, sessions = analysis.evaluate_datasets(
-    datasets, configs, notebook="02_css_score_subsets", base=S, data_roots=data_roots, baseline=baseline,
+configs = experiments.group("baseline", "scoring")  # the baseline, w/o selection, each score subset, oracle
+results, sessions = session.evaluate_datasets(
+    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="02_css_score_subsets", base=S, data_roots=data_roots, baseline=baseline,
     n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend, cache_dir=cache_dir)
 table = analysis.miou_table(results)
 for name in configs:
     r = [results[d][name].recall_precision() for d in datasets]
-    table[name]["recall %"] = 100 * float(np.nanmean([v[0] for v in r])) if name not in ("baseline", "none") else float("nan")
-    table[name]["precision %"] = 100 * float(np.nanmean([v[1] for v in r])) if name not in ("baseline", "none") else float("nan")
+    table[name]["recall %"] = 100 * float(np.nanmean([v[0] for v in r])) if name not in ("baseline", "no_css") else float("nan")
+    table[name]["precision %"] = 100 * float(np.nanmean([v[1] for v in r])) if name not in ("baseline", "no_css") else float("nan")
     table[name]["mean K"] = float(np.mean([np.mean([len(s) for s in results[d][name].subsets])
                                            for d in datasets])) if name != "baseline" else float("nan")
-md = analysis.markdown_table(table, first="scores")
+md = S.markdown_table(table, first="scores")
 print(md)
 (S.out_dir / "css_score_subsets.md").write_text(md + "\n")
 
@@ -80,12 +80,12 @@ fig, ax = plots.figure(1, 2, width="double", aspect=0.36, label=S.label,
                        title=f"CSS score subsets ({baseline}, {len(datasets)} dataset(s), {n_images} images each)")
 avg = [table[n]["Avg"] for n in names]
 cols = [plots.OKABE_ITO[7] if n in ("baseline", "oracle") else plots.OKABE_ITO[4] for n in names]
-cols[names.index("glob+spat+conf")] = plots.OKABE_ITO[5]
+cols[names.index("s2c2seg")] = plots.OKABE_ITO[5]
 ax[0, 0].bar(np.arange(len(names)), avg, color=cols)
 ax[0, 0].set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
 ax[0, 0].set_ylabel("mIoU (avg over datasets)")
 ax[0, 0].set_title("mIoU")
-for n, c_ in zip([n for n in names if n not in ("baseline", "none")], plots.categorical(len(names))):
+for n, c_ in zip([n for n in names if n not in ("baseline", "no_css")], plots.categorical(len(names))):
     ax[0, 1].scatter(table[n]["recall %"], table[n]["precision %"], color=c_, s=12, label=n)
 ax[0, 1].set_xlabel("subset recall of GT classes")
 ax[0, 1].set_ylabel("subset precision")

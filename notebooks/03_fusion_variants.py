@@ -43,7 +43,7 @@ backend_requested = ""
 # %%
 import numpy as np
 
-from s2c2seg import analysis, plots
+from s2c2seg import analysis, experiments, plots, session
 
 plots.use_style()
 from s2c2seg.css import CSSConfig
@@ -53,28 +53,28 @@ css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
 params = dict(datasets=datasets, data_roots=data_roots, tau=tau, k_min=k_min, k_max=k_max, lam=lam,
               temperature=temperature, fusion=fusion)
-S = analysis.open_session("03_fusion_variants", backend=backend, dataset=datasets[0],
+S = session.open_session("03_fusion_variants", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested, params=params)
 print(S.banner())
 
 # %%
-configs = analysis.fusion_configs(css_cfg, csg_cfg)
-results, sessions = analysis.evaluate_datasets(
-    datasets, configs, notebook="03_fusion_variants", base=S, data_roots=data_roots, baseline=baseline,
+configs = experiments.group("fusion", "components")  # every fusion mode after CSS, and the components
+results, sessions = session.evaluate_datasets(
+    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="03_fusion_variants", base=S, data_roots=data_roots, baseline=baseline,
     n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend, cache_dir=cache_dir)
 table = analysis.miou_table(results)
-fusion_rows = {k.split(":", 1)[1]: v for k, v in table.items() if k.startswith("fusion:")}
-component_rows = {k: table[k] for k in ("baseline", "+CSS", "+CSG", "+CSS+CSG", "+CSS+uniform")}
-md = ("## Fusion variants (with CSS)\n\n" + analysis.markdown_table(fusion_rows, first="fusion") +
-      "\n\n## Components\n\n" + analysis.markdown_table(component_rows, first="components"))
+fusion_rows = {p.configs(css_cfg, csg_cfg)[1].mode: table[p.key] for _, p in experiments.layout_rows("fusion")}
+component_rows = {p.key: table[p.key] for _, p in experiments.layout_rows("components")}
+md = ("## Fusion variants (with CSS)\n\n" + S.markdown_table(fusion_rows, first="fusion") +
+      "\n\n## Components\n\n" + S.markdown_table(component_rows, first="components"))
 print(md)
 (S.out_dir / "fusion_variants.md").write_text(md + "\n")
 
 # %%
-grid = np.array([[table["baseline"]["Avg"], table["+CSG"]["Avg"]],
-                 [table["+CSS"]["Avg"], table["+CSS+CSG"]["Avg"]]])
+grid = np.array([[table["baseline"]["Avg"], table["no_css"]["Avg"]],
+                 [table["css_only"]["Avg"], table["s2c2seg"]["Avg"]]])
 fig, ax = plots.figure(1, 2, width="double", aspect=0.36, label=S.label,
                        title=f"CSG fusion and components ({baseline}, avg over {len(datasets)} dataset(s))")
 names = list(fusion_rows)

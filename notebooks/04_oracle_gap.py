@@ -44,7 +44,7 @@ backend_requested = ""
 # %%
 import numpy as np
 
-from s2c2seg import analysis, plots
+from s2c2seg import analysis, experiments, plots, session
 
 plots.use_style()
 from s2c2seg.css import CSSConfig
@@ -55,31 +55,30 @@ css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
 params = dict(datasets=datasets, data_roots=data_roots, tau=tau, k_min=k_min, k_max=k_max, lam=lam,
               temperature=temperature, fusion=fusion, n_worst=n_worst, top_missed=top_missed)
-S = analysis.open_session("04_oracle_gap", backend=backend, dataset=datasets[0],
+S = session.open_session("04_oracle_gap", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested, params=params)
 print(S.banner())
 
 # %%
-configs = {"S2C2Seg": {"method": "s2c2seg", "css": css_cfg, "csg": csg_cfg},
-           "oracle": {"method": "oracle", "csg": csg_cfg}}
-results, sessions = analysis.evaluate_datasets(
-    datasets, configs, notebook="04_oracle_gap", base=S, data_roots=data_roots, baseline=baseline,
+configs = experiments.group("s2c2seg", "oracle")
+results, sessions = session.evaluate_datasets(
+    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="04_oracle_gap", base=S, data_roots=data_roots, baseline=baseline,
     n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend, cache_dir=cache_dir)
 table = analysis.miou_table(results)
-gap = {d: table["oracle"][d] - table["S2C2Seg"][d] for d in [*datasets, "Avg"]}
+gap = {d: table["oracle"][d] - table["s2c2seg"][d] for d in [*datasets, "Avg"]}
 table["gap"] = gap
-print(analysis.markdown_table(table, first="mIoU"))
-missed = analysis.missed_classes(results, "S2C2Seg", {d: s.class_names for d, s in sessions.items()})
-images = analysis.per_image_gaps(results, "S2C2Seg", "oracle")
+print(S.markdown_table(table, first="mIoU"))
+missed = analysis.missed_classes(results, "s2c2seg", {d: s.class_names for d, s in sessions.items()})
+images = analysis.per_image_gaps(results, "s2c2seg", "oracle")
 recalls = [im["recall"] for im in images]
 print(f"per-image recall of CSS's subset: mean {np.nanmean(recalls):.3f}, min {np.nanmin(recalls):.3f}")
 
 # %%
 fig, ax = plots.figure(1, 3, width="double", aspect=0.32, label=S.label, title=f"oracle gap ({baseline})")
 x = np.arange(len(datasets) + 1)
-ax[0, 0].bar(x - 0.2, [table["S2C2Seg"][d] for d in [*datasets, "Avg"]], 0.4, label="CSS", color=plots.OKABE_ITO[4])
+ax[0, 0].bar(x - 0.2, [table["s2c2seg"][d] for d in [*datasets, "Avg"]], 0.4, label="CSS", color=plots.OKABE_ITO[4])
 ax[0, 0].bar(x + 0.2, [table["oracle"][d] for d in [*datasets, "Avg"]], 0.4, label="oracle", color=plots.OKABE_ITO[5])
 ax[0, 0].set_xticks(x, [*datasets, "Avg"], rotation=45, ha="right")
 ax[0, 0].set_ylabel("mIoU")

@@ -47,7 +47,7 @@ backend_requested = ""
 # %%
 import numpy as np
 
-from s2c2seg import analysis, plots
+from s2c2seg import analysis, experiments, plots, session
 
 plots.use_style()
 from s2c2seg.css import CSSConfig
@@ -55,7 +55,7 @@ from s2c2seg.csg import CSGConfig
 
 css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
-S = analysis.open_session("05_confusion", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
+S = session.open_session("05_confusion", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
                           n_images=n_images, size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested,
                           params=dict(tau=tau, k_min=k_min, k_max=k_max, lam=lam, temperature=temperature,
@@ -63,10 +63,8 @@ S = analysis.open_session("05_confusion", backend=backend, dataset=dataset, data
 print(S.banner())
 
 # %%
-configs = {"baseline": {"method": "baseline"},
-           "+CSS": {"method": "s2c2seg", "css": css_cfg, "csg": CSGConfig(mode="global_only")},
-           "+CSS+CSG": {"method": "s2c2seg", "css": css_cfg, "csg": csg_cfg}}
-res = analysis.evaluate_configs(S, configs)
+configs = experiments.group("baseline", "css_only", "s2c2seg")  # baseline, +CSS (global maps only), +CSS+CSG
+res = session.evaluate_points(S, configs, css_cfg, csg_cfg)
 names = S.class_names
 mats = {k: r.confusion for k, r in res.items()}
 shown = analysis.top_classes(list(mats.values()), n=top_n)
@@ -79,7 +77,7 @@ fig, ax = plots.figure(1, 3, width="double", aspect=0.4, label=S.label,
 for a, (k, m) in zip(ax[0], mats.items()):
     r = analysis.row_normalise(m)[np.ix_(shown, shown)]
     plots.heatmap(a, r, [names[i] for i in shown], [names[i] for i in shown], vmin=0, vmax=1,
-                  title=f"{k} (mIoU {res[k].miou:.1f})", colorbar=(k == "+CSS+CSG"))
+                  title=f"{k} (mIoU {res[k].miou:.1f})", colorbar=(k == "s2c2seg"))
     a.tick_params(labelsize=4)
 fig.tight_layout()
 S.save(fig, "confusion_matrices", close=False)
@@ -92,11 +90,11 @@ for k, ps in pairs.items():
         print(f"  {p['gt']:>16} -> {p['pred']:<16} {p['rate']:.3f}")
 
 # %%
-similarity, sim_source = analysis.class_similarity(S)
+similarity, sim_source = session.class_similarity(S)
 adjacency = analysis.boundary_cooccurrence([S.sample(i).label for i in range(len(S))], S.num_classes)
-split_css = analysis.split_confusion_reduction(mats["baseline"], mats["+CSS"], similarity=similarity,
+split_css = analysis.split_confusion_reduction(mats["baseline"], mats["css_only"], similarity=similarity,
                                                adjacency=adjacency, similar_quantile=similar_quantile, names=names)
-split_csg = analysis.split_confusion_reduction(mats["+CSS"], mats["+CSS+CSG"], similarity=similarity,
+split_csg = analysis.split_confusion_reduction(mats["css_only"], mats["s2c2seg"], similarity=similarity,
                                                adjacency=adjacency, similar_quantile=similar_quantile, names=names)
 print(f"semantic similarity: {sim_source}; adjacency: GT boundary co-occurrence over {len(S)} images")
 groups = ["similar", "adjacent", "other"]

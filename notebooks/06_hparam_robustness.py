@@ -47,7 +47,7 @@ backend_requested = ""
 # %%
 import numpy as np
 
-from s2c2seg import analysis, plots
+from s2c2seg import plots, session
 
 plots.use_style()
 from s2c2seg.css import CSSConfig
@@ -60,7 +60,7 @@ dials = {"lam": (lam_values, lam, "λ"), "tau": (tau_values, tau, "τ"), "k_max"
          "k_min": (k_min_values, k_min, "k_min"), "temperature": (temperature_values, temperature, "temperature")}
 params = dict(datasets=datasets, data_roots=data_roots, tau=tau, k_min=k_min, k_max=k_max, lam=lam,
               temperature=temperature, fusion=fusion, **{f"{k}_values": v[0] for k, v in dials.items()})
-S = analysis.open_session("06_hparam_robustness", backend=backend, dataset=datasets[0],
+S = session.open_session("06_hparam_robustness", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested, params=params)
@@ -72,7 +72,7 @@ points = [{key: v} for key, (vals, _, _) in dials.items() for v in vals
 curves = {key: {} for key in dials}
 sessions = {}
 for ds in datasets:
-    s = S if ds == S.dataset_name else analysis.open_session(
+    s = S if ds == S.dataset_name else session.open_session(
         "06_hparam_robustness", backend=backend, dataset=ds, data_root=data_roots.get(ds, ""), baseline=baseline,
         n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), cache_dir=cache_dir, reuse=S)
     sessions[ds] = s

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2c2seg import analysis, plots, tables
+from s2c2seg import experiments, plots, session, tables
 from s2c2seg.css import CSSConfig
 from s2c2seg.csg import CSGConfig
 from s2c2seg.records import load_records
@@ -62,7 +62,7 @@ css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(lam=lam, temperature=temperature)
 params = dict(datasets=datasets, baselines=baselines, data_roots=data_roots, records_from=records_from, tau=tau,
               k_min=k_min, k_max=k_max, lam=lam, temperature=temperature)
-S = analysis.open_session("07_paper_tables", backend=backend, dataset=datasets[0],
+S = session.open_session("07_paper_tables", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baselines[0], n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested, params=params)
@@ -75,14 +75,14 @@ if records_from:
 else:
     records = []
     for bl in baselines:
-        base = S if bl == baselines[0] else analysis.open_session(
+        base = S if bl == baselines[0] else session.open_session(
             "07_paper_tables", backend=backend, dataset=datasets[0], data_root=data_roots.get(datasets[0], ""),
             baseline=bl, n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), cache_dir=cache_dir)
         for ds in datasets:
-            s = base if ds == base.dataset_name else analysis.open_session(
+            s = base if ds == base.dataset_name else session.open_session(
                 "07_paper_tables", backend=backend, dataset=ds, data_root=data_roots.get(ds, ""), baseline=bl,
                 n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), cache_dir=cache_dir, reuse=base)
-            res = sweep(s.dataset, s.backend, s.vocab, s.protocol, list(analysis.TABLE_POINTS), css=css_cfg,
+            res = sweep(s.dataset, s.backend, s.vocab, s.protocol, experiments.table_grid(), css=css_cfg,
                         csg=csg_cfg, cache_dir=cache_dir or None, out_dir=S.out_dir / "records" / bl / ds,
                         max_images=n_images, baseline=bl, progress=False)
             records += res.records
@@ -98,7 +98,7 @@ tex = tables.render(records, layouts, "latex")
 print(md)
 
 # %%
-main = tables.main_table(records)
+main = tables.build_table(records, "main")
 rows = main.rows
 fig, ax = plots.figure(1, 1, width="double", aspect=0.3, label=S.label, title="main results (mIoU)")
 cols = [d for d in tables.BENCHMARKS if any(d in r for r in rows.values())]
@@ -115,5 +115,5 @@ figures = sorted(str(p.relative_to(records_dir)) for p in Path(records_dir).glob
     if records_dir and Path(records_dir).is_dir() else []
 print(f"{len(figures)} figures from this run's notebooks:", *figures, sep="\n  ")
 S.write_record({"source": source, "n_records": len(records),
-                "tables": {name: tables.LAYOUTS[name](records).rows for name in layouts},
+                "tables": {name: tables.build_table(records, name).rows for name in layouts},
                 "markdown": md, "latex": tex, "run_figures": figures})

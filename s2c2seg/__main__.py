@@ -1,4 +1,4 @@
 """``python -m s2c2seg`` (also what ``torchrun -m s2c2seg`` runs)."""
-from .cli import main
+from .cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

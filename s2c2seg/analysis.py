@@ -1,18 +1,13 @@
-"""Small analyses the notebooks show, kept here so the notebooks only call and plot.
+"""Small analyses the notebooks show: pure functions on tensors, bundles, confusion matrices and results.
 
-Two parts:
-
-* pure functions on tensors / confusion matrices: subset recall and precision, the CSS scoring steps of one
-  image, top-confused pairs, GT boundary co-occurrence, the split of a confusion reduction into semantically
-  similar and spatially adjacent pairs;
-* :class:`Session` (via :func:`open_session`): the notebooks' common set-up — backend (``auto`` resolves to
-  pretrained weights when they load, else the simulation), dataset (a real root, else the simulation's
-  scenes or generated fixture data), vocabulary, protocol, an output folder, figure saving with the backend's
-  label, and the JSON record every notebook writes.
+Subset recall and precision, the CSS scoring steps of one image (every step taken from ``css.py``), the CSG
+quantities of one image (``csg.py`` through ``predict.BundleView``), top-confused pairs, GT boundary
+co-occurrence, the split of a confusion reduction into semantically similar and spatially adjacent pairs,
+tables of results. The notebooks' set-up and evaluation live in :mod:`s2c2seg.session`, the named
+experiment points in :mod:`s2c2seg.experiments`.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,23 +16,15 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .csg import CSGConfig
+from .css import CSSConfig
+
 __all__ = [
-    "SCORE_SUBSETS", "subset_name", "subset_recall_precision", "scoring_steps", "ScoringSteps",
-    "row_normalise", "top_confused_pairs", "top_classes", "boundary_cooccurrence", "cosine_similarity",
-    "split_confusion_reduction", "finite_tree", "Session", "open_session",
+    "subset_recall_precision", "scoring_steps", "ScoringSteps", "row_normalise", "top_confused_pairs",
+    "top_classes", "boundary_cooccurrence", "cosine_similarity", "split_confusion_reduction", "finite_tree",
+    "ConfigResult", "FusionSteps", "fusion_steps", "miou_table", "markdown_table", "missed_classes",
+    "per_image_gaps",
 ]
-
-SCORE_SUBSETS: tuple[tuple[str, ...], ...] = (
-    (), ("glob",), ("spat",), ("conf",), ("glob", "spat"), ("glob", "conf"), ("spat", "conf"),
-    ("glob", "spat", "conf"),
-)
-"""The CSS score-subset ablation: no selection, each score alone, each pair, all three (oracle is separate)."""
-
-
-def subset_name(use: Sequence[str]) -> str:
-    """Display name of a score subset: ``none`` for no selection, else ``glob+spat`` etc."""
-    return "+".join(use) if use else "none"
-
 
 # ---------------------------------------------------------------------------------------------- subsets
 def _as_index_set(x, name: str) -> set[int]:
@@ -82,39 +69,34 @@ class ScoringSteps:
     union: torch.Tensor
     """Bool mask of ``C_init``."""
     k: int
-    """Subset size K."""
+    """Subset size K kept by stage 2 (before ``always_keep``)."""
     pool: torch.Tensor
-    """Bool mask of the stage-2 pool."""
+    """Bool mask of the stage-2 pool (``css.stage2_candidates``: honours ``stage2_pool``)."""
     normalised: dict[str, torch.Tensor]
     """Score name -> min-max-normalised score over the pool (0 outside)."""
     s_final: torch.Tensor
+    """``css.final_score`` over the pool."""
     selected: torch.Tensor
     """Sorted LongTensor of the selected indices (equals ``css.select_categories``)."""
 
 
-def scoring_steps(s_glob, s_spat, *, tau: float = 0.3, k_min: int = 6, k_max: int = 20,
-                  use: Sequence[str] = ("glob", "spat", "conf"), always_keep: Iterable[int] = ()) -> ScoringSteps:
-    """CSS step by step, with the package's own functions (``css.py``) so the pieces equal the whole."""
-    from . import css
+def scoring_steps(s_glob, s_spat, css: CSSConfig, always_keep: Iterable[int] = ()) -> ScoringSteps:
+    """CSS step by step under ``css`` (its ``use``, τ, K bounds and ``stage2_pool``), every step one of
+    ``css.py``'s functions, so the pieces equal ``css.select_categories``."""
+    from . import css as c
 
-    scores = css.css_scores(s_glob, s_spat)
-    g_bar, s_bar = css.dist(scores.glob), css.dist(scores.spat)
-    use = tuple(use)
-    chosen = [scores.get(u) for u in use]
-    c = scores.glob.numel()
-    union = css.stage1_union(chosen, tau)
-    m = int(css.stage1_size(c, tau))
-    stage1 = {u: css.stage1_union([scores.get(u)], tau) for u in use}
-    n_init = int(union.sum())
-    k = css.subset_size(n_init, c, k_min, k_max)
-    pool = union if n_init >= k else torch.ones_like(union)
-    normalised = {u: css.min_max_normalise(scores.get(u), pool, css.rounding_scale(scores, u)) for u in use}
-    s_final = sum(normalised.values())
-    selected = css.select_categories(scores.glob, scores.spat, tau=tau, k_min=k_min, k_max=k_max, use=use,
-                                     always_keep=list(always_keep))
-    return ScoringSteps(s_glob=scores.glob, s_spat=scores.spat, g_bar=g_bar, s_bar=s_bar,
-                        alpha=float(scores.alpha), p=scores.p, entropy=scores.entropy, conf=scores.conf, m=m,
-                        stage1=stage1, union=union, k=k, pool=pool, normalised=normalised, s_final=s_final,
+    scores = c.css_scores(s_glob, s_spat)
+    chosen = [scores.get(u) for u in css.use]
+    union = c.stage1_union(chosen, css.tau)
+    pool, k = c.stage2_candidates(union, css.k_min, css.k_max, css.stage2_pool)
+    scales = [c.rounding_scale(scores, u) for u in css.use]
+    normalised = {u: c.min_max_normalise(scores.get(u), pool, sc) for u, sc in zip(css.use, scales)}
+    selected = css.select(scores.glob, scores.spat, always_keep=list(always_keep))
+    return ScoringSteps(s_glob=scores.glob, s_spat=scores.spat, g_bar=c.dist(scores.glob),
+                        s_bar=c.dist(scores.spat), alpha=float(scores.alpha), p=scores.p, entropy=scores.entropy,
+                        conf=scores.conf, m=int(c.stage1_size(scores.glob.numel(), css.tau)),
+                        stage1={u: c.stage1_union([scores.get(u)], css.tau) for u in css.use}, union=union, k=k,
+                        pool=pool, normalised=normalised, s_final=c.final_score(chosen, pool, scales),
                         selected=selected)
 
 
@@ -257,246 +239,7 @@ def finite_tree(obj) -> Any:
     return obj
 
 
-# ---------------------------------------------------------------------------------------------- session
-_LABEL_NOTES = {
-    "SIMULATED": "SIMULATED: features come from the simulation backend (a teaching and testing instrument, "
-                 "never evidence for the paper's numbers)",
-    "RANDOM WEIGHTS": "RANDOM WEIGHTS: the real architectures with random weights (numbers are meaningless)",
-}
-
-
-@dataclass
-class Session:
-    """What a notebook works with: backend, data, vocabulary, protocol, output folder, record."""
-
-    notebook: str
-    backend: Any
-    """Object with ``encode(sample, vocab, protocol) -> FeatureBundle`` and ``describe() -> dict``."""
-    info: dict
-    """``backend.describe()``."""
-    backend_requested: str
-    dataset_name: str
-    dataset: Any
-    """Indexable samples (``len``, ``sample(i)`` or ``[i]``)."""
-    data_source: str
-    """``root <path>``, ``simulation`` or ``generated fixture`` — said in the banner and the record."""
-    vocab: Any
-    protocol: Any
-    out_dir: Path
-    params: dict = field(default_factory=dict)
-    figures: list = field(default_factory=list)
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    # ------------------------------------------------------------------ facts
-    @property
-    def backend_name(self) -> str:
-        """What actually ran: ``pretrained``, ``random`` or ``sim``."""
-        return str(self.info.get("backend", self.backend_requested))
-
-    @property
-    def label(self) -> str:
-        """``""`` for pretrained weights, ``"SIMULATED"`` or ``"RANDOM WEIGHTS"`` otherwise."""
-        return str(self.info.get("label", ""))
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.vocab.num_classes)
-
-    @property
-    def class_names(self) -> list[str]:
-        """One display name per class; the background class (whose first synonym is e.g. ``sky`` in SCLIP's
-        VOC21 file) is shown as ``background``."""
-        names = list(self.vocab.names)
-        bg = self.background
-        if bg is not None and not self.params.get("vocabulary") and bg < len(names):
-            names[bg] = "background"
-        return names
-
-    @property
-    def background(self) -> int | None:
-        """Index of the dataset's background class (kept by CSS), or None."""
-        from .data import get_spec
-
-        try:
-            return get_spec(self.dataset_name).background
-        except ValueError:
-            return None
-
-    def banner(self) -> str:
-        """One paragraph for the top of the notebook: which backend ran (and why), on what data."""
-        req = self.backend_requested
-        how = f"backend {self.backend_name}" + (f" (requested {req!r}" if req != self.backend_name else "")
-        if req != self.backend_name:
-            reason = self.info.get("fallback_reason") or self.info.get("reason") or ""
-            how += f": {reason})" if reason else ")"
-        line = f"[{self.notebook}] {how}; data: {self.dataset_name}, {self.data_source}; {len(self)} image(s)"
-        if self.label:
-            line = f"{self.label} — {line}\n{_LABEL_NOTES.get(self.label, self.label)}"
-        return line
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    # ------------------------------------------------------------------ data
-    def sample(self, i: int):
-        """The ``i``-th sample (cached)."""
-        key = ("sample", i)
-        if key not in self._cache:
-            ds = self.dataset
-            self._cache[key] = ds.sample(i) if hasattr(ds, "sample") else ds[i]
-        return self._cache[key]
-
-    def bundle(self, i: int):
-        """The ``i``-th sample's feature bundle (encoded once per session; through the on-disk bundle cache
-        when ``cache_dir`` was given, so the notebooks of one run encode each image once)."""
-        key = ("bundle", i)
-        if key not in self._cache:
-            cache_dir = self.params.get("cache_dir") or None
-            if cache_dir:
-                from .cache import BundleCache
-                from .evaluate import iter_bundles
-
-                item = next(iter_bundles(self.dataset, self.backend, self.vocab, self.protocol, [i],
-                                         BundleCache(cache_dir)))
-                self._cache[("sample", i)] = item.sample
-                self._cache[key] = item.bundle
-            else:
-                self._cache[key] = self.backend.encode(self.sample(i), self.vocab, self.protocol)
-        return self._cache[key]
-
-    def pairs(self, n: int | None = None) -> list:
-        """``[(sample, bundle), ...]`` for the first ``n`` images (all when None)."""
-        n = len(self) if n is None else min(int(n), len(self))
-        return [(self.sample(i), self.bundle(i)) for i in range(n)]
-
-    def always_keep(self) -> tuple[int, ...]:
-        return () if self.background is None else (int(self.background),)
-
-    # ------------------------------------------------------------------ outputs
-    def title(self, text: str) -> str:
-        from .plots import labelled_title
-
-        return labelled_title(text, self.label)
-
-    def save(self, fig, name: str, close: bool = True) -> dict:
-        """Save ``fig`` as ``out_dir/figures/<name>.pdf|.png`` with the backend's label in its title."""
-        from .plots import save_figure
-
-        paths = save_figure(fig, self.out_dir / "figures" / name, label=self.label, close=False)
-        self.figures.append({"name": name, **{k: str(Path(v).relative_to(self.out_dir)) for k, v in paths.items()}})
-        if close:
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-        return paths
-
-    def write_record(self, values: Mapping[str, Any]) -> Path:
-        """Write ``out_dir/record.json``: backend facts, data, protocol, parameters, figures and ``values``."""
-        from . import __version__
-
-        protocol = self.protocol.to_json() if hasattr(self.protocol, "to_json") else self.protocol
-        rec = {
-            "notebook": self.notebook, "backend": self.backend_name, "backend_requested": self.backend_requested,
-            "label": self.label, "describe": self.info, "dataset": self.dataset_name,
-            "data_source": self.data_source, "n_images": len(self), "num_classes": self.num_classes,
-            "name_variant": getattr(self.vocab, "variant", None), "protocol": protocol, "params": self.params,
-            "figures": self.figures, "package_version": __version__, "values": values,
-        }
-        path = self.out_dir / "record.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(finite_tree(rec), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
-        return path
-
-
-def _default_out_dir(notebook: str) -> Path:
-    return Path("runs") / "notebooks" / "interactive" / (notebook or "notebook")
-
-
-def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21", data_root: str = "",
-                 baseline: str = "sclip", n_images: int = 4, out_dir: str = "", size: str = "full", seed: int = 0,
-                 backend_requested: str = "", name_variant: str = "", vocabulary: Sequence = (),
-                 image_size: Sequence[int] = (96, 128),
-                 params: Mapping[str, Any] | None = None, backend_kwargs: Mapping[str, Any] | None = None,
-                 reuse: Session | None = None, cache_dir: str = "") -> Session:
-    """Build the notebook's world.
-
-    * ``backend``: ``pretrained`` | ``random`` | ``sim`` | ``auto`` (pretrained when the weights load, else sim),
-      through :func:`s2c2seg.segmenter.build_backend` with ``baseline`` and ``size`` (``tiny`` for CI).
-    * data: ``data_root`` when given (the real layout, first ``n_images`` of the val split); otherwise the
-      simulation's scenes for the sim backend, or a generated fixture of ``dataset`` (written under
-      ``out_dir``) for the others — both at ``image_size`` (H, W) and labelled as such.
-    * ``vocabulary``: a user's class names (items: a name or a list of synonyms) instead of the dataset's;
-      the protocol still comes from ``dataset``.
-    * ``backend_requested``: set by the runner when it passes on what an earlier ``auto`` resolved to.
-    * ``reuse``: another session whose backend (already built) to use, e.g. one session per dataset.
-    * ``cache_dir``: the bundle cache (:mod:`s2c2seg.cache`) shared by the notebooks of a run ("" = none).
-    """
-    from .data import get_protocol
-    from .data import vocabulary as vocabulary_of
-    from .segmenter import build_backend
-
-    if not isinstance(n_images, int) or n_images < 1:
-        raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
-    out = Path(out_dir) if out_dir else _default_out_dir(notebook)
-    out.mkdir(parents=True, exist_ok=True)
-    protocol = get_protocol(dataset, baseline)
-    if vocabulary:
-        from .data import Vocabulary
-
-        vocab = Vocabulary.from_names(list(vocabulary))
-    else:
-        vocab = vocabulary_of(dataset, name_variant or protocol.name_variant)
-    import warnings
-
-    if reuse is not None:
-        be, info = reuse.backend, dict(reuse.info)
-    else:
-        kw = dict(backend_kwargs or {})
-        if backend in ("sim", "auto") and "cfg" not in kw:
-            from .sim import SimConfig
-
-            kw["cfg"] = SimConfig(seed=seed, image_size=tuple(int(v) for v in image_size))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
-            be = build_backend(backend, baseline=baseline, size=size, **kw)
-        info = dict(be.describe())
-        fallback = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-        if fallback and backend == "auto":
-            info["fallback_reason"] = fallback[0]
-    resolved = str(info.get("backend", backend))
-    h, w = (int(v) for v in image_size)
-    if data_root:
-        from .data import load_dataset
-
-        ds = load_dataset(dataset, data_root)
-        if hasattr(ds, "select"):
-            ds = ds.select(list(range(min(n_images, len(ds)))))
-        source = f"root {data_root}"
-    elif resolved == "sim":
-        from .sim import SimDataset
-
-        ds = SimDataset(vocab if vocabulary else dataset, be.cfg, n_images,
-                        variant=name_variant or protocol.name_variant)
-        source = "simulation (generated scenes)"
-    else:
-        from .data import load_dataset
-        from .data.fixtures import write_fixture
-
-        root = out / "fixture_data" / dataset
-        write_fixture(dataset, root, n_images=n_images, seed=seed, size=(h, w))
-        ds = load_dataset(dataset, root)
-        source = "generated fixture data (not a benchmark)"
-    setup = dict(backend=backend, dataset=dataset, data_root=data_root, baseline=baseline, n_images=n_images,
-                 size=size, seed=seed, name_variant=name_variant, vocabulary=list(vocabulary), cache_dir=cache_dir,
-                 image_size=[h, w])
-    return Session(notebook=notebook, backend=be, info=info, backend_requested=backend_requested or backend,
-                   dataset_name=dataset, dataset=ds, data_source=source, vocab=vocab, protocol=protocol,
-                   out_dir=out.resolve(), params={**setup, **dict(params or {})})
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
+# ---------------------------------------------------------------------------------------------- results
 @dataclass
 class ConfigResult:
     """One downstream configuration evaluated over a session's images."""
@@ -524,38 +267,6 @@ class ConfigResult:
         return (float(np.mean(r)) if r else math.nan, float(np.mean(p)) if p else math.nan)
 
 
-def evaluate_configs(session: Session, configs: Mapping[str, Mapping[str, Any]],
-                     n_images: int | None = None) -> dict[str, ConfigResult]:
-    """Evaluate several downstream settings on the session's images, each image encoded once.
-
-    ``configs``: name -> keyword arguments of :func:`s2c2seg.predict.predict` besides the bundle, protocol and
-    label (``method``, ``css`` (CSSConfig), ``csg`` (CSGConfig), ...).
-    """
-    from .css import oracle_categories
-    from .metrics import ConfusionMatrix
-    from .predict import BundleView, predict
-
-    c = session.num_classes
-    results = {name: ConfigResult(name, ConfusionMatrix(c)) for name in configs}
-    for sample, bundle in session.pairs(n_images):
-        if sample.label is None:
-            raise ValueError(f"sample {sample.id!r} has no label: evaluation needs ground truth")
-        label = torch.as_tensor(np.asarray(sample.label))
-        gt = oracle_categories(label, c).tolist()
-        view = BundleView(bundle)  # full-size maps computed once for all configurations
-        for name, kw in configs.items():
-            kw = {"background": session.background, **kw}
-            pred = predict(view, session.protocol, label=label, **kw)
-            lm = torch.as_tensor(np.asarray(pred.label_map))
-            results[name].confusion.update(lm, label)
-            one = ConfusionMatrix(c).update(lm, label)
-            results[name].per_image_miou.append(100.0 * float(one.miou()))
-            sub = getattr(pred, "subset", None)
-            results[name].subsets.append(None if sub is None else torch.as_tensor(sub).reshape(-1).tolist())
-            results[name].gt_classes.append(gt)
-    return results
-
-
 @dataclass
 class FusionSteps:
     """CSG on one image's subset, per query (a class's synonyms are separate queries, merged by max after)."""
@@ -574,11 +285,10 @@ class FusionSteps:
     """(K', H, W) ``s_glob + λ·w·s_spat`` (or the mode's variant)."""
 
 
-def fusion_steps(bundle, subset, vocab, *, mode: str = "category_aware", lam: float = 0.6,
-                 temperature: float = 0.01) -> FusionSteps:
-    """The CSG quantities ``predict`` uses for ``subset`` (same path: ``predict.BundleView`` maps,
-    ``csg.category_weights`` / ``csg.fuse``)."""
-    from .csg import category_weights, fuse
+def fusion_steps(bundle, subset, vocab, csg: CSGConfig) -> FusionSteps:
+    """The CSG quantities ``predict`` uses for ``subset`` under ``csg`` (same path: ``predict.BundleView``
+    maps, ``csg.category_weights`` / ``CSGConfig.fuse``)."""
+    from .csg import category_weights
     from .predict import BundleView
 
     view = bundle if isinstance(bundle, BundleView) else BundleView(bundle)
@@ -586,73 +296,10 @@ def fusion_steps(bundle, subset, vocab, *, mode: str = "category_aware", lam: fl
     queries = torch.nonzero(torch.isin(q2c, torch.as_tensor(subset).long())).reshape(-1)
     g = view.dense(queries)
     s = view.clipseg(queries)
-    w = (category_weights(g, mode=mode, temperature=temperature) if mode != "local_only"
+    w = (category_weights(g, mode=csg.mode, temperature=csg.temperature) if csg.mode != "local_only"
          else torch.ones(len(queries)))
     names = [vocab.queries[int(q)] for q in queries]
-    return FusionSteps(queries, names, g, s, w, fuse(g, s, mode=mode, lam=lam, temperature=temperature))
-
-
-# ---------------------------------------------------------------------------------------------- ablations
-def score_subset_configs(css_cfg, csg_cfg, *, baseline: bool = True, oracle: bool = True) -> dict[str, dict]:
-    """``predict`` settings of the CSS score-subset ablation: ``none`` (CSG on every class) and each subset of
-    {glob, spat, conf} (CSS with only those scores, then CSG), plus the baseline and the oracle subset."""
-    from dataclasses import replace
-
-    out: dict[str, dict] = {"baseline": {"method": "baseline"}} if baseline else {}
-    for use in SCORE_SUBSETS:
-        if not use:
-            out["none"] = {"method": "s2c2seg", "select": False, "csg": csg_cfg}
-        else:
-            out[subset_name(use)] = {"method": "s2c2seg", "css": replace(css_cfg, use=use), "csg": csg_cfg}
-    if oracle:
-        out["oracle"] = {"method": "oracle", "csg": csg_cfg}
-    return out
-
-
-def fusion_configs(css_cfg, csg_cfg) -> dict[str, dict]:
-    """The CSG fusion comparison (every mode, after CSS) and the 2×2 component ablation against the baseline.
-
-    2×2: ``baseline`` (no CSS, no CSG), ``+CSS`` (subset, global maps only), ``+CSG`` (every class, fused),
-    ``+CSS+CSG`` (the full method); ``+CSS+uniform`` is the paper's "w/o CSG" row (uniform weights).
-    """
-    from dataclasses import replace
-
-    from .csg import FUSION_MODES
-
-    out = {f"fusion:{m}": {"method": "s2c2seg", "css": css_cfg, "csg": replace(csg_cfg, mode=m)}
-           for m in FUSION_MODES}
-    out.update({
-        "baseline": {"method": "baseline"},
-        "+CSS": {"method": "s2c2seg", "css": css_cfg, "csg": replace(csg_cfg, mode="global_only")},
-        "+CSG": {"method": "s2c2seg", "select": False, "csg": csg_cfg},
-        "+CSS+CSG": {"method": "s2c2seg", "css": css_cfg, "csg": csg_cfg},
-        "+CSS+uniform": {"method": "s2c2seg", "css": css_cfg, "csg": replace(csg_cfg, mode="uniform")},
-    })
-    return out
-
-
-def evaluate_datasets(datasets: Sequence[str], configs: Mapping[str, Mapping[str, Any]], *, notebook: str,
-                      base: Session | None = None, data_roots: Mapping[str, str] | None = None,
-                      **session_kw) -> tuple[dict[str, dict[str, ConfigResult]], dict]:
-    """:func:`evaluate_configs` on each dataset (one session per dataset, one backend for all).
-
-    ``data_roots``: dataset -> root of its real files (missing: simulated scenes / generated data).
-
-    Returns ``(results[dataset][config], sessions[dataset])``.
-    """
-    if not datasets:
-        raise ValueError("datasets must name at least one dataset")
-    results, sessions = {}, {}
-    for ds in datasets:
-        root = (data_roots or {}).get(ds, "")
-        if base is not None and base.dataset_name == ds and base.params.get("data_root", "") == root:
-            s = base  # already open (and its bundles encoded)
-        else:
-            s = open_session(notebook, dataset=ds, reuse=base, data_root=root, **session_kw)
-        base = base or s
-        sessions[ds] = s
-        results[ds] = evaluate_configs(s, configs)
-    return results, sessions
+    return FusionSteps(queries, names, g, s, w, csg.fuse(g, s))
 
 
 def miou_table(results: Mapping[str, Mapping[str, ConfigResult]]) -> dict[str, dict[str, float]]:
@@ -668,8 +315,11 @@ def miou_table(results: Mapping[str, Mapping[str, ConfigResult]]) -> dict[str, d
     return table
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]], first: str = "", fmt: str = "{:.1f}") -> str:
-    """A markdown table from ``{row: {column: value}}`` (numbers formatted with ``fmt``)."""
+def markdown_table(rows: Mapping[str, Mapping[str, Any]], first: str = "", fmt: str = "{:.1f}",
+                   label: str = "") -> str:
+    """A markdown table from ``{row: {column: value}}`` (numbers formatted with ``fmt``); with a ``label``
+    (``SIMULATED`` / ``RANDOM WEIGHTS``) a bold line saying so comes first (``Session.markdown_table``
+    passes the session's)."""
     cols: list[str] = []
     for r in rows.values():
         cols += [c for c in r if c not in cols]
@@ -681,6 +331,8 @@ def markdown_table(rows: Mapping[str, Mapping[str, Any]], first: str = "", fmt: 
             cells.append(fmt.format(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
                          else str(v))
         out.append("| " + " | ".join([str(name)] + cells) + " |")
+    if label:
+        out = [f"**{label}**: numbers from {label.lower()} features, not evidence for the paper.", ""] + out
     return "\n".join(out)
 
 
@@ -713,33 +365,3 @@ def per_image_gaps(results: Mapping[str, Mapping[str, ConfigResult]], config: st
             rec = subset_recall_precision(sub, gt)[0] if sub is not None else 1.0
             out.append({"dataset": ds, "index": i, "miou": ma, "miou_ref": mb, "gap": mb - ma, "recall": rec})
     return out
-
-
-def class_similarity(session: Session) -> tuple[np.ndarray, str]:
-    """(C, C) semantic similarity of the session's classes and where it came from: the simulation's category
-    structure (its near-synonym weights) for the sim backend, else the cosine of the class text embeddings
-    (queries averaged per class) from the backend's text encoder."""
-    be = session.backend
-    if hasattr(be, "structure") and session.backend_name == "sim":
-        st = be.structure(session.num_classes, session.background)
-        return st.similar.detach().cpu().numpy().astype(np.float64), f"simulated category structure ({st.source})"
-    text = getattr(be, "text", None)
-    if text is None:
-        raise ValueError(f"backend {session.backend_name!r} has neither a category structure nor a text encoder")
-    from .sim import similarity_from_embeddings
-
-    emb = text.encode(session.vocab)
-    return similarity_from_embeddings(emb, session.vocab.query_to_class), "text-embedding cosine"
-
-
-# ---------------------------------------------------------------------------------------------- paper tables
-TABLE_POINTS: tuple[dict, ...] = (
-    {"method": "baseline"},
-    {},  # the full method: CSS (all three scores) + category-aware CSG
-    {"mode": "global_only"}, {"mode": "uniform"}, {"mode": "add"}, {"mode": "local_only"},
-    {"select": False},
-    {"use": ["glob"]}, {"use": ["spat"]}, {"use": ["conf"]}, {"use": ["glob", "spat"]}, {"use": ["glob", "conf"]},
-    {"use": ["spat", "conf"]},
-    {"method": "oracle"},
-)
-"""Sweep points that fill the four paper tables (main, components, CSS scoring, fusion) for one dataset."""

@@ -1,6 +1,6 @@
 """The per-image feature bundle: everything downstream (CSS, CSG, metric) needs, computed once per image.
 
-A bundle is the only thing that crosses from the models (``segmenter.py``, ``sim.py``) to the pure math
+A bundle is the only thing that crosses from the models (``segmenter.py``, ``sim/``) to the pure math
 downstream (``predict.py``), and the unit the evaluation cache stores on disk (safetensors, no pickle).
 """
 from __future__ import annotations
@@ -45,13 +45,15 @@ class FeatureBundle:
     regions: torch.Tensor | None = None
     """(H, W) int32 region ids at the original size (CorrCLIP's vote), or None."""
     window_local: torch.Tensor | None = None
-    """(N, Q, ph, pw) float32 (float16 with the compact storage): CLIPSeg sigmoid map per window, at the padded window size."""
+    """(N, Q, ph, pw) float32 (float16 with the compact storage): CLIPSeg's sigmoid map of every query on each
+    (padded) window, fed as the S2C2Seg release feeds it, resized to the window; None when not produced."""
     window_global: torch.Tensor | None = None
-    """(N, Q) float32: per-window CLS cosine of the query text features (the release's ``global_score="cls"``)."""
+    """(N, Q) float32: per-window cosine of the vanilla CLS embedding with the query text (release ``cls``)."""
     window_pad: torch.Tensor | None = None
-    """(4,) int64: (top, bottom, left, right) padding added to every window before the models."""
+    """(4,) int64: (top, bottom, left, right) zero padding added to every window before the models (all
+    windows of one image share one size); ``dense_logits[n]`` and ``window_local[n]`` are on the padded window."""
     input_image: torch.Tensor | None = None
-    """(3, rh, rw) float32: the network input image (short-side resized, CLIP-normalised)."""
+    """(3, rh, rw) float32: the network input (short-side resized, CLIP-normalised), read by spatial refinement."""
     meta: dict[str, Any] = field(default_factory=dict)
     """JSON-serialisable facts: image id, backend, key. Never used by the math."""
 
@@ -59,6 +61,9 @@ class FeatureBundle:
                 "clipseg_maps", "query_to_class", "regions", "window_local", "window_global", "window_pad",
                 "input_image")
     _OPTIONAL = ("regions", "window_local", "window_global", "window_pad", "input_image")
+    """Fields a bundle may lack (older caches, backends that do not produce them)."""
+    STORAGES = ("exact", "compact-float16")
+    """``meta["storage"]`` of a bundle with ``window_local``: float32 (lossless) or float16 (lossy, half the bytes)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -94,21 +99,35 @@ class FeatureBundle:
         }
         if self.regions is not None:
             checks["regions"] = tuple(self.regions.shape) == tuple(int(v) for v in self.image_hw)
+        n = self.dense_logits.shape[0]
+        if self.window_local is not None:
+            checks["window_local"] = self.window_local.ndim == 4 and tuple(self.window_local.shape[:2]) == (n, q)
+        if self.window_global is not None:
+            checks["window_global"] = tuple(self.window_global.shape) == (n, q)
         if self.window_pad is not None:
-            checks["window_pad"] = tuple(self.window_pad.shape) == (4,)
-        if checks["crop_boxes"] and self.crop_boxes.shape[0] and checks.get("window_pad", True):
-            n, (ph, pw) = self.dense_logits.shape[0], self.window_size()
-            optional = {"window_local": (n, q, ph, pw), "window_global": (n, q),
-                        "input_image": (3, *(int(v) for v in self.resized_hw))}
-            for name, shape in optional.items():
-                if getattr(self, name) is not None:
-                    checks[name] = tuple(getattr(self, name).shape) == shape
+            checks["window_pad"] = tuple(self.window_pad.shape) == (4,) and bool((self.window_pad >= 0).all())
+        if self.input_image is not None:
+            checks["input_image"] = tuple(self.input_image.shape) == (3, *(int(v) for v in self.resized_hw))
         for name, ok in checks.items():
             if not ok:
                 shape = tuple(getattr(self, name).shape)
-                raise BundleError(f"FeatureBundle.{name} has inconsistent shape {shape} (Q={q})")
-        for name in ("dense_logits", "global_sim", "clipseg_mean", "clipseg_maps"):
-            if not torch.isfinite(getattr(self, name)).all():
+                raise BundleError(f"FeatureBundle.{name} has inconsistent shape {shape} (Q={q}, N={n})")
+        if self.window_local is not None and self.window_pad is not None:
+            t, b, l, r = (int(v) for v in self.window_pad)
+            sizes = {(int(y2 - y1) + t + b, int(x2 - x1) + l + r) for y1, y2, x1, x2 in self.crop_boxes.tolist()}
+            if sizes != {tuple(self.window_local.shape[-2:])}:
+                raise BundleError(f"FeatureBundle.window_local is {tuple(self.window_local.shape[-2:])} per window, "
+                                  f"but crop_boxes + window_pad give padded windows of sizes {sorted(sizes)}")
+        if self.window_local is not None:
+            want = "exact" if self.window_local.dtype == torch.float32 else "compact-float16"
+            storage = self.meta.setdefault("storage", want)  # the label follows the dtype; a wrong one is an error
+            if self.window_local.dtype not in (torch.float32, torch.float16) or storage != want:
+                raise BundleError(f"FeatureBundle.window_local is {self.window_local.dtype} but meta['storage'] is "
+                                  f"{storage!r}: float32 needs 'exact', float16 'compact-float16'")
+        for name in ("dense_logits", "global_sim", "clipseg_mean", "clipseg_maps", "window_local", "window_global",
+                     "input_image"):
+            t = getattr(self, name)
+            if t is not None and not torch.isfinite(t).all():
                 raise BundleError(f"FeatureBundle.{name} contains NaN or inf")
 
     def nbytes(self) -> int:
@@ -121,13 +140,14 @@ class FeatureBundle:
     # ------------------------------------------------------------------ disk
     def save(self, path: str | Path) -> None:
         """Write atomically to ``path`` (safetensors; ``meta`` in the header). A crash leaves no partial file."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tensors = {k: v.contiguous().cpu() for k, v in self.tensors().items()}
-        save_file(tensors, str(tmp), metadata={"meta": json.dumps(self.meta, sort_keys=True)})
+        # written by Python, not safetensors.save_file (which creates files -rw------- whatever the umask)
+        tmp.write_bytes(save(tensors, metadata={"meta": json.dumps(self.meta, sort_keys=True)}))
         tmp.replace(path)
 
     @classmethod

@@ -2,32 +2,39 @@
 
 An entry's key is the SHA-256 of a canonical JSON of everything that determines the bundle: the backend's
 ``describe()`` (models, weights, settings), the protocol fields the encoder reads (short side, crop, stride,
-name variant, vote), the vocabulary (every name of every class, in order), the package version, the dataset
-and image id, and a hash of the image's pixels and region ids. Post-processing knobs (``logit_scale``,
+name variant, vote), the vocabulary (every name of every class, in order), the package version, a
+fingerprint of the source code that makes bundles (:data:`BUNDLE_SOURCES`: a fix to a baseline or to the
+simulation changes every key, so a cache never serves bundles of older code), the dataset and image id, and
+a hash of the image's pixels and region ids. Post-processing knobs (``logit_scale``,
 ``prob_thd``, ``area_thd``) are not part of the key: bundles hold cosines, and those knobs are applied
 downstream by ``predict.py``, so a sweep over them reads the same entries.
 
-Entries are written atomically (``FeatureBundle.save``: a temporary file renamed into place), so a killed
-run leaves complete entries only and the next run resumes from them. An entry that is truncated, corrupt or
-written under another key raises ``BundleError`` when read; the cache then deletes it, counts it, and the
-caller recomputes it. A bundle is never served to a different key.
+Entries are written atomically (``FeatureBundle.save``: a temporary file renamed into place, created with
+the user's umask), so a killed run leaves complete entries only and the next run resumes from them. Each
+entry carries the SHA-256 of its tensors' bytes (:func:`tensor_checksum`), verified when read. An entry that
+is truncated, corrupt (a flipped byte in a tensor included) or written under another key is deleted,
+counted (``CacheStats.corrupt``, reported in the run record) and recomputed by the caller. A bundle is
+never served to a different key.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import torch
 
 from .bundle import BundleError, FeatureBundle
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
 
-__all__ = ["ENCODER_PROTOCOL_FIELDS", "bundle_key", "key_payload", "BundleCache", "CacheStats"]
+__all__ = ["ENCODER_PROTOCOL_FIELDS", "BUNDLE_SOURCES", "code_fingerprint", "fingerprint_sources", "tensor_checksum", "bundle_key",
+           "key_payload", "BundleCache", "CacheStats"]
 
 ENCODER_PROTOCOL_FIELDS = ("short_side", "crop", "stride", "name_variant", "vote")
 """Protocol fields that can change a bundle (the rest only change the post-processing)."""
@@ -43,6 +50,52 @@ def _array_digest(a: np.ndarray | None) -> str | None:
     return h.hexdigest()
 
 
+BUNDLE_SOURCES = ("bundle", "segmenter", "slide", "models", "data", "sim")
+"""The package's modules / sub-packages whose code makes bundles (a name is ``<name>.py`` or a folder
+``<name>/`` of ``.py`` files; either form, so ``sim`` may be a module or a package)."""
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+"""The installed package's folder, whose files :func:`code_fingerprint` hashes."""
+
+
+def _source_files(root: Path, names) -> list[Path]:
+    files = []
+    for name in names:
+        module, folder = root / f"{name}.py", root / name
+        if not module.is_file() and not folder.is_dir():
+            raise ValueError(f"bundle source {name!r}: neither {module} nor {folder}/ exists (update BUNDLE_SOURCES)")
+        if module.is_file():
+            files.append(module)
+        if folder.is_dir():
+            files += sorted(folder.rglob("*.py"))
+    return files
+
+
+def fingerprint_sources(root: Path, names: tuple[str, ...]) -> str:
+    """SHA-256 over the relative paths and bytes of the source files ``names`` under ``root``."""
+    h = hashlib.sha256()
+    for f in _source_files(Path(root), names):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """:func:`fingerprint_sources` of the installed package's :data:`BUNDLE_SOURCES`, computed once per process."""
+    return fingerprint_sources(PACKAGE_ROOT, BUNDLE_SOURCES)
+
+
+def tensor_checksum(bundle: FeatureBundle) -> str:
+    """SHA-256 of a bundle's tensors: each one's name, dtype, shape and bytes, in field order."""
+    h = hashlib.sha256()
+    for name, t in bundle.tensors().items():
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _package_version() -> str:
     from . import __version__
 
@@ -54,8 +107,9 @@ def key_payload(backend_description: dict, protocol: Protocol, vocab: Vocabulary
     """The JSON-able dict whose canonical form is hashed into the cache key (also stored for inspection)."""
     proto = protocol.to_json()
     return {
-        "schema": 1,
+        "schema": 2,
         "package": _package_version(),
+        "code": code_fingerprint(),
         "backend": backend_description,
         "protocol": {k: proto[k] for k in ENCODER_PROTOCOL_FIELDS},
         "vocabulary": vocab.to_json(),
@@ -79,7 +133,8 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     corrupt: int = 0
-    """Entries that could not be read or carried another key; each was deleted and recomputed."""
+    """Entries that could not be read, failed their checksum or carried another key; each was deleted and
+    recomputed."""
 
     def to_json(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "corrupt": self.corrupt}
@@ -110,6 +165,8 @@ class BundleCache:
             return None
         try:
             bundle = FeatureBundle.load(path, expected_key=key)
+            if bundle.meta.get("checksum") != tensor_checksum(bundle):
+                raise BundleError(f"bundle {path}: its tensors do not match their checksum")
         except BundleError:
             self.stats.corrupt += 1
             path.unlink(missing_ok=True)
@@ -118,21 +175,11 @@ class BundleCache:
         return bundle
 
     def put(self, key: str, bundle: FeatureBundle) -> Path:
-        """Store ``bundle`` under ``key`` (its ``meta["key"]`` is set to ``key``); atomic."""
+        """Store ``bundle`` under ``key`` (its ``meta`` gets ``key`` and the tensors' ``checksum``); atomic."""
         path = self.path(key)
-        bundle.meta = {**bundle.meta, "key": key}
+        bundle.meta = {**bundle.meta, "key": key, "checksum": tensor_checksum(bundle)}
         bundle.save(path)
         return path
-
-    def get_or_compute(self, key: str, compute: Callable[[], FeatureBundle]) -> tuple[FeatureBundle, bool]:
-        """(bundle, hit): read the entry, or compute, store and return it."""
-        bundle = self.get(key)
-        if bundle is not None:
-            return bundle, True
-        self.stats.misses += 1
-        bundle = compute()
-        self.put(key, bundle)
-        return bundle, False
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob(f"*/*{self.SUFFIX}"))

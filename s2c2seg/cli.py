@@ -1,16 +1,68 @@
-"""The ``s2c2seg`` command line: one sub-command per module, each registered by that module."""
+"""The ``s2c2seg`` command line: one sub-command per module, each registered by that module.
+
+Errors follow one contract. The command prints one line on stderr,
+``s2c2seg: error: <what went wrong, naming the input> (<the fix>)``, and exits with status 2 for usage and
+input errors (arguments, files, data, configuration, weights that cannot be loaded) or 1 for a failure while
+running. ``--debug`` (anywhere on the line) or ``S2C2SEG_DEBUG=1`` prints the traceback first. Under torchrun
+every rank exits with that status (so torchrun stops; it then prints its own failure summary) and only rank 0
+prints, except for an error of one image (:class:`~s2c2seg.evaluate.ImageError`), which the rank that met it
+reports.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
+import time
+import traceback
 from typing import Sequence
 
+from .distributed import env_rank
+
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "QUIET_EXIT_DELAY_S", "UsageError", "build_parser",
+           "main", "console", "exit_status", "error_line"]
+
 # module that owns each sub-command; each exposes ``register_cli(subparsers)`` which sets ``func``.
-_COMMANDS = ("s2c2seg.evaluate", "s2c2seg.sweep", "s2c2seg.tables", "s2c2seg.notebooks")
+_COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.sweep", "s2c2seg.tables", "s2c2seg.notebooks")
+
+EXIT_FAILURE = 1
+"""Exit status of a failure while running."""
+EXIT_USAGE = 2
+"""Exit status of a usage or input error (argparse's own status for usage errors)."""
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, as shells report it)."""
+DEBUG_ENV = "S2C2SEG_DEBUG"
+"""Environment variable that, set to 1, makes every error print its traceback (as ``--debug``)."""
+_TRUE = {"1", "on", "yes", "true"}
+QUIET_EXIT_DELAY_S = 2.0
+"""Seconds a rank that stays quiet waits before exiting: torchrun stops every rank as soon as one exits, and
+rank 0 must not be stopped before it has printed the error."""
+OFFLINE_FIX = ("--backend random (RANDOM WEIGHTS), sim (SIMULATED) or auto (real weights, else the simulation) runs "
+               "without real weights; to get them, run once with network access or point HF_HOME at a Hugging Face "
+               "cache that holds them, after which HF_HUB_OFFLINE=1 works")
+"""The fixes the command line offers when real weights cannot be loaded."""
+
+
+class UsageError(ValueError):
+    """The command line itself is wrong (an unknown option, a missing or malformed argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with ``--debug`` on every (sub-)command, so it may stand anywhere on the line, and usage errors
+    raised (then reported on one line) instead of printed under the usage block."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help=f"print the traceback of an error (also {DEBUG_ENV}=1)")
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2c2seg", description=__doc__)
+    parser = _Parser(prog="s2c2seg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _COMMANDS:
         importlib.import_module(name).register_cli(sub)
@@ -18,5 +70,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit status; errors propagate (for programs and tests; see :func:`console`)."""
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from .models.offline import ModelUnavailableError
+
+    return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+            ModelUnavailableError)
+
+
+def exit_status(exc: BaseException) -> int:
+    """2 for a usage or input error, 1 for a failure while running (an image's error: its cause's status)."""
+    from .evaluate import ImageError
+
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, ImageError) and exc.__cause__ is not None:
+        return exit_status(exc.__cause__)
+    return EXIT_USAGE if isinstance(exc, _input_errors()) else EXIT_FAILURE
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line the command prints for ``exc``: the API's own message, joined onto one line."""
+    from .models.offline import ModelUnavailableError
+
+    if isinstance(exc, KeyboardInterrupt):
+        return "s2c2seg: interrupted"
+    if isinstance(exc, ModelUnavailableError):
+        text = f"{exc.problem} ({OFFLINE_FIX})"
+    else:
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, _input_errors()):  # a failure while running: say what kind, and how to see more
+            text = f"{type(exc).__name__}: {text} (--debug shows the traceback)"
+    rank = env_rank()
+    return "s2c2seg: error: " + (f"rank {rank}: " if rank else "") + _one_line(text)
+
+
+def _reports(exc: BaseException) -> bool:
+    """Whether this process prints ``exc``: rank 0 always, another rank only an error of its own images."""
+    from .evaluate import ImageError
+
+    return env_rank() == 0 or isinstance(exc, ImageError)
+
+
+def console(argv: Sequence[str] | None = None) -> int:
+    """The ``s2c2seg`` command: :func:`main` with the error contract of the module docstring."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in _TRUE
+    try:
+        return main(argv)
+    except (Exception, KeyboardInterrupt) as exc:
+        if _reports(exc):
+            if debug:
+                traceback.print_exc()
+            print(error_line(exc), file=sys.stderr, flush=True)
+        else:
+            time.sleep(QUIET_EXIT_DELAY_S)
+        return exit_status(exc)

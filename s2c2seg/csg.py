@@ -23,11 +23,14 @@ from dataclasses import replace as dataclass_replace
 
 import torch
 
-__all__ = ["FUSION_MODES", "WEIGHTED_MODES", "FUSION_FORMS", "CSGConfig", "FusionConfig", "category_weights",
-           "fuse", "released_guide_weights", "convex_fuse", "scatter_fill"]
+__all__ = ["FUSION_MODES", "CSG_UNITS", "WEIGHTED_MODES", "FUSION_FORMS", "CSGConfig", "FusionConfig",
+           "category_weights", "fuse", "released_guide_weights", "convex_fuse", "scatter_fill"]
 
 FUSION_MODES = ("category_aware", "uniform", "add", "global_only", "local_only")
 """``category_aware`` is the paper's CSG; the others are the fusion ablations."""
+
+CSG_UNITS = ("query", "class")
+"""What CSG fuses: every query (synonym) of the subset, or every class after the synonym max."""
 
 WEIGHTED_MODES = ("category_aware", "uniform", "add", "global_only")
 """Modes of the form ``s_glob + λ·w·s_spat`` (``global_only`` is ``w = 0``); ``local_only`` is not one."""
@@ -43,9 +46,14 @@ class CSGConfig:
     """λ, the weight of the local maps."""
     temperature: float = 0.01
     """Softmax temperature over the spatially averaged global cosines (only for ``category_aware``)."""
+    unit: str = "query"
+    """What CSG fuses (read by ``predict.fuse_subset``): ``query`` each synonym, ``w`` over the subset's queries;
+    ``class`` the paper's literal reading, synonym max first, ``w`` over the K classes. One of ``CSG_UNITS``."""
 
     def __post_init__(self):
         _check_mode(self.mode, FUSION_MODES)
+        if self.unit not in CSG_UNITS:
+            raise ValueError(f"CSGConfig.unit must be one of {CSG_UNITS}, got {self.unit!r}")
         _check_lam(self.lam)
         _check_temperature(self.temperature)
 

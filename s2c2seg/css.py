@@ -46,6 +46,8 @@ __all__ = [
     "confidence_score",
     "stage1_size",
     "stage1_union",
+    "stage2_candidates",
+    "final_score",
     "stage2_rerank",
     "top_k_mask",
     "subset_size",
@@ -467,24 +469,31 @@ def release_min_max(x: torch.Tensor) -> torch.Tensor:
     return (x - x.min()) / (x.max() - x.min() + RELEASE_EPS_NORM)
 
 
-def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int, k_max: int,
-                  stage2_pool: str = CSSConfig.stage2_pool, scales: Sequence | None = None) -> torch.Tensor:
-    """Step 7 (stage 2, precision): mask of the top-K of the pool by ``s_final = Σ min-max-normalised scores``.
-
-    The pool is ``C_init`` when ``|C_init| ≥ K``, else all C categories (``stage2_pool="init"``: always
-    ``C_init``, keeping ``min(K, |C_init|)``). ``scales`` (one per score, None = its own magnitude) sets what
-    counts as a rounding-size span in :func:`min_max_normalise`.
-    """
-    c = init.numel()
+def stage2_candidates(init: torch.Tensor, k_min: int, k_max: int,
+                      stage2_pool: str = CSSConfig.stage2_pool) -> tuple[torch.Tensor, int]:
+    """Step 7 (pool): ``(pool mask, K kept)``. The pool is ``C_init`` when ``|C_init| ≥ K``, else all C
+    categories (``stage2_pool="init"``: always ``C_init``, keeping ``min(K, |C_init|)``)."""
     n_init = int(init.sum())
-    k = subset_size(n_init, c, k_min, k_max)
+    k = subset_size(n_init, init.numel(), k_min, k_max)
     pool = init if n_init >= k or stage2_pool == "init" else torch.ones_like(init)
-    k = min(k, int(pool.sum()))
+    return pool, min(k, int(pool.sum()))
+
+
+def final_score(scores: Sequence[torch.Tensor], pool: torch.Tensor, scales: Sequence | None = None) -> torch.Tensor:
+    """Step 7 (rank): ``s_final = Σ`` of the scores min-max-normalised over the pool (0 outside it); ``scales``
+    (one per score, None = its own magnitude) sets what counts as a rounding-size span in :func:`min_max_normalise`."""
     s_final = torch.zeros_like(scores[0])
     for s, scale in zip(scores, scales or [None] * len(scores)):
         s_final = s_final + min_max_normalise(s, pool, scale)
-    s_final = torch.where(pool, s_final, torch.full_like(s_final, -math.inf))
-    return top_k_mask(s_final, k)
+    return s_final
+
+
+def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int, k_max: int,
+                  stage2_pool: str = CSSConfig.stage2_pool, scales: Sequence | None = None) -> torch.Tensor:
+    """Step 7 (stage 2, precision): mask of the top-K of the pool (:func:`stage2_candidates`) by ``s_final``."""
+    pool, k = stage2_candidates(init, k_min, k_max, stage2_pool)
+    s_final = final_score(scores, pool, scales)
+    return top_k_mask(torch.where(pool, s_final, torch.full_like(s_final, -math.inf)), k)
 
 
 def composite_score(g: torch.Tensor, s: torch.Tensor, c: torch.Tensor, weights: Sequence[float],

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DistContext", "init_from_env", "shard", "all_reduce_sum", "barrier", "finish"]
+__all__ = ["DistContext", "env_rank", "init_from_env", "shard", "all_reduce_sum", "all_gather_objects", "barrier", "finish"]
 
 
 @dataclass
@@ -47,6 +47,11 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun set it (``RANK``; 0 outside torchrun), with or without a process group."""
+    return _env_int("RANK", 0)
 
 
 def init_from_env(backend: str | None = None) -> DistContext:
@@ -93,6 +98,17 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     buf = tensor.detach().to(_device(ctx)).clone()
     dist.all_reduce(buf, op=dist.ReduceOp.SUM)
     return buf.to(tensor.device)
+
+
+def all_gather_objects(obj, ctx: DistContext) -> list:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` for a single process)."""
+    if not ctx.active:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier(ctx: DistContext) -> None:

@@ -38,7 +38,7 @@ NOTEBOOKS = ("00_quickstart", "01_scoring_terms", "02_css_score_subsets", "03_fu
 KERNEL_NAME = "s2c2seg-python"
 """Kernel name given to papermill; it resolves to ``sys.executable -m ipykernel_launcher`` (no install needed)."""
 RECORD_NAME = "record.json"
-"""File each notebook writes into its ``out_dir`` (see :func:`s2c2seg.analysis.Session.write_record`)."""
+"""File each notebook writes into its ``out_dir`` (see :func:`s2c2seg.session.Session.write_record`)."""
 
 
 # ---------------------------------------------------------------------------------------------- locating

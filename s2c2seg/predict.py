@@ -11,19 +11,28 @@ Methods
   ``prob_thd`` -> class 0, then CorrCLIP's region vote when ``protocol.vote`` and the bundle has regions.
 * ``s2c2seg``: CSS chooses a class subset from the class scores (``css.select_categories``), then CSG fuses,
   per query of the subset, the baseline's dense cosine ``S_glob`` with CLIPSeg's map ``S_spat``
-  (``csg.fuse``). CSG's "categories" are the subset's *queries*: without synonyms this is exactly the paper's
-  class-level formula; with synonyms each name is fused with its own CLIPSeg map and the synonyms are then
-  merged by the max as the anchors do. The same post-processing follows, restricted to the subset: the
-  softmax runs over the subset's queries only, the classes outside the subset have probability 0, and
-  ``area_thd`` / ``prob_thd`` / the vote apply after the subset is chosen. ``select=False`` runs CSG on every class ("w/o CSS"); ``csg.mode="global_only"`` with
-  ``select=True`` is "+CSS only".
+  (``csg.fuse``). By default (``csg.unit="query"``) CSG's "categories" are the subset's *queries*: without
+  synonyms this is exactly the paper's class-level formula; with synonyms each name is fused with its own
+  CLIPSeg map (``w`` normalised over the subset's queries) and the synonyms are then merged by the max as the
+  anchors do. ``csg.unit="class"`` is the paper's literal reading: synonym max of both maps first, then the
+  fusion over the K classes (``w`` normalised over the K classes). The same post-processing follows,
+  restricted to the subset: the softmax runs over the subset's queries only, the classes outside the subset
+  have probability 0, and ``area_thd`` / ``prob_thd`` / the vote apply after the subset is chosen.
+  ``select=False`` runs CSG on every class ("w/o CSS"); ``csg.mode="global_only"`` with ``select=True`` is
+  "+CSS only".
 * ``oracle``: as ``s2c2seg`` with the ground-truth classes of the image as the subset (the upper bound).
+
+Memory: :class:`BundleView` upsamples only what a method reads. Above ``ViewConfig.full_maps_bytes`` (large
+vocabularies) nothing of size (Q, H, W) is built: CSS reads the bundle's (Q,) scores, only the subset's maps are
+upsampled, and the baseline's arg-max over all queries streams in chunks of whole classes with a running max
+and a running log-sum-exp (:func:`streamed_postprocess`).
 
 Class 0 is the background of the anchors' ``prob_thd`` and ``area_thd`` (they have no ``bg_idx``: the
 background is index 0 by construction, and the protocol tables only set these knobs for datasets with one).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -35,8 +44,9 @@ from .csg import CSGConfig
 from .data.protocols import Protocol
 from .slide import slide_average
 
-__all__ = ["METHODS", "SCORE_SOURCES", "BACKGROUND_LABEL", "Prediction", "BundleView", "synonym_max",
-           "dense_logits", "clipseg_maps", "class_scores", "postprocess", "predict"]
+__all__ = ["METHODS", "SCORE_SOURCES", "BACKGROUND_LABEL", "Prediction", "ViewConfig", "BundleView",
+           "synonym_max", "dense_logits", "clipseg_maps", "class_scores", "postprocess", "streamed_postprocess",
+           "fuse_subset", "predict"]
 
 METHODS = ("baseline", "s2c2seg", "oracle")
 SCORE_SOURCES = ("clipseg", "baseline")
@@ -90,13 +100,15 @@ def _check_queries(bundle: FeatureBundle, queries) -> torch.Tensor | None:
 def dense_logits(bundle: FeatureBundle, queries=None) -> torch.Tensor:
     """(Q', H, W) slide-averaged cosine logits of ``queries`` (all by default) at the image size.
 
-    Per-crop grids are bilinearly upsampled to their windows and averaged at ``resized_hw``
+    Per-crop grids are bilinearly upsampled to their windows (to the padded window, then the padding cut, when
+    the bundle has ``window_pad``) and averaged at ``resized_hw``
     (``slide.slide_average``), then resized bilinearly (align_corners=False) to ``image_hw``: the anchors'
     ``forward_slide``.
     """
     q = _check_queries(bundle, queries)
     per_crop = bundle.dense_logits if q is None else bundle.dense_logits.index_select(1, q)
-    return slide_average(per_crop, bundle.crop_boxes, bundle.resized_hw.tolist(), out_hw=bundle.image_hw.tolist())
+    return slide_average(per_crop, bundle.crop_boxes, bundle.resized_hw.tolist(), out_hw=bundle.image_hw.tolist(),
+                         pad=bundle.window_pad)
 
 
 def clipseg_maps(bundle: FeatureBundle, queries=None) -> torch.Tensor:
@@ -119,46 +131,102 @@ def class_scores(bundle: FeatureBundle, source: str = "clipseg", logit_scale: fl
     return BundleView(bundle).class_scores(source, logit_scale)
 
 
-class BundleView:
-    """A bundle with its full-size maps (all queries) computed once, then sliced per subset.
+@dataclass(frozen=True)
+class ViewConfig:
+    """How a :class:`BundleView` bounds its memory: full-size maps of all queries only while they are small."""
 
-    Every prediction goes through a view, so a sweep (many subsets of one image) and a single evaluation
-    slice the same tensors and give the same numbers. (Computing a subset's maps directly with
-    :func:`dense_logits` agrees to float rounding only: the interpolation kernels vectorise over queries.)
+    full_maps_bytes: int = 512 * 2**20
+    """All-query full-size maps (dense + CLIPSeg, float32) are built once and sliced when they take at most
+    this many bytes; beyond it (large vocabularies) only a subset's maps are ever upsampled, and passes over
+    all queries (the baseline's arg-max, ``score_source="baseline"``) stream in chunks of whole classes."""
+    query_chunk: int = 256
+    """Queries per chunk of a streamed pass (whole classes: a class with more synonyms is one chunk)."""
+    subset_cache: int = 8
+    """Distinct subsets whose full-size maps a view keeps (the least recently used is dropped first)."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("full_maps_bytes", 0), ("query_chunk", 1), ("subset_cache", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"ViewConfig.{name} must be an integer >= {low}, got {v!r}")
+
+
+class BundleView:
+    """A bundle's full-size maps, computed on demand and memoised, in memory bounded by :class:`ViewConfig`.
+
+    Every prediction goes through a view, so a sweep (many settings on one image) and a single evaluation get
+    the same maps for the same subset and so the same numbers. Small bundles (``Q·H·W`` within
+    ``config.full_maps_bytes``) build the all-query maps once and slice them (no rounding between subsets);
+    large ones upsample only each subset (memoised per subset) and stream the all-query passes in chunks,
+    which agree with the full maps to float rounding (the interpolation kernels vectorise over queries).
     """
 
-    def __init__(self, bundle: FeatureBundle):
+    def __init__(self, bundle: FeatureBundle, config: ViewConfig = ViewConfig()):
         if not isinstance(bundle, FeatureBundle):
             raise ValueError(f"bundle must be a FeatureBundle, got {type(bundle).__name__}")
+        if not isinstance(config, ViewConfig):
+            raise ValueError(f"config must be a ViewConfig, got {type(config).__name__}")
         self.bundle = bundle
+        self.config = config
         self.query_to_class = bundle.query_to_class.long()
         self.num_classes = bundle.num_classes
         self.image_hw = tuple(int(v) for v in bundle.image_hw)
+        h, w = self.image_hw
+        self.streams = 2 * 4 * bundle.num_queries * h * w > config.full_maps_bytes
+        """Whether all-query passes stream in chunks (the all-query maps would exceed the budget)."""
         self._dense: torch.Tensor | None = None
         self._clipseg: torch.Tensor | None = None
         self._scores: dict = {}
         self._selections: dict = {}
-        self._last_subset: tuple | None = None
+        self._subsets: OrderedDict = OrderedDict()
+        self._chunks: list[torch.Tensor] | None = None
 
+    # ------------------------------------------------------------------ maps
     def subset_maps(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S_glob, S_spat) of ``queries``; the last subset's pair is kept (consecutive sweep points share it)."""
-        key = tuple(queries.tolist())
-        if self._last_subset is None or self._last_subset[0] != key:
-            self._last_subset = (key, self.dense(queries), self.clipseg(queries))
-        return self._last_subset[1], self._last_subset[2]
+        """(S_glob, S_spat) (Q', H, W) of ``queries``, memoised per subset (``config.subset_cache`` of them)."""
+        q = torch.as_tensor(queries).long()
+        key = tuple(q.tolist())
+        if key in self._subsets:
+            self._subsets.move_to_end(key)
+        else:
+            self._subsets[key] = (self.dense(q), self.clipseg(q))
+            while len(self._subsets) > self.config.subset_cache:
+                self._subsets.popitem(last=False)
+        return self._subsets[key]
 
     def dense(self, queries=None) -> torch.Tensor:
-        """(Q', H, W) slide-averaged cosine logits, sliced from the all-query map."""
+        """(Q', H, W) slide-averaged cosine logits of ``queries`` (all: O(Q·H·W), avoid for large Q)."""
+        if self.streams:
+            return dense_logits(self.bundle, queries)
         if self._dense is None:
             self._dense = dense_logits(self.bundle)
         return self._dense if queries is None else self._dense.index_select(0, torch.as_tensor(queries).long())
 
     def clipseg(self, queries=None) -> torch.Tensor:
-        """(Q', H, W) CLIPSeg maps at the image size, sliced from the all-query map."""
+        """(Q', H, W) CLIPSeg maps of ``queries`` at the image size (all: O(Q·H·W), avoid for large Q)."""
+        if self.streams:
+            return clipseg_maps(self.bundle, queries)
         if self._clipseg is None:
             self._clipseg = clipseg_maps(self.bundle)
         return self._clipseg if queries is None else self._clipseg.index_select(0, torch.as_tensor(queries).long())
 
+    def class_chunks(self) -> list[torch.Tensor]:
+        """Query indices in chunks of whole classes, classes ascending (``config.query_chunk`` queries each)."""
+        if self._chunks is None:
+            q2c = self.query_to_class
+            order = torch.sort(q2c, stable=True).indices
+            _, counts = torch.unique_consecutive(q2c[order], return_counts=True)
+            self._chunks, start, size = [], 0, 0
+            bounds = torch.cumsum(counts, 0).tolist()
+            for end in bounds:
+                if end - start > self.config.query_chunk and size > start:
+                    self._chunks.append(order[start:size])
+                    start = size
+                size = end
+            self._chunks.append(order[start:size])
+        return self._chunks
+
+    # ------------------------------------------------------------------ scores and selections
     def class_scores(self, source: str = "clipseg", logit_scale: float = 40.0):
         if source not in SCORE_SOURCES:
             raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {source!r}")
@@ -168,9 +236,11 @@ class BundleView:
             s_glob = synonym_max(b.global_sim.float(), self.query_to_class, c)
             if source == "clipseg":
                 s_spat = synonym_max(b.clipseg_mean.float(), self.query_to_class, c)
-            else:
+            elif not self.streams:
                 probs = query_probabilities(self.dense(), logit_scale)
                 s_spat = synonym_max(probs, self.query_to_class, c).mean(dim=(1, 2))
+            else:
+                s_spat = _streamed_softmax_means(self, logit_scale)
             self._scores[key] = (s_glob, s_spat)
         return self._scores[key]
 
@@ -202,14 +272,29 @@ def _labels(class_probs: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Ten
     return label, maxp
 
 
+def _kept_classes(label: torch.Tensor, classes: torch.Tensor, num_classes: int, area_thd: float) -> torch.Tensor:
+    """SCLIP's ``area_thd`` rule: mask over ``classes`` of those kept (arg-max area > area_thd × foreground
+    area, or the background)."""
+    area = torch.bincount(label.reshape(-1), minlength=num_classes)
+    foreground = area[1:].sum()
+    return (area[classes] > area_thd * foreground) | (classes == BACKGROUND_LABEL)
+
+
 def area_prune(class_probs: torch.Tensor, classes: torch.Tensor, num_classes: int, area_thd: float) -> None:
     """SCLIP's ``area_thd`` (in place): zero every non-background class whose arg-max area is ≤ area_thd × foreground area."""
     label, _ = _labels(class_probs, classes)
-    area = torch.bincount(label.reshape(-1), minlength=num_classes)
-    foreground = area[1:].sum()
-    keep = area[classes] > area_thd * foreground
-    drop = (~keep) & (classes != BACKGROUND_LABEL)
-    class_probs[drop] = 0.0
+    class_probs[~_kept_classes(label, classes, num_classes, area_thd)] = 0.0
+
+
+def _finish(label: torch.Tensor, maxp: torch.Tensor, protocol: Protocol, regions) -> tuple[torch.Tensor, bool]:
+    """``prob_thd`` -> background, then CorrCLIP's region vote when asked and possible."""
+    label[maxp < protocol.prob_thd] = BACKGROUND_LABEL
+    voted = bool(protocol.vote and regions is not None)
+    if voted:
+        from .regions import majority_vote
+
+        label = majority_vote(label, regions)
+    return label, voted
 
 
 def postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, num_classes: int, protocol: Protocol,
@@ -231,13 +316,69 @@ def postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, num_classes:
     if protocol.area_thd is not None:
         area_prune(class_probs, classes, num_classes, protocol.area_thd)
     label, maxp = _labels(class_probs, classes)
-    label[maxp < protocol.prob_thd] = BACKGROUND_LABEL
-    voted = bool(protocol.vote and regions is not None)
-    if voted:
-        from .regions import majority_vote
+    return _finish(label, maxp, protocol, regions)
 
-        label = majority_vote(label, regions)
-    return label, voted
+
+def _running_argmax(view: BundleView, scale: float, classes: torch.Tensor | None = None):
+    """One streamed pass over the queries (of ``classes``, default all) of scaled logits ``x = scale·S_glob``:
+    per pixel the arg-max class of the synonym max (ties: lower class), its value, and (over all queries
+    only) the running log-sum-exp ``(M, Z)`` with ``Z = Σ_q exp(x_q − M)``."""
+    best = cls = m = z = None
+    chunks = view.class_chunks() if classes is None else [
+        torch.nonzero(torch.isin(view.query_to_class, classes)).reshape(-1)]
+    for queries in chunks:
+        x = view.dense(queries).mul_(scale)
+        q2c = view.query_to_class[queries]
+        present, inverse = torch.unique(q2c, sorted=True, return_inverse=True)
+        value, idx = synonym_max(x, inverse, present.numel()).max(dim=0)
+        label = present[idx]
+        if classes is None:
+            top = x.amax(dim=0)
+            if m is None:
+                m, z = top, torch.exp(x - top).sum(dim=0)
+            else:
+                new_m = torch.maximum(m, top)
+                z = z * torch.exp(m - new_m) + torch.exp(x - new_m).sum(dim=0)
+                m = new_m
+        if best is None:
+            best, cls = value, label
+        else:
+            better = value > best  # strict: the earlier (lower) class keeps a tie
+            best = torch.where(better, value, best)
+            cls = torch.where(better, label, cls)
+    return cls, best, m, z
+
+
+def streamed_postprocess(view: BundleView, protocol: Protocol) -> tuple[torch.Tensor, bool]:
+    """:func:`postprocess` on all queries of ``view`` in chunks of whole classes, in O(chunk·H·W) memory.
+
+    The softmax's arg-max is the arg-max of ``x = logit_scale·S_glob`` (synonym max, ties to the lower class)
+    and its max probability is ``exp(x_best − M) / Z`` from a running log-sum-exp; ``area_thd`` re-runs the
+    arg-max over the kept classes only (the classes with arg-max area, plus the background).
+    """
+    scale = protocol.logit_scale
+    label, best, m, z = _running_argmax(view, scale)
+    maxp = torch.exp(best - m) / z
+    if protocol.area_thd is not None:  # the kept classes always include the background, class 0
+        classes = torch.arange(view.num_classes)
+        kept = classes[_kept_classes(label, classes, view.num_classes, protocol.area_thd)]
+        label, best, _, _ = _running_argmax(view, scale, kept)
+        maxp = torch.exp(best - m) / z
+    label = torch.where(maxp <= 0, torch.zeros_like(label), label)  # all kept probabilities underflowed
+    return _finish(label, maxp, protocol, view.bundle.regions)
+
+
+def _streamed_softmax_means(view: BundleView, logit_scale: float) -> torch.Tensor:
+    """``score_source="baseline"`` in chunks: per class the spatial mean of the synonym max of
+    ``softmax(logit_scale·S_glob)`` over all queries (a log-sum-exp pass, then a probability pass)."""
+    _, _, m, z = _running_argmax(view, logit_scale)
+    out = torch.zeros(view.num_classes)
+    for queries in view.class_chunks():
+        p = torch.exp(view.dense(queries).mul_(logit_scale) - m) / z
+        q2c = view.query_to_class[queries]
+        present, inverse = torch.unique(q2c, sorted=True, return_inverse=True)
+        out[present] = synonym_max(p, inverse, present.numel()).mean(dim=(1, 2))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ predict
@@ -280,15 +421,16 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
     its ``css`` / ``csg``, ``released`` / ``released++`` the released window pipeline (``released.py``;
     ``return_logits`` adds ``Prediction.logits``). ``preset=None`` is the paper path with ``css`` / ``csg``.
     """
-    if preset is not None and method != "baseline":
-        if preset.css is not None:  # the paper preset: this path with its configs
+    if preset is not None and method == "s2c2seg":
+        if preset.css is not None:
             css, csg = preset.css, preset.csg
-        elif method == "s2c2seg":
+        else:
             from .released import predict_released
 
+            if score_source != SCORE_SOURCES[0] or not select:
+                raise ValueError(f"score_source={score_source!r} / select={select!r} are paper-preset ablations; "
+                                 f"preset {preset.name!r} takes its own keys (e.g. select.tau=1.0 keeps every query)")
             return predict_released(bundle, protocol, preset, return_logits=return_logits)
-        else:
-            raise ValueError(f"preset {preset.name!r} runs method='s2c2seg' only, got method={method!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(protocol, Protocol):
@@ -298,7 +440,10 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
     view = bundle if isinstance(bundle, BundleView) else BundleView(bundle)
     b, c, q2c = view.bundle, view.num_classes, view.query_to_class
     if method == "baseline":
-        label_map, voted = postprocess(view.dense(), q2c, c, protocol, b.regions)
+        if view.streams:
+            label_map, voted = streamed_postprocess(view, protocol)
+        else:
+            label_map, voted = postprocess(view.dense(), q2c, c, protocol, b.regions)
         return Prediction(label_map, None, voted=voted)
 
     keep = _background_keep(css, background, c)
@@ -316,6 +461,22 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
         s_glob, s_spat = view.class_scores(score_source, protocol.logit_scale)
         subset = view.select(css, score_source, protocol.logit_scale, keep) if select else torch.arange(c)
     queries = torch.nonzero(torch.isin(q2c, subset)).reshape(-1)
-    fused = csg.fuse(*view.subset_maps(queries))
-    label_map, voted = postprocess(fused, q2c[queries], c, protocol, b.regions, consume=True)  # fused is ours
+    fused, units = fuse_subset(view, queries, csg)
+    label_map, voted = postprocess(fused, units, c, protocol, b.regions, consume=True)  # fused is ours
     return Prediction(label_map, subset, s_glob, s_spat, voted=voted)
+
+
+def fuse_subset(view: BundleView, queries: torch.Tensor, csg: CSGConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSG on the subset's ``queries``: -> (fused maps, class of each fused row).
+
+    ``csg.unit="query"``: every query (synonym) is fused with its own CLIPSeg map, ``w`` normalised over the
+    subset's queries; ``"class"`` (the paper's literal reading): per class the synonym max of ``S_glob`` and of
+    ``S_spat`` first, then the fusion over the K classes, ``w`` normalised over the classes.
+    """
+    s_glob, s_spat = view.subset_maps(queries)
+    q2c = view.query_to_class[queries]
+    if csg.unit == "query":
+        return csg.fuse(s_glob, s_spat), q2c
+    classes, inverse = torch.unique(q2c, sorted=True, return_inverse=True)
+    k = classes.numel()
+    return csg.fuse(synonym_max(s_glob, inverse, k), synonym_max(s_spat, inverse, k)), classes

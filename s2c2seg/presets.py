@@ -24,10 +24,12 @@ from .data.operating_points import DATASETS, RUN_SOURCES, operating_point
 from .refine import RefineConfig
 from .released import PostConfig
 
-__all__ = ["PRESETS", "LOCAL_TEXTS", "PRECISIONS", "EncodeSide", "Preset", "get_preset", "preset_keys",
-           "extension_note", "RELEASED_BASELINE"]
+__all__ = ["PRESETS", "DEFAULT_PRESET", "LOCAL_TEXTS", "PRECISIONS", "EncodeSide", "Preset", "get_preset",
+           "preset_keys", "resolve_preset", "extension_note", "RELEASED_BASELINE"]
 
 PRESETS = ("paper", "released", "released++")
+DEFAULT_PRESET = "released"
+"""The preset of ``method="s2c2seg"`` when none is named, for every baseline (README)."""
 LOCAL_TEXTS = ("plain", "template")
 """CLIPSeg's conditional text: the bare query word, or the unnormalised mean over the 80 ImageNet templates."""
 PRECISIONS = ("fp32", "auto")
@@ -123,6 +125,9 @@ class Preset:
         """Every resolved value, the preset name, its source, and (with ``baseline``) the extension note."""
         out = {"preset": self.name, "dataset": self.dataset, "source": _SOURCES[self.name],
                "encode_side": [f"encode.{f.name}" for f in dataclasses.fields(EncodeSide)]}
+        if self.name != "paper" and _table_key(self.dataset) is None:
+            out["operating_point"] = (f"none published for {self.dataset!r}: the release's models/config.py "
+                                      "defaults (this toolkit's extension)")
         out.update({name: sec.to_json() for name, sec in self.sections().items()})
         note = extension_note(self, baseline) if baseline is not None else None
         if note:
@@ -175,21 +180,35 @@ def _paper(dataset: str) -> Preset:
     return Preset("paper", dataset, EncodeSide(), css=CSSConfig(), csg=CSGConfig())
 
 
+SIM_PREFIX = "sim_"
+"""A simulated dataset's name (``sim_voc21``) takes the operating point of the benchmark it imitates."""
+
+
+def _table_key(dataset: str) -> str | None:
+    """The operating-point table's key for a dataset name (``sim_voc21`` -> ``voc21``), None if it has none."""
+    key = dataset[len(SIM_PREFIX):] if dataset.startswith(SIM_PREFIX) else dataset
+    return key if key in DATASETS else None
+
+
 def _released(name: str, dataset: str) -> Preset:
     base = Preset(name, dataset, EncodeSide(precision="auto"), score=ScoreConfig(), select=SelectConfig(),
                   fusion=FusionConfig(), refine=RefineConfig(), post=PostConfig())
-    return base.override({_OP_KEYS[k]: v for k, v in operating_point(name, dataset).items()})
+    key = _table_key(dataset)
+    if key is None:  # a dataset the release never configured (ADE-847, PC-459, custom): its config defaults
+        return base
+    return base.override({_OP_KEYS[k]: v for k, v in operating_point(name, key).items()})
 
 
 def get_preset(name: str, dataset: str, **overrides) -> Preset:
     """The preset ``name`` resolved for ``dataset`` with ``overrides`` (dotted keys or whole sections) applied.
 
-    Unknown preset, dataset or key raises ``ValueError`` naming the known ones.
+    A dataset without a published operating point (ADE-847, PC-459, a custom vocabulary) gets the release's
+    config defaults, and ``to_json()`` says so. An unknown preset or key raises ``ValueError`` naming the known ones.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {list(PRESETS)}")
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r} for a preset; known: {list(DATASETS)}")
+    if not isinstance(dataset, str):
+        raise ValueError(f"dataset must be a dataset name such as {DATASETS[0]!r}, got {dataset!r}")
     preset = _paper(dataset) if name == "paper" else _released(name, dataset)
     return preset.override(overrides)
 
@@ -206,3 +225,30 @@ def extension_note(preset: Preset | str, baseline: str) -> str | None:
         return None
     return (f"the authors ran the {name!r} preset on ProxyCLIP only; on {baseline!r} it is this toolkit's "
             "extension, not a published configuration")
+
+
+def resolve_preset(method: str, dataset: str, preset: "str | Preset | None" = None, css: CSSConfig | None = None,
+                   csg: CSGConfig | None = None, paper_options: bool = False
+                   ) -> tuple["Preset | None", CSSConfig, CSGConfig]:
+    """``(preset, css, csg)`` of one run of ``method`` on ``dataset``.
+
+    Only ``method="s2c2seg"`` has a preset: named (``str``) or given (:class:`Preset`); with none, ``css`` /
+    ``csg`` or another paper-only option given (``paper_options``: ``select=False``, a ``score_source`` other than
+    CLIPSeg) mean the paper reading, and nothing given means :data:`DEFAULT_PRESET`. ``css`` / ``csg`` configure
+    the paper preset only: with a released preset they raise (override its keys instead).
+    """
+    if method != "s2c2seg":
+        return None, css or CSSConfig(), csg or CSGConfig()
+    if preset is None:
+        preset = "paper" if (css is not None or csg is not None or paper_options) else DEFAULT_PRESET
+    if isinstance(preset, str):
+        preset = get_preset(preset, dataset)
+    if not isinstance(preset, Preset):
+        raise ValueError(f"preset must be one of {list(PRESETS)} or a Preset, got {preset!r}")
+    if preset.css is not None:
+        preset = dataclasses.replace(preset, css=css or preset.css, csg=csg or preset.csg)
+        return preset, preset.css, preset.csg
+    if css is not None or csg is not None:
+        raise ValueError(f"css / csg configure the 'paper' preset; preset {preset.name!r} takes its own keys "
+                         f"(e.g. select.tau, fusion.lam; see preset_keys({preset.name!r}))")
+    return preset, CSSConfig(), CSGConfig()

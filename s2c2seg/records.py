@@ -115,13 +115,17 @@ class RunRecord:
     """``""`` for pretrained weights, else ``RANDOM WEIGHTS`` / ``SIMULATED`` (copied from the backend)."""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     kind: str = "eval"
+    source: str = field(default="", compare=False)
+    """The file this record was read from (set by :func:`load_records`; not written)."""
 
     @property
     def miou(self) -> float | None:
         return self.metrics.get("mIoU")
 
     def to_json(self) -> dict:
-        return _clean(asdict(self))
+        d = asdict(self)
+        d.pop("source")
+        return _clean(d)
 
     @classmethod
     def from_json(cls, d: dict) -> "RunRecord":
@@ -134,7 +138,7 @@ class RunRecord:
         if path.is_dir():
             path = path / RECORD_NAME
         try:
-            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+            return cls.from_json({**json.loads(path.read_text(encoding="utf-8")), "source": str(path)})
         except (OSError, json.JSONDecodeError, TypeError) as exc:
             raise ValueError(f"cannot read run record {path}: {exc}") from exc
 
@@ -200,7 +204,7 @@ def load_records(paths: Iterable[str | Path]) -> list[RunRecord]:
                     raise ValueError(f"cannot read run record {f}: {exc}") from exc
                 continue
             if isinstance(d, dict) and d.get("kind") == "eval" and "metrics" in d:
-                out.append(RunRecord.from_json(d))
+                out.append(RunRecord.from_json({**d, "source": str(f)}))
             elif not p.is_dir():
                 raise ValueError(f"{f} is not a run record (no kind='eval' and metrics)")
     return out

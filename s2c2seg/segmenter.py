@@ -13,7 +13,12 @@
   CLIP forward on the whole resized image, bilinearly resized (anti-aliased) to the model's native input size.
 * ``clipseg_mean`` (Q,) / ``clipseg_maps`` (Q, s, s) float16: CLIPSeg on the whole image at 352 x 352
   (encode once, decode all queries), the spatial mean of the full-resolution sigmoid maps and the maps
-  resized (bilinear, anti-aliased) to ``clipseg_store_size``.
+  resized (bilinear, anti-aliased) to ``clipseg_store_size`` (the paper reading).
+* The S2C2Seg release's per-window sources (``window_sources=True``, default): ``window_pad`` (the baseline's
+  official window padding, e.g. ProxyCLIP's multiple of 56), ``window_global`` (N, Q) (cosine of each padded
+  window's vanilla CLS embedding, shared blocks 0..L-2 + the unmodified last block, ``ln_post``, ``proj``: the
+  release's ``encode_image(..., return_cls=True)``), ``window_local`` (N, Q, ph, pw) (CLIPSeg fed each padded
+  window as the release does, :meth:`~s2c2seg.models.clipseg.ClipSeg.window_maps`) and ``input_image``.
 
 :func:`build_backend` assembles a Segmenter with pretrained or random weights, or returns the simulation backend.
 """
@@ -32,11 +37,14 @@ from .bundle import FeatureBundle
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
-from .slide import resize_short_side, slide_boxes
+from .slide import resize_short_side, slide_boxes, window_padding
 
 __all__ = ["SegmenterConfig", "Segmenter", "build_backend", "full_vfm_config", "RANDOM_LABEL"]
 
 RANDOM_LABEL = "RANDOM WEIGHTS"
+
+WINDOW_STORAGE = {"float32": "exact", "float16": "compact-float16"}
+"""``SegmenterConfig.window_storage`` -> the bundle's ``meta["storage"]`` label."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,16 @@ class SegmenterConfig:
     pixel_std: tuple[float, float, float] = (68.501, 66.632, 70.323)
     long_max: int = 2048
     """Long-side cap of mmcv's ``Resize(scale=(long_max, short_side), keep_ratio=True)``."""
+    window_sources: bool = True
+    """Also compute the release's per-window sources (``window_local``, ``window_global``, ``window_pad``,
+    ``input_image``); False gives the baseline + paper-reading sources only."""
+    local_text: str = "plain"
+    """CLIPSeg text of ``window_local``: ``plain`` (bare query word) or ``template`` (mean of the 80 templates)."""
+    window_storage: str = "float32"
+    """dtype of ``window_local``: ``float32`` (lossless, ``meta["storage"] = "exact"``) or ``float16``
+    (half the bytes, lossy: ``"compact-float16"``)."""
+    precision: str = "fp32"
+    """CLIP image tower + VFM precision: ``fp32`` or ``fp16`` (the release's; CUDA only)."""
 
     def __post_init__(self) -> None:
         if self.global_view not in ("crops", "image"):
@@ -67,6 +85,12 @@ class SegmenterConfig:
             raise ValueError(f"clipseg_store_size must be >= 1, got {self.clipseg_store_size}")
         if self.dense_dtype not in ("float32", "float16"):
             raise ValueError(f"dense_dtype must be 'float32' or 'float16', got {self.dense_dtype!r}")
+        if self.local_text not in ("plain", "template"):
+            raise ValueError(f"local_text must be 'plain' or 'template', got {self.local_text!r}")
+        if self.window_storage not in WINDOW_STORAGE:
+            raise ValueError(f"window_storage must be one of {sorted(WINDOW_STORAGE)}, got {self.window_storage!r}")
+        if self.precision not in ("fp32", "fp16"):
+            raise ValueError(f"precision must be 'fp32' or 'fp16', got {self.precision!r}")
 
 
 def cosine_logits(patch: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -93,6 +117,13 @@ class Segmenter:
             raise ValueError(f"vfm: baseline {type(baseline).__name__} needs a vision foundation model (load_vfm)")
         if getattr(text, "clip", clip) is not clip:
             raise ValueError("text: the TextEncoder must wrap the same ClipHandle as clip")
+        if config.precision == "fp16":
+            if clip.device.type != "cuda":
+                raise ValueError(f"precision='fp16' needs a CUDA device (CLIP is on {clip.device}); "
+                                 "use SegmenterConfig(precision='fp32') on CPU")
+            clip.visual.half()                     # the release casts CLIP and DINO to fp16 (weights unchanged)
+            if vfm is not None:
+                vfm.model.half()
         self.baseline, self.clip, self.clipseg, self.text, self.vfm = baseline, clip, clipseg, text, vfm
         self.config = config
 
@@ -122,6 +153,9 @@ class Segmenter:
             "vfm_weights": None if self.vfm is None else self.vfm.model_id,
             "templates": getattr(self.text, "template_id", None),
             "weights": "random" if random else "pretrained",
+            "precision": self.config.precision,
+            "storage": WINDOW_STORAGE[self.config.window_storage] if self.config.window_sources else None,
+            "local_text": self.config.local_text if self.config.window_sources else None,
             "config": asdict(self.config),
         }
 
@@ -145,10 +179,17 @@ class Segmenter:
         return (img - mean) / std
 
     # ------------------------------------------------------------------ encode
+    def window_pad(self, boxes: torch.Tensor, protocol: Protocol) -> tuple[int, int, int, int]:
+        """``(top, bottom, left, right)`` padding of every window: the baseline's official rule, sliding only."""
+        y1, y2, x1, x2 = boxes[0].tolist()
+        multiple = getattr(self.baseline, "window_multiple", 0) if protocol.crop > 0 else 0
+        return window_padding(y2 - y1, x2 - x1, multiple)
+
     @torch.no_grad()
     def dense(self, sample: Sample, vocab: Vocabulary, protocol: Protocol, *, with_global: bool = False):
         """The baseline alone: ``(dense_logits (N, Q, gh, gw), crop_boxes (N, 4), (h, w) resized, text (Q, D),
-        globals (N, D) | None, normalised resized image (3, h, w))``; globals only when ``with_global``."""
+        globals (N, D) | None, normalised resized image (3, h, w))``; globals only when ``with_global``.
+        Each window is zero-padded by :meth:`window_pad` first (logits and globals are of the padded window)."""
         self._check(sample, vocab)
         device = self.clip.device
         text = self.text.encode(vocab).to(device=device, dtype=torch.float32)          # (Q, D) normalised
@@ -167,10 +208,12 @@ class Segmenter:
             from .regions import resize_nearest
 
             regions_resized = resize_nearest(torch.from_numpy(sample.regions.astype(np.int64)), (rh, rw)).to(device)
+        top, bottom, left, right = self.window_pad(boxes, protocol)
         logits, globals_ = [], []
         for i in range(0, len(boxes), self.config.crop_batch):
             chunk = boxes[i:i + self.config.crop_batch].tolist()
-            crops = torch.stack([image[:, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
+            crops = F.pad(torch.stack([image[:, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk]),
+                          (left, right, top, bottom))
             regions = None
             if regions_resized is not None:
                 regions = torch.stack([regions_resized[y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
@@ -184,9 +227,9 @@ class Segmenter:
     @torch.no_grad()
     def encode(self, sample: Sample, vocab: Vocabulary, protocol: Protocol) -> FeatureBundle:
         """The FeatureBundle of ``sample`` for ``vocab`` under ``protocol`` (short side, crop, stride)."""
-        want_global = self.config.global_view == "crops"
+        want_global, want_windows = self.config.global_view == "crops", self.config.window_sources
         logits, boxes, (rh, rw), text, globals_, image = self.dense(sample, vocab, protocol,
-                                                                    with_global=want_global)
+                                                                    with_global=want_global or want_windows)
         glob = mean_direction(globals_) if want_global else self._global_image(image)
         global_sim = (text @ glob).float()
         maps = self.clipseg(sample.image, vocab.queries).float()                      # (Q, 352, 352) sigmoid
@@ -196,6 +239,16 @@ class Segmenter:
         h, w = sample.image.shape[:2]
         regions = None if sample.regions is None else torch.from_numpy(sample.regions.astype(np.int32))
         desc = self.describe()
+        meta = {"image_id": sample.id, "backend": desc["backend"], "label": desc["label"],
+                "baseline": desc["baseline"], "global_view": self.config.global_view, "precision": desc["precision"]}
+        windows = {}
+        if want_windows:
+            pad = self.window_pad(boxes, protocol)
+            windows = {"window_local": self.window_local(image, boxes, pad, vocab),
+                       "window_global": (globals_.float() @ text.T).cpu(),
+                       "window_pad": torch.tensor(pad, dtype=torch.long),
+                       "input_image": image.float().cpu()}
+            meta.update(storage=desc["storage"], local_text=desc["local_text"])
         return FeatureBundle(
             dense_logits=logits,
             crop_boxes=boxes,
@@ -206,9 +259,20 @@ class Segmenter:
             clipseg_maps=stored.clamp(0, 1).to(torch.float16).cpu(),
             query_to_class=vocab.query_to_class,
             regions=regions,
-            meta={"image_id": sample.id, "backend": desc["backend"], "label": desc["label"],
-                  "baseline": desc["baseline"], "global_view": self.config.global_view},
+            meta=meta,
+            **windows,
         )
+
+    def window_local(self, image: torch.Tensor, boxes: torch.Tensor, pad, vocab: Vocabulary) -> torch.Tensor:
+        """(N, Q, ph, pw) CLIPSeg sigmoid maps of every padded window (``ClipSeg.window_maps``), stored dtype."""
+        top, bottom, left, right = pad
+        dtype = getattr(torch, self.config.window_storage)
+        maps = []
+        for y1, y2, x1, x2 in boxes.tolist():
+            window = F.pad(image[:, y1:y2, x1:x2], (left, right, top, bottom))
+            maps.append(self.clipseg.window_maps(window, vocab.queries, mean=self.clip.mean, std=self.clip.std,
+                                                 local_text=self.config.local_text).to(dtype).cpu())
+        return torch.stack(maps)
 
     def _global_image(self, image: torch.Tensor) -> torch.Tensor:
         """(D,) vanilla CLIP embedding of the whole normalised image resized to the model's native input size."""

@@ -2,16 +2,21 @@
 
 Pure functions, no model. ``rescale_size`` + ``resize_short_side`` reproduce mmcv's
 ``Resize(scale=(2048, S), keep_ratio=True)``; ``slide_boxes`` reproduces the window grid of mmseg's
-``slide_inference`` (copied into SCLIP / ProxyCLIP / CorrCLIP as ``forward_slide``); ``slide_average``
+``slide_inference`` (copied into SCLIP / ProxyCLIP / CorrCLIP as ``forward_slide``); ``window_padding`` is
+ProxyCLIP's (and the S2C2Seg release's) ``compute_padsize`` of each window; ``slide_average``
 rebuilds the full logit map from per-crop logits exactly as those loops do (bilinear upsampling of each
 crop's logits to the crop size, sum into the image, divide by the number of windows covering each pixel).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rescale_size", "resize_short_side", "slide_boxes", "slide_windows", "slide_average"]
+__all__ = ["rescale_size", "resize_short_side", "slide_boxes", "window_padding", "slide_average"]
+
+_SIZE_KEY_BASE = 100003
+"""A prime larger than any window side: ``height * base + width`` is a unique key per window size."""
 
 
 def rescale_size(h: int, w: int, short_side: int, long_max: int = 2048) -> tuple[int, int]:
@@ -30,21 +35,23 @@ def rescale_size(h: int, w: int, short_side: int, long_max: int = 2048) -> tuple
 
 
 def resize_short_side(image: torch.Tensor, short_side: int, long_max: int = 2048) -> torch.Tensor:
-    """Resize a (3, H, W) uint8 image with mmcv's keep-ratio rule, bilinear, to uint8.
+    """Resize a (3, H, W) uint8 image with mmcv's keep-ratio rule, as mmcv does: ``cv2.resize(INTER_LINEAR)``.
 
-    mmcv resizes with ``cv2.resize(..., INTER_LINEAR)`` on uint8: half-pixel centres (align_corners=False),
-    no anti-aliasing, result rounded to uint8. Here: torch bilinear on float32 with the same sampling grid,
-    rounded half-up and clamped. OpenCV computes the same interpolation with 11-bit fixed-point weights, so
-    the two are expected to differ by at most one grey level (not checked here: OpenCV is not a dependency).
+    OpenCV's bilinear on uint8 samples at half-pixel centres (align_corners=False, no anti-aliasing) with
+    11-bit fixed-point weights and its own integer rounding, so the result can differ from a float bilinear
+    rounded to uint8 by one grey level (on ~12 % of values at VOC size).
     """
+    import cv2
+
     if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
         raise ValueError(f"image must be a (3, H, W) uint8 tensor, got {tuple(image.shape)} {image.dtype}")
     h, w = image.shape[1:]
     nh, nw = rescale_size(h, w, short_side, long_max)
     if (nh, nw) == (h, w):
         return image.clone()
-    out = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0]
-    return (out + 0.5).floor_().clamp_(0, 255).to(torch.uint8)
+    hwc = np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy())
+    out = cv2.resize(hwc, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(out).permute(2, 0, 1).contiguous()
 
 
 def slide_boxes(h: int, w: int, crop: int, stride: int) -> torch.Tensor:
@@ -73,16 +80,32 @@ def slide_boxes(h: int, w: int, crop: int, stride: int) -> torch.Tensor:
     return torch.tensor(boxes, dtype=torch.long)
 
 
-slide_windows = slide_boxes
-"""The name ``docs/design.md`` uses for :func:`slide_boxes`."""
+def window_padding(h: int, w: int, multiple: int) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` zero padding that makes an ``h x w`` window a multiple of ``multiple``.
+
+    ProxyCLIP's ``compute_padsize`` (also the S2C2Seg release's ``forward_slide``): a side that is not a
+    multiple gets ``multiple - side % multiple`` pixels, ``// 2`` before and the rest after; ``multiple=0``
+    means no padding.
+    """
+    if h <= 0 or w <= 0:
+        raise ValueError(f"window size must be positive, got h={h}, w={w}")
+    if multiple < 0:
+        raise ValueError(f"multiple must be >= 0, got {multiple}")
+
+    def split(side: int) -> tuple[int, int]:
+        extra = (multiple - side % multiple) % multiple if multiple else 0
+        return extra // 2, extra - extra // 2
+
+    return (*split(h), *split(w))
 
 
-def slide_average(per_crop_logits: torch.Tensor, boxes: torch.Tensor, hw, out_hw=None) -> torch.Tensor:
-    """(Q, H, W) full logit map from per-crop logits: upsample, sum, divide by the window count.
+def slide_average(per_crop_logits: torch.Tensor, boxes: torch.Tensor, hw, out_hw=None, pad=None) -> torch.Tensor:
+    """(Q, H, W) full logit map from per-crop logits: upsample, cut the padding, sum, divide by the window count.
 
     ``per_crop_logits`` (N, Q, gh, gw) on each crop's token grid; ``boxes`` (N, 4) ``(y1, y2, x1, x2)``
     in an image of size ``hw`` = (H, W). Each crop's logits are bilinearly upsampled (align_corners=False)
-    to its box size, as the anchors' ``forward_feature`` does, then averaged where windows overlap.
+    to its (padded) window size, as the anchors' ``forward_feature`` does; ``pad`` = ``(top, bottom, left,
+    right)`` (:func:`window_padding`, None = none) is then cut off; the rest is averaged where windows overlap.
     With ``out_hw`` the result is bilinearly resized once more (the anchors' resize to the label's size).
     Output dtype is float32 (or the input's, if float64).
     """
@@ -96,15 +119,20 @@ def slide_average(per_crop_logits: torch.Tensor, boxes: torch.Tensor, hw, out_hw
     if n == 0 or (boxes[:, 0] < 0).any() or (boxes[:, 2] < 0).any() or (boxes[:, 1] > H).any() \
             or (boxes[:, 3] > W).any() or (boxes[:, 1] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 2]).any():
         raise ValueError(f"boxes must be non-empty windows inside the {H}x{W} image, got {boxes.tolist()}")
+    top, bottom, left, right = (0, 0, 0, 0) if pad is None else (int(v) for v in pad)
+    if min(top, bottom, left, right) < 0:
+        raise ValueError(f"pad must be non-negative (top, bottom, left, right), got {pad}")
     dtype = torch.float64 if per_crop_logits.dtype == torch.float64 else torch.float32
     logits = per_crop_logits.to(dtype)
     total = logits.new_zeros(q, H, W)
     count = logits.new_zeros(1, H, W)
-    sizes = (boxes[:, 1] - boxes[:, 0]) * 100003 + (boxes[:, 3] - boxes[:, 2])
+    sizes = (boxes[:, 1] - boxes[:, 0]) * _SIZE_KEY_BASE + (boxes[:, 3] - boxes[:, 2])
     for key in sizes.unique():  # crops of one size are upsampled in one call (normally all of them)
         idx = (sizes == key).nonzero().flatten()
         y1, y2, x1, x2 = boxes[idx[0]].tolist()
-        up = F.interpolate(logits[idx], size=(y2 - y1, x2 - x1), mode="bilinear", align_corners=False)
+        h, w = y2 - y1, x2 - x1
+        up = F.interpolate(logits[idx], size=(h + top + bottom, w + left + right), mode="bilinear",
+                           align_corners=False)[:, :, top:top + h, left:left + w]
         for j, i in enumerate(idx.tolist()):
             y1, y2, x1, x2 = boxes[i].tolist()
             total[:, y1:y2, x1:x2] += up[j]

@@ -22,18 +22,20 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .cli_eval import add_common_arguments, add_method_arguments, method_setup
 from .css import SCORE_NAMES, CSSConfig
 from .csg import CSGConfig
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
-from .distributed import DistContext, finish, init_from_env
-from .evaluate import (Setting, _css_csg, _describe, _indices, add_common_arguments, add_method_arguments,
-                       dataset_info, make_record, run_points, setup_from_args)
+from .distributed import DistContext, env_rank, finish, init_from_env
+from .evaluate import (ON_ERROR_DEFAULT, Setting, check_on_error, dataset_info, describe_backend, image_indices,
+                       make_record, run_points)
 from .predict import METHODS, SCORE_SOURCES
+from .presets import resolve_preset
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
 
 __all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "sweep", "SweepResult",
@@ -42,9 +44,10 @@ __all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid",
 CSS_KEYS = ("use", "tau", "k_min", "k_max", "keep_background", "stage2_pool")
 CSG_KEYS = ("mode", "lam", "temperature")
 PROTOCOL_KEYS = ("prob_thd", "area_thd", "logit_scale")
-RUN_KEYS = ("method", "score_source", "select")
+RUN_KEYS = ("method", "score_source", "select", "preset")
 GRID_KEYS = RUN_KEYS + CSS_KEYS + CSG_KEYS + PROTOCOL_KEYS
-"""Every key a grid may vary."""
+"""Every named key a grid may vary; besides these, every dotted key of the point's preset
+(``select.tau``, ``fusion.lam``, ... : :func:`s2c2seg.presets.preset_keys`)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class SweepPoint(Setting):
 
     @property
     def label(self) -> str:
+        if self.preset is not None and self.preset.css is None:
+            return f"S2C2Seg ({self.preset.name})"
         return method_label(self.method, self.select, self.csg.mode, self.css.use)
 
 
@@ -94,21 +99,25 @@ def expand_grid(grid) -> list[dict]:
 
 
 def _check_keys(mapping: Mapping) -> None:
-    unknown = [k for k in mapping if k not in GRID_KEYS]
+    unknown = [k for k in mapping if k not in GRID_KEYS and not (isinstance(k, str) and "." in k)]
     if unknown:
         raise ValueError(f"unknown grid key(s) {unknown}; allowed: {list(GRID_KEYS)}")
 
 
-def make_points(grid, protocol: Protocol, *, method: str = "s2c2seg", css: CSSConfig = CSSConfig(),
-                csg: CSGConfig = CSGConfig(), score_source: str = "clipseg", select: bool = True) -> list[SweepPoint]:
-    """Validated :class:`SweepPoint` s: the defaults overridden by each point's settings (errors raise here)."""
+def make_points(grid, protocol: Protocol, *, dataset: str = "", method: str = "s2c2seg", preset=None,
+                css: CSSConfig | None = None, csg: CSGConfig | None = None, score_source: str = "clipseg",
+                select: bool = True) -> list[SweepPoint]:
+    """Validated :class:`SweepPoint` s: the defaults overridden by each point's settings (errors raise here).
+
+    ``method`` / ``preset`` / ``css`` / ``csg`` are resolved per point as :func:`s2c2seg.presets.resolve_preset`
+    does for one evaluation of ``dataset`` (its name picks a released preset's operating point; "" = none); a
+    point's dotted keys override its preset's values.
+    """
     points = []
     for i, settings in enumerate(expand_grid(grid)):
         try:
-            css_kw = {k: getattr(css, k) for k in CSS_KEYS}
-            csg_kw = {k: getattr(csg, k) for k in CSG_KEYS}
-            run = {"method": method, "score_source": score_source, "select": select}
-            proto_kw = {}
+            run = {"method": method, "score_source": score_source, "select": select, "preset": preset}
+            css_kw, csg_kw, proto_kw, dotted = {}, {}, {}, {}
             for k, v in settings.items():
                 if k == "use":
                     v = _parse_use(v)
@@ -118,17 +127,33 @@ def make_points(grid, protocol: Protocol, *, method: str = "s2c2seg", css: CSSCo
                     csg_kw[k] = v
                 elif k in PROTOCOL_KEYS:
                     proto_kw[k] = None if (k == "area_thd" and v in (None, "none", "off")) else v
-                else:
+                elif k in RUN_KEYS:
                     run[k] = v
+                else:
+                    dotted[k] = v
             if run["method"] not in METHODS:
                 raise ValueError(f"method must be one of {METHODS}, got {run['method']!r}")
             if run["score_source"] not in SCORE_SOURCES:
                 raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {run['score_source']!r}")
             if not isinstance(run["select"], bool):
                 raise ValueError(f"select must be true or false, got {run['select']!r}")
+            base_css, base_csg = css, csg
+            if settings.get("preset", "paper") != "paper":  # a point naming a released preset: no paper defaults
+                base_css = base_csg = None
+            point_css = replace(base_css or CSSConfig(), **css_kw) if (base_css is not None or css_kw) else None
+            point_csg = replace(base_csg or CSGConfig(), **csg_kw) if (base_csg is not None or csg_kw) else None
+            paper_options = not run["select"] or run["score_source"] != SCORE_SOURCES[0]
+            point_preset, point_css, point_csg = resolve_preset(run["method"], dataset, run["preset"], point_css,
+                                                                point_csg, paper_options)
+            if dotted:
+                if point_preset is None:
+                    raise ValueError(f"preset keys {sorted(dotted)} need method 's2c2seg', not {run['method']!r}")
+                point_preset = point_preset.override(dotted)
+                if point_preset.css is not None:
+                    point_css, point_csg = point_preset.css, point_preset.csg
             shown = tuple((k, list(v) if isinstance(v, tuple) else v) for k, v in settings.items())
-            points.append(SweepPoint(run["method"], CSSConfig(**css_kw), CSGConfig(**csg_kw),
-                                     protocol.replace(**proto_kw), run["score_source"], run["select"], shown))
+            points.append(SweepPoint(run["method"], point_css, point_csg, protocol.replace(**proto_kw),
+                                     run["score_source"], run["select"], point_preset, settings=shown))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"grid point {i} {settings}: {exc}") from exc
     return points
@@ -140,12 +165,19 @@ def load_grid(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"grid file not found: {path}")
+        raise FileNotFoundError(f"grid file not found: {path} (give --grid the path of a YAML file)")
     try:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"grid file {path} is not valid YAML: {exc}") from exc
-    expand_grid(grid)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"grid file {path} is not valid YAML{where}: {problem} (fix its syntax: a mapping "
+                         "'key: [values]' or a list of mappings)") from exc
+    try:
+        expand_grid(grid)
+    except ValueError as exc:
+        raise ValueError(f"grid file {path}: {exc}") from exc
     return grid
 
 
@@ -189,8 +221,10 @@ class SweepResult:
         if label:
             lines.append(f"**{label}** — numbers from {label.lower()} features, not evidence for the paper.\n")
         r0 = self.records[0]
-        lines.append(f"Sweep on {r0.dataset} ({r0.num_images} images), baseline {r0.baseline}, backend "
-                     f"{r0.backend.get('backend', r0.backend)}; mIoU/aAcc/mAcc in %.\n")
+        skipped = r0.extra.get("num_skipped", 0)
+        lines.append(f"Sweep on {r0.dataset} ({r0.num_images} images" + (f", {skipped} skipped" if skipped else "")
+                     + f"), baseline {r0.baseline}, backend {r0.backend.get('backend', r0.backend)}; mIoU/aAcc/mAcc "
+                     "in %.\n")
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "|".join("---" for _ in cols) + "|")
         for r in rows:
@@ -217,28 +251,31 @@ def _pct(x):
 
 
 def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, method: str = "s2c2seg",
-          css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), score_source: str = "clipseg",
+          preset=None, css: CSSConfig | None = None, csg: CSGConfig | None = None, score_source: str = "clipseg",
           select: bool = True, background: int | None | str = "auto", cache_dir: str | Path | None = None,
           out_dir: str | Path | None = None, max_images: int | None = None, baseline: str | None = None,
-          progress: bool = True, dist: DistContext | None = None) -> SweepResult:
+          progress: bool = True, dist: DistContext | None = None, on_error: str = ON_ERROR_DEFAULT) -> SweepResult:
     """Evaluate every grid point over the split, reading each image's bundle once (see the module docstring).
 
     The keyword defaults are the settings of keys a point does not give. Under torchrun the images are
-    sharded and the per-point confusion matrices all-reduced; rank 0 writes ``out_dir``.
+    sharded and the per-point confusion matrices all-reduced; rank 0 writes ``out_dir``. ``on_error="skip"``
+    goes on past an image that fails; every point's record lists it (``extra["skipped"]``).
     """
-    points = make_points(grid, protocol, method=method, css=css, csg=csg, score_source=score_source,
-                         select=select)
+    check_on_error(on_error)
     info = dataset_info(dataset)
+    points = make_points(grid, protocol, dataset=info.name, method=method, preset=preset, css=css, csg=csg,
+                         score_source=score_source, select=select)
     if info.num_classes is not None and info.num_classes != vocab.num_classes:
         raise ValueError(f"vocab has {vocab.num_classes} classes, dataset {info.name!r} has {info.num_classes}")
     bg = info.background if background == "auto" else background
-    desc = _describe(backend)
-    indices = _indices(len(dataset), max_images)
+    desc = describe_backend(backend)
+    indices = image_indices(len(dataset), max_images)
     out = claim_out_dir(out_dir, "sweep.json")
     ctx = dist if dist is not None else init_from_env()
     try:
         tally = run_points(dataset, backend, vocab, protocol, points, info=info, background=bg, indices=indices,
-                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} sweep x{len(points)}")
+                           cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} sweep x{len(points)}",
+                           on_error=on_error)
     finally:
         if dist is None:
             finish(ctx)
@@ -247,9 +284,9 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
         records.append(make_record(
             info=info, method=p.method, baseline=baseline, backend=desc, protocol=p.protocol, css=p.css, csg=p.csg,
             score_source=p.score_source, select=p.select, background=bg, max_images=max_images, vocab=vocab,
-            cm=tally.cms[j], num_images=len(indices), sums=tally.sums[j], world_size=ctx.world_size,
-            cache=tally.cache_info(cache_dir),
-            extra={"sweep_point": j, "settings": dict(p.settings)}))
+            cm=tally.cms[j], num_images=tally.num_images, sums=tally.sums[j], world_size=ctx.world_size,
+            cache=tally.cache_info(cache_dir), extra={"sweep_point": j, "settings": dict(p.settings)},
+            skipped=tally.skipped, preset=p.preset))
     result = SweepResult(points, records, tally.sums[:, 2].tolist(), tally.bundle_seconds)
     if out is not None and ctx.is_main:
         result.write(out)
@@ -260,23 +297,23 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
 def _run_sweep(args) -> int:
     grid = load_grid(args.grid)
     claim_out_dir(args.out, "sweep.json")
-    css, csg = _css_csg(args)
-    dataset, backend, vocab, protocol = setup_from_args(args)
-    make_points(grid, protocol, method=args.method, css=css, csg=csg, score_source=args.score_source,
-                select=not args.no_select)  # bad values raise before the models run
-    result = sweep(dataset, backend, vocab, protocol, grid, method=args.method, css=css, csg=csg,
+    dataset, backend, vocab, protocol, preset, css, csg = method_setup(args)
+    make_points(grid, protocol, dataset=dataset_info(dataset).name, method=args.method, preset=preset, css=css,
+                csg=csg, score_source=args.score_source, select=not args.no_select)  # bad values raise first
+    result = sweep(dataset, backend, vocab, protocol, grid, method=args.method, preset=preset, css=css, csg=csg,
                    score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
                    out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
-                   progress=not args.no_progress)
-    import os
-
-    if os.environ.get("RANK", "0") == "0":
+                   progress=not args.no_progress, on_error=args.on_error)
+    if env_rank() == 0:
         print(result.markdown())
-        print(f"-> {Path(args.out) / 'sweep.csv'}")
+        skipped = result.records[0].extra["num_skipped"]
+        print((f"{skipped} images skipped (see points/*/record.json extra.skipped) " if skipped else "")
+              + f"-> {Path(args.out) / 'sweep.csv'}")
     return 0
 
 
 def register_cli(subparsers) -> None:
+    """Add ``sweep`` to the ``s2c2seg`` command line."""
     p = subparsers.add_parser("sweep", help="evaluate a grid of downstream settings, each image's bundle read once",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", required=True, help="YAML grid: a mapping key -> values (product) or a list of points")

@@ -52,6 +52,51 @@ def test_inconsistent_shapes_and_nan_raise():
         FeatureBundle(**{**b.tensors(), "global_sim": torch.full((5,), float("nan"))})
 
 
+def with_windows(b: FeatureBundle, dtype=torch.float32, storage="exact") -> FeatureBundle:
+    """``b`` plus the released pipeline's per-window fields: 2 windows of 32 x 32 padded by (2, 2, 1, 3)."""
+    g = torch.Generator().manual_seed(1)
+    n, q = b.dense_logits.shape[:2]
+    return FeatureBundle(**b.tensors(), window_local=torch.rand(n, q, 36, 36, generator=g).to(dtype),
+                         window_global=torch.randn(n, q, generator=g), window_pad=torch.tensor([2, 2, 1, 3]),
+                         input_image=torch.randn(3, 32, 48, generator=g), meta={**b.meta, "storage": storage,
+                                                                                "local_text": "plain"})
+
+
+@pytest.mark.parametrize("dtype,storage", [(torch.float32, "exact"), (torch.float16, "compact-float16")])
+def test_window_fields_roundtrip_and_bytes(tmp_path, dtype, storage):
+    base = make_bundle()
+    b = with_windows(base, dtype, storage)
+    b.save(tmp_path / "w.safetensors")
+    c = FeatureBundle.load(tmp_path / "w.safetensors", expected_key="abc")
+    for name in ("window_local", "window_global", "window_pad", "input_image"):
+        assert torch.equal(getattr(b, name), getattr(c, name)) and getattr(c, name).dtype == getattr(b, name).dtype
+    assert c.meta["storage"] == storage and c.meta["local_text"] == "plain"
+    extra = 2 * 5 * 36 * 36 * (4 if dtype == torch.float32 else 2) + 2 * 5 * 4 + 4 * 8 + 3 * 32 * 48 * 4
+    assert b.nbytes() - base.nbytes() == extra
+
+
+def test_bundle_without_window_fields_still_loads(tmp_path):
+    base = make_bundle()
+    base.save(tmp_path / "old.safetensors")                    # an old cache entry / another backend
+    c = FeatureBundle.load(tmp_path / "old.safetensors")
+    assert c.window_local is None and c.window_global is None and c.window_pad is None and c.input_image is None
+
+
+def test_window_fields_validated():
+    b = with_windows(make_bundle())
+    t = b.tensors()
+    with pytest.raises(BundleError, match="window_global"):
+        FeatureBundle(**{**t, "window_global": torch.zeros(2, 4)}, meta=b.meta)
+    with pytest.raises(BundleError, match="padded windows"):
+        FeatureBundle(**{**t, "window_pad": torch.tensor([0, 0, 0, 0])}, meta=b.meta)
+    with pytest.raises(BundleError, match="input_image"):
+        FeatureBundle(**{**t, "input_image": torch.zeros(3, 30, 48)}, meta=b.meta)
+    with pytest.raises(BundleError, match="storage"):
+        FeatureBundle(**t, meta={**b.meta, "storage": "compact-float16"})
+    with pytest.raises(BundleError, match="NaN"):
+        FeatureBundle(**{**t, "window_local": torch.full_like(b.window_local, float("nan"))}, meta=b.meta)
+
+
 def test_vocabulary_file_and_errors(tmp_path):
     f = tmp_path / "cls_x.txt"
     f.write_text("sky; wall\ncat\ndog\n")

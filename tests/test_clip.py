@@ -150,3 +150,31 @@ def test_real_load_uses_the_tags_activation(monkeypatch, name, tag, quick):
     assert seen["force_quick_gelu"] is quick and seen["model_name"] == name
     assert seen["pretrained"] == f"/cache/{name}/{tag}.safetensors"
     assert h.pretrained == tag and h.weights_id == f"{name}/{tag}" and h.mean == C.OPENAI_MEAN
+
+
+def _bicubic_reference_f64(pe: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """The offset rule written out in float64: grid (1, D, g0, g0) -> bicubic scale_factor (g + 0.1) / g0."""
+    g0 = int(round((pe.shape[0] - 1) ** 0.5))
+    grid = pe[1:].double().reshape(1, g0, g0, -1).permute(0, 3, 1, 2)
+    ref = F.interpolate(grid, scale_factor=((gh + 0.1) / g0, (gw + 0.1) / g0), mode="bicubic", align_corners=False)
+    return ref.permute(0, 2, 3, 1).reshape(gh * gw, -1)
+
+
+def test_pos_embed_interpolates_in_the_tables_dtype():
+    # issue 11 item 6: a float64 table must not be interpolated in float32 (that leaves 2e-9..8e-9 errors)
+    torch.manual_seed(0)
+    pe = torch.randn(1 + 49, 16, dtype=torch.float64)
+    out = interpolate_pos_embed(pe, (10, 13))
+    assert out.dtype == torch.float64
+    assert (out[1:] - _bicubic_reference_f64(pe, 10, 13)).abs().max() < 1e-14
+
+
+def test_vfm_pos_embed_interpolates_in_float64():
+    from s2c2seg.models.vfm import DINO_RULE, load_vfm, tiny_vfm_config
+
+    vfm = load_vfm("dino", config=tiny_vfm_config("dino"))
+    vfm.model.double()
+    table = vfm.model.embeddings.position_embeddings[0]                       # (1 + 64, C), native grid 8 x 8
+    out = interpolate_pos_embed(vfm.model.embeddings.position_embeddings, (11, 9), rule=DINO_RULE)
+    assert out.dtype == torch.float64
+    assert (out[0, 1:] - _bicubic_reference_f64(table, 11, 9)).abs().max() < 1e-14

@@ -118,3 +118,62 @@ def test_truncated_vision_tower_equals_hidden_states(clipseg, image):
     acts = clipseg.encode_image(px)
     for a, i in zip(acts, clipseg.model.extract_layers):
         assert torch.allclose(a, full.hidden_states[i + 1], atol=1e-6)
+
+
+def test_preprocess_is_the_processors_pil_path(clipseg):
+    # rd64-refined's processor config: ViTImageProcessor, 352 x 352, resample BILINEAR (2), 1/255, ImageNet
+    # mean/std. transformers 5's default (fast) class resizes with torchvision; the release (transformers
+    # 4.37) ran the PIL path, which transformers 5 keeps as ViTImageProcessorPil.
+    from PIL import Image
+    from transformers import ViTImageProcessorPil
+
+    img = np.random.default_rng(1).integers(0, 256, (336, 336, 3), dtype=np.uint8)
+    proc = ViTImageProcessorPil(size={"height": 352, "width": 352}, resample=Image.BILINEAR, do_rescale=True,
+                                rescale_factor=1 / 255, do_normalize=True, image_mean=[0.485, 0.456, 0.406],
+                                image_std=[0.229, 0.224, 0.225])
+    ref = proc(images=[Image.fromarray(img)], return_tensors="pt")["pixel_values"]
+    assert ref.shape == (1, 3, 352, 352)
+    assert (clipseg.preprocess(img) - ref).abs().max() < 1e-5
+
+
+def test_window_uint8_truncates():
+    from s2c2seg.models.clipseg import window_uint8
+
+    mean, std = (0.5, 0.25, 0.0), (0.5, 0.5, 1.0)
+    # channel 0: 0.5 * x + 0.5 ; x = 0.99 -> 0.995 -> 253.725 -> 253 (rounding would give 254)
+    # channel 1: clip below 0 -> 0 ; channel 2: 1.5 clipped to 1 -> 255
+    w = torch.tensor([[[0.99]], [[-1.0]], [[1.5]]])
+    assert window_uint8(w, mean, std).tolist() == [[[253, 0, 255]]]
+    with pytest.raises(ValueError, match="window"):
+        window_uint8(torch.zeros(1, 3, 4, 4), mean, std)
+
+
+def test_local_text_template_is_unnormalised_mean_of_80(clipseg, image):
+    from open_clip import zero_shot_metadata as zsm
+
+    e = clipseg.text_embeddings(["cat", "sky"], "templates")
+    prompts = [t("sky") for t in zsm.OPENAI_IMAGENET_TEMPLATES]
+    assert len(prompts) == 80
+    tok = clipseg.tokenizer(prompts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = clipseg.model.clip.get_text_features(**tok).pooler_output.mean(0)
+    assert torch.allclose(e[1], ref, atol=1e-5)
+    plain = clipseg.text_embeddings(["sky"], "raw")
+    assert (plain[0] - e[1]).abs().max() > 1e-4               # memo keyed on the prompt kind too
+    window = torch.randn(3, 40, 50)
+    maps = clipseg.window_maps(window, ["cat", "sky"], mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28),
+                               local_text="template")
+    assert maps.shape == (2, 40, 50) and 0 <= maps.min() and maps.max() <= 1
+    with pytest.raises(ValueError, match="local_text"):
+        clipseg.window_maps(window, ["cat"], mean=(0, 0, 0), std=(1, 1, 1), local_text="raw")
+
+
+def test_window_template_text_is_the_releases_80_whatever_the_settings(clipseg, cache):
+    simple = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache,
+                     settings=ClipSegSettings(prompt="templates", templates="simple_imagenet"))
+    window = torch.randn(3, 30, 30)
+    kw = dict(mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28), local_text="template")
+    assert torch.allclose(simple.window_maps(window, ["cat"], **kw), clipseg.window_maps(window, ["cat"], **kw),
+                          atol=1e-6)                                      # same seed, same weights: openai's 80
+    assert (simple.text_embeddings(["cat"]) - simple.text_embeddings(["cat"], "templates", "openai_imagenet")
+            ).abs().max() > 1e-4

@@ -57,7 +57,7 @@ def test_config():
     assert (cfg.mode, cfg.lam, cfg.temperature) == ("category_aware", 0.6, 0.01)
     g, s = maps()
     torch.testing.assert_close(cfg.fuse(g, s), fuse(g, s))
-    assert cfg.to_json() == {"mode": "category_aware", "lam": 0.6, "temperature": 0.01}
+    assert cfg.to_json() == {"mode": "category_aware", "lam": 0.6, "temperature": 0.01, "unit": "query"}
     for m in FUSION_MODES:
         CSGConfig(mode=m)
     with pytest.raises(ValueError, match="mode"):

@@ -40,14 +40,15 @@ def test_fixture_loads_and_labels_are_encoded(fixtures, name):
             expected = raw
         np.testing.assert_array_equal(sample.label, expected)
         vals = np.unique(sample.label)
-        assert ((vals >= 0) & (vals < spec.num_classes) | (vals == 255)).all()
+        assert ((vals >= 0) & (vals < spec.num_classes) | (vals == spec.ignore_index)).all()
+        assert sample.meta["ignore_index"] == spec.ignore_index
         seen |= set(vals.tolist())
         assert sample.meta["img_path"].endswith(spec.img_suffix)
         assert sample.meta["seg_path"].endswith(spec.seg_suffix)
     if name == "coco_object":
         assert 255 not in seen  # cvt_coco_object.py maps "unlabeled" to background 0
     else:
-        assert 255 in seen
+        assert spec.ignore_index in seen
     if spec.background is not None:
         assert spec.background in seen
 
@@ -57,9 +58,10 @@ def test_verify_counts_pixels_and_matches_samples(fixtures, name):
     ds = load_dataset(name, fixtures[name], region_dir=fixture_region_dir(name, fixtures[name]))
     stats = ds.verify()
     labels = np.stack([s.label for s in ds])
-    ref = np.bincount(labels[labels != 255], minlength=DATASETS[name].num_classes)
+    ignore = DATASETS[name].ignore_index
+    ref = np.bincount(labels[labels != ignore], minlength=DATASETS[name].num_classes)
     assert stats["images"] == 4 and stats["class_pixels"].tolist() == ref.tolist()
-    assert stats["ignore_pixels"] == int((labels == 255).sum())
+    assert stats["ignore_pixels"] == int((labels == ignore).sum())
 
 
 def test_verify_raises_on_bad_label_and_size(tmp_path):

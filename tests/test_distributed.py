@@ -13,7 +13,7 @@ import torch
 
 from s2c2seg.data import get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
-from s2c2seg.distributed import DistContext, all_reduce_sum, init_from_env, shard
+from s2c2seg.distributed import DistContext, all_gather_objects, all_reduce_sum, env_rank, init_from_env, shard
 from s2c2seg.evaluate import evaluate
 from s2c2seg.sweep import sweep
 from fakes import FakeBackend
@@ -33,6 +33,9 @@ def test_shard_and_single_process_context(monkeypatch):
     assert (ctx.rank, ctx.world_size, ctx.active) == (0, 1, False)
     t = torch.arange(4)
     assert torch.equal(all_reduce_sum(t, ctx), t)
+    assert all_gather_objects([("a", 1)], ctx) == [[("a", 1)]]
+    monkeypatch.delenv("RANK", raising=False)
+    assert env_rank() == 0
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(ValueError, match="RANK"):
@@ -70,3 +73,22 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     for i, r in enumerate(ref.records):
         got = json.loads((tmp_path / "sw" / "points" / f"{i:03d}" / "record.json").read_text())
         assert got["confusion"] == r.confusion and got["extra"]["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_skips_are_gathered_from_every_rank(tmp_path):
+    """Two bad images, one on each rank's shard: the record lists both, in split order, as one process does."""
+    root = write_fixture("voc21", tmp_path / "VOC2012", n_images=5, seed=4)
+    ids = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    for k in (1, 2):  # rank 1 gets index 1, rank 0 index 2
+        path = root / "JPEGImages" / f"{ids[k]}.jpg"
+        path.write_bytes(path.read_bytes()[:200])
+    ds, vocab = load_dataset("voc21", root), vocabulary("voc21", "sclip")
+    single = evaluate(ds, FakeBackend(), vocab, get_protocol("voc21", "sclip", **PROTO), on_error="skip",
+                      progress=False)
+    _torchrun(["eval", "voc21", "--data-root", str(root), "--out", str(tmp_path / "ddp"), "--on-error", "skip",
+               "--cache-dir", str(tmp_path / "cache"), *FLAGS], tmp_path)
+    rec = json.loads((tmp_path / "ddp" / "record.json").read_text())
+    assert [s["id"] for s in rec["extra"]["skipped"]] == [ids[1], ids[2]] and rec["extra"]["num_skipped"] == 2
+    assert rec["extra"]["skipped"] == single.extra["skipped"]
+    assert rec["num_images"] == 3 and rec["confusion"] == single.confusion and rec["cache"]["misses"] == 3

@@ -14,11 +14,12 @@ from s2c2seg.csg import CSGConfig
 from s2c2seg.css import CSSConfig
 from s2c2seg.data import get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
-from s2c2seg.evaluate import evaluate
+from s2c2seg.evaluate import ImageError, evaluate
+from s2c2seg.io import ImageLoadError
 from s2c2seg.predict import predict
 from s2c2seg.records import RecordExistsError, RunRecord
 
-from fakes import FakeBackend
+from fakes import LABEL, FakeBackend
 
 
 @pytest.fixture
@@ -67,9 +68,10 @@ def test_resume_after_interruption_is_bit_identical(voc, tmp_path):
                 raise Killed
             return super().encode(sample, vocab, protocol)
 
-    with pytest.raises(Killed):
+    with pytest.raises(ImageError, match="Killed") as err:  # the run stops, naming the image it died on
         evaluate(ds, Dying(), vocab, proto, method="s2c2seg", cache_dir=tmp_path / "cache",
                  out_dir=tmp_path / "killed", progress=False)
+    assert isinstance(err.value.__cause__, Killed) and repr(ds.ids[3]) in str(err.value)
     assert not (tmp_path / "killed" / "record.json").exists()
     assert len(BundleCache(tmp_path / "cache")) == 3
     backend = FakeBackend()
@@ -135,7 +137,7 @@ def test_record_contents_and_no_overwrite(voc, tmp_path):
     rec = _run(ds, vocab, proto, tmp_path, "r", max_images=3, baseline="sclip",
                css=CSSConfig(tau=0.5), csg=CSGConfig(lam=0.3))
     d = json.loads((tmp_path / "r" / "record.json").read_text())
-    assert d["num_images"] == 3 and d["label"] == "SIMULATED"
+    assert d["num_images"] == 3 and d["label"] == LABEL
     assert d["protocol"]["short_side"] == 64 and d["protocol"]["area_thd"] == 0.1
     assert d["parameters"]["css"]["tau"] == 0.5 and d["parameters"]["csg"]["lam"] == 0.3
     assert d["vocabulary"]["variant"] == "sclip" and d["vocabulary"]["num_queries"] == len(vocab.queries)
@@ -181,3 +183,76 @@ def test_cli_with_tiny_random_models_and_sim(tmp_path):
                  "--no-progress", "--out", str(tmp_path / "s")]) == 0
     s = RunRecord.load(tmp_path / "s")
     assert s.label == "SIMULATED" and s.num_images == 2 and s.extra["subset"]["gt_class_recall"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------- bad images
+def _truncate(root, k: int) -> str:
+    """Cut image ``k`` of the split in half (a truncated JPEG); returns its id."""
+    ids = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    path = root / "JPEGImages" / f"{ids[k]}.jpg"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return ids[k]
+
+
+def test_a_bad_image_stops_the_run_naming_it_by_default(voc, tmp_path):
+    ds, vocab, proto = voc
+    bad = _truncate(ds.root, 2)
+    backend = FakeBackend()
+    with pytest.raises(ImageError, match=rf"image '{bad}' \(voc21 #2\) failed: ImageLoadError: cannot decode") as e:
+        evaluate(ds, backend, vocab, proto, out_dir=tmp_path / "r", progress=False)
+    assert isinstance(e.value.__cause__, ImageLoadError) and "--on-error skip" in str(e.value)
+    assert backend.calls == 2 and not (tmp_path / "r" / "record.json").exists()
+
+
+def test_skip_equals_the_split_without_the_bad_image_with_and_without_cache(voc, tmp_path):
+    ds, vocab, proto = voc
+    bad = _truncate(ds.root, 1)
+    split = ds.root / "ImageSets" / "Segmentation" / "val.txt"
+    ids = split.read_text().split()
+    # the reference: the same fixture with the bad image left out of the split file
+    ref_root = write_fixture("voc21", tmp_path / "ref" / "VOC2012", n_images=5, seed=1)
+    (ref_root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(i for i in ids if i != bad) + "\n")
+    ref = evaluate(load_dataset("voc21", ref_root), FakeBackend(), vocab, proto, progress=False)
+    assert ref.num_images == 4
+    runs = [evaluate(ds, FakeBackend(), vocab, proto, on_error="skip", progress=False, out_dir=tmp_path / "plain")]
+    for name in ("fill", "hit"):
+        runs.append(evaluate(ds, FakeBackend(), vocab, proto, on_error="skip", cache_dir=tmp_path / "cache",
+                             out_dir=tmp_path / name, progress=False))
+    for rec in runs:
+        assert rec.confusion == ref.confusion and rec.num_images == 4
+        assert json.dumps(rec.metrics) == json.dumps(ref.metrics)  # NaN-safe equality
+        assert rec.extra["num_skipped"] == 1 and [s["id"] for s in rec.extra["skipped"]] == [bad]
+        assert rec.extra["skipped"][0]["error"].startswith("ImageLoadError: cannot decode image")
+        assert "truncated" in rec.extra["skipped"][0]["error"]
+    assert runs[1].cache["misses"] == 4 and runs[2].cache["hits"] == 4 and runs[2].cache["misses"] == 0
+    saved = json.loads((tmp_path / "hit" / "record.json").read_text())
+    assert saved["extra"]["skipped"] == runs[2].extra["skipped"] and saved["extra"]["num_skipped"] == 1
+    assert ref.extra["num_skipped"] == 0 and ref.extra["skipped"] == []
+
+
+def test_skip_counts_an_image_for_no_setting_when_its_prediction_fails(voc, tmp_path):
+    """A failure after the bundle (here: in predict, through a bundle of the wrong size) is skipped whole."""
+    ds, vocab, proto = voc
+
+    class WrongSize(FakeBackend):
+        def encode(self, sample, vocab, protocol):
+            bundle = super().encode(sample, vocab, protocol)
+            if sample.id == ds.ids[3]:
+                bundle.image_hw = bundle.image_hw + 1
+            return bundle
+
+    rec = evaluate(ds, WrongSize(), vocab, proto, on_error="skip", progress=False)
+    assert rec.extra["skipped"][0]["id"] == ds.ids[3] and "BundleError" in rec.extra["skipped"][0]["error"]
+    assert sum(sum(row) for row in rec.confusion["matrix"]) == sum(
+        int((s.label != 255).sum()) for s in ds if s.id != ds.ids[3])
+
+
+def test_every_image_bad_and_bad_on_error_value(voc, tmp_path):
+    ds, vocab, proto = voc
+    for k in range(len(ds)):
+        _truncate(ds.root, k)
+    with pytest.raises(ImageError, match="every one of the 5 images failed"):
+        evaluate(ds, FakeBackend(), vocab, proto, on_error="skip", progress=False)
+    with pytest.raises(ValueError, match="on_error"):
+        evaluate(ds, FakeBackend(), vocab, proto, on_error="ignore", progress=False)

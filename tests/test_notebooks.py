@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2c2seg import analysis, notebooks, plots
+from s2c2seg import analysis, experiments, notebooks, plots
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -112,7 +112,7 @@ def test_scoring_steps_match_css():
 
     g = torch.tensor([0.30, 0.25, 0.21, 0.20, 0.19, 0.22, 0.18, 0.24, 0.17, 0.26])
     s = torch.tensor([0.9, 0.1, 0.05, 0.3, 0.02, 0.6, 0.01, 0.2, 0.03, 0.4])
-    st = analysis.scoring_steps(g, s, tau=0.3, k_min=2, k_max=4)
+    st = analysis.scoring_steps(g, s, css.CSSConfig(tau=0.3, k_min=2, k_max=4))
     assert torch.equal(st.selected, css.select_categories(g, s, tau=0.3, k_min=2, k_max=4))
     assert st.m == 3 and st.k == len(st.selected) <= 4
     assert torch.equal(st.union, st.stage1["glob"] | st.stage1["spat"] | st.stage1["conf"])
@@ -320,7 +320,7 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert all(len(v["curves"][k]["voc21"]) == 2 for k in v["curves"])
     assert all(_finite(m) for k in v["curves"] for _, m in v["curves"][k]["voc21"])
     v = recs["07_paper_tables"]["values"]
-    assert v["n_records"] == len(analysis.TABLE_POINTS)
+    assert v["n_records"] == len(experiments.table_grid())
     assert set(v["tables"]) == {"main", "components", "scoring", "fusion"}
     assert all(_finite(row["voc21"]) for t in v["tables"].values() for row in t.values())
     assert "SIMULATED" in v["markdown"] and "\\begin{tabular}" in v["latex"]

@@ -178,3 +178,53 @@ def test_score_source_baseline_changes_selection_input():
     p = predict(b, Protocol(), "s2c2seg", score_source="baseline", css=CSSConfig(k_min=2, k_max=3))
     _, s_base = class_scores(b, "baseline", 40.0)
     assert torch.equal(p.s_spat, s_base)
+
+
+def test_csg_unit_class_fuses_after_the_synonym_max():
+    """Hand-computed: class 0 has synonyms (queries 0, 1), class 1 one query; unit="class" takes the synonym max
+    of both maps first and normalises w over the 2 classes, unit="query" over the 3 queries."""
+    q2c = torch.tensor([0, 0, 1])
+    g = torch.tensor([[[0.20, 0.10]], [[0.10, 0.30]], [[0.25, 0.05]]])   # (Q=3, H=1, W=2) dense cosines
+    s = torch.tensor([[[0.9, 0.0]], [[0.2, 0.8]], [[0.1, 0.7]]])         # CLIPSeg maps
+    boxes = torch.tensor([[0, 1, 0, 2]])
+    b = FeatureBundle(dense_logits=g[None], crop_boxes=boxes, resized_hw=torch.tensor([1, 2]),
+                      image_hw=torch.tensor([1, 2]), global_sim=torch.tensor([0.3, 0.2, 0.1]),
+                      clipseg_mean=s.mean((1, 2)), clipseg_maps=s.half(), query_to_class=q2c)
+    from s2c2seg.predict import fuse_subset
+    sh = s.half().float()
+    view = BundleView(b)
+    queries = torch.arange(3)
+    # class: G = [[0.2, 0.3], [0.25, 0.05]], S = [[0.9, 0.8], [0.1, 0.7]]; means 0.25, 0.15; T = 0.01
+    w = torch.softmax(torch.tensor([0.25, 0.15]) / 0.01, 0)
+    fused, units = fuse_subset(view, queries, CSGConfig(unit="class"))
+    G = torch.tensor([[[0.2, 0.3]], [[0.25, 0.05]]])
+    S = torch.stack([torch.maximum(sh[0], sh[1]), sh[2]])
+    torch.testing.assert_close(fused, G + 0.6 * w[:, None, None] * S)
+    assert units.tolist() == [0, 1]
+    # query: means 0.15, 0.2, 0.15 over the three queries
+    wq = torch.softmax(torch.tensor([0.15, 0.2, 0.15]) / 0.01, 0)
+    fused_q, units_q = fuse_subset(view, queries, CSGConfig())
+    torch.testing.assert_close(fused_q, g + 0.6 * wq[:, None, None] * sh)
+    assert units_q.tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="unit"):
+        CSGConfig(unit="pixel")
+
+
+def test_view_config_bad_input():
+    from s2c2seg.predict import ViewConfig
+    with pytest.raises(ValueError, match="query_chunk"):
+        ViewConfig(query_chunk=0)
+    with pytest.raises(ValueError, match="full_maps_bytes"):
+        ViewConfig(full_maps_bytes=-1)
+    with pytest.raises(ValueError, match="ViewConfig"):
+        BundleView(make_bundle(), config={"query_chunk": 3})
+
+
+def test_csg_unit_class_equals_query_without_synonyms():
+    q2c = torch.arange(6)
+    b = make_bundle(1, q2c=q2c)
+    proto = Protocol(prob_thd=0.1)
+    css = CSSConfig(k_min=2, k_max=3)
+    a = predict(b, proto, "s2c2seg", css=css, csg=CSGConfig(unit="class"))
+    q = predict(b, proto, "s2c2seg", css=css, csg=CSGConfig(unit="query"))
+    assert torch.equal(a.label_map, q.label_map)

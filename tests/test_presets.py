@@ -71,8 +71,10 @@ def test_operating_points_match_the_facts_table(row):
 def test_unknown_names_raise_naming_the_known():
     with pytest.raises(ValueError, match="known: \\['paper'"):
         get_preset("released+", "voc21")
-    with pytest.raises(ValueError, match="cityscapes"):
-        get_preset("released", "voc22")
+    no_point = get_preset("released", "ade847")  # no published operating point: the release's config defaults
+    assert (no_point.select.tau, no_point.fusion.lam) == (0.3, 0.15)  # models/config.py: tau 0.3, lambda 0.15
+    assert "none published for 'ade847'" in no_point.to_json()["operating_point"]
+    assert get_preset("released++", "sim_voc21").post.otsu_c == 0.5  # a simulated VOC21 takes VOC21's point
     with pytest.raises(ValueError, match="select.tau"):
         get_preset("released", "voc21", **{"select.taus": 0.3})
     with pytest.raises(ValueError, match="css.tau"):

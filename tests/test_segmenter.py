@@ -152,8 +152,121 @@ def test_vfm_baseline_needs_vfm(seg):
 def test_proxyclip_tiny(cache, sample):
     seg = build_backend("random", baseline="proxyclip", size="tiny", cache_dir=cache)
     b = seg.encode(sample, VOCAB, PROTO)
-    assert b.dense_logits.shape[-2:] == (8, 8)  # the VFM grid (patch 4 on a 32 crop)
+    assert b.window_pad.tolist() == [12, 12, 12, 12]  # ProxyCLIP pads each 32 x 32 window to 56 x 56
+    assert b.dense_logits.shape[-2:] == (14, 14)  # the VFM grid (patch 4 on the padded 56 window)
     assert seg.describe()["vfm_weights"] == "random"
+
+
+@pytest.fixture(scope="module")
+def proxy(cache):
+    seg = build_backend("random", baseline="proxyclip", size="tiny", cache_dir=cache)
+    seg.clipseg = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache, settings=SMALL)
+    return seg
+
+
+def _padded_windows(seg, sample, b):
+    image = seg.preprocess(sample.image, PROTO)
+    t, bo, l, r = b.window_pad.tolist()
+    return [F.pad(image[:, y1:y2, x1:x2], (l, r, t, bo)) for y1, y2, x1, x2 in b.crop_boxes.tolist()]
+
+
+def test_release_window_fields(proxy, sample):
+    b = proxy.encode(sample, VOCAB, PROTO)
+    n = len(b.crop_boxes)
+    assert b.window_local.shape == (n, 4, 56, 56) and b.window_local.dtype == torch.float32
+    assert b.window_global.shape == (n, 4) and b.input_image.shape == (3, 64, 85)
+    assert b.meta["storage"] == "exact" and b.meta["local_text"] == "plain" and b.meta["precision"] == "fp32"
+    assert torch.equal(b.input_image, proxy.preprocess(sample.image, PROTO))
+    d = proxy.describe()
+    assert d["precision"] == "fp32" and d["config"]["local_text"] == "plain" and d["storage"] == "exact"
+    # the padding is zeros in normalised space, i.e. what the baseline saw: dense logits of the padded window
+    w = _padded_windows(proxy, sample, b)[2]
+    text = proxy.text.encode(VOCAB)
+    out = proxy.baseline(proxy.clip, w[None], vfm=proxy.vfm)
+    assert torch.allclose(b.dense_logits[2], torch.einsum("hwd,qd->qhw", out.patch[0], text), atol=1e-5)
+
+
+def test_window_global_equals_open_clip_encode_image(proxy, sample):
+    # the padded 56 x 56 window is the tiny CLIP's native size: encode_image applies as is (release return_cls)
+    b = proxy.encode(sample, VOCAB, PROTO)
+    text = proxy.text.encode(VOCAB).double()
+    with torch.no_grad():
+        for n, w in enumerate(_padded_windows(proxy, sample, b)):
+            g = F.normalize(proxy.clip.model.encode_image(w[None]).double(), dim=-1)[0]
+            assert (b.window_global[n].double() - text @ g).abs().max() < 1e-5
+    assert b.window_global.std() > 1e-4
+
+
+def test_window_global_off_native_size_with_the_same_pos_embed(seg, sample):
+    # SCLIP, 32 x 32 windows (4 x 4 grid, not native 7 x 7): encode_image of a model copy whose table is
+    # the interpolated one (the same positions the shared trunk uses)
+    import copy
+
+    from s2c2seg.models.clip import interpolate_pos_embed
+
+    b = seg.encode(sample, VOCAB, PROTO)
+    assert b.window_pad.tolist() == [0, 0, 0, 0]
+    model = copy.deepcopy(seg.clip.model)
+    model.visual.positional_embedding = torch.nn.Parameter(
+        interpolate_pos_embed(model.visual.positional_embedding, (4, 4)), requires_grad=False)
+    image = seg.preprocess(sample.image, PROTO)
+    text = seg.text.encode(VOCAB)
+    with torch.no_grad():
+        for n, (y1, y2, x1, x2) in enumerate(b.crop_boxes.tolist()):
+            g = F.normalize(model.encode_image(image[None, :, y1:y2, x1:x2]), dim=-1)[0]
+            assert torch.allclose(b.window_global[n], text @ g, atol=1e-5)
+
+
+def test_window_local_equals_transformers_forward_one_query_at_a_time(proxy, sample):
+    from PIL import Image
+
+    from s2c2seg.models.clipseg import window_uint8
+
+    b = proxy.encode(sample, VOCAB, PROTO)
+    cs = proxy.clipseg
+    for n in (0, len(b.crop_boxes) - 1):
+        w = _padded_windows(proxy, sample, b)[n]
+        # the release's pixel path, by hand: un-normalise, clip, x255, truncate; PIL bilinear 96; /255; ImageNet
+        x = (w.permute(1, 2, 0).numpy() * np.array(proxy.clip.std, np.float32) + np.array(proxy.clip.mean, np.float32))
+        u8 = (np.clip(x, 0, 1) * 255).astype(np.uint8)
+        assert np.array_equal(window_uint8(w, proxy.clip.mean, proxy.clip.std), u8)
+        px = np.asarray(Image.fromarray(u8).resize((96, 96), Image.BILINEAR), np.float32) / 255.0
+        px = (px - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+        px = torch.from_numpy(px).permute(2, 0, 1)[None]
+        for qi, query in enumerate(VOCAB.queries):
+            tok = cs.tokenizer([query], padding=True, return_tensors="pt")
+            with torch.no_grad():
+                out = cs.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"], pixel_values=px,
+                               interpolate_pos_encoding=True)
+            logits = out.logits.reshape(1, 1, 96, 96)
+            ref = F.interpolate(logits.sigmoid(), size=(56, 56), mode="bilinear", align_corners=False)[0, 0]
+            assert (b.window_local[n, qi] - ref).abs().max() < 5e-5, (n, query)  # fp32 rounding: text batch shape
+    assert b.window_local.std() > 1e-4
+
+
+def test_window_storage_local_text_and_precision_options(proxy, sample):
+    exact = proxy.encode(sample, VOCAB, PROTO)
+    half = Segmenter(proxy.baseline, proxy.clip, proxy.clipseg, proxy.text, vfm=proxy.vfm,
+                     config=SegmenterConfig(window_storage="float16")).encode(sample, VOCAB, PROTO)
+    assert half.window_local.dtype == torch.float16 and half.meta["storage"] == "compact-float16"
+    assert (half.window_local.float() - exact.window_local).abs().max() < 1e-3
+    assert half.nbytes() < exact.nbytes()
+    tmpl = Segmenter(proxy.baseline, proxy.clip, proxy.clipseg, proxy.text, vfm=proxy.vfm,
+                     config=SegmenterConfig(local_text="template"))
+    t = tmpl.encode(sample, VOCAB, PROTO)
+    assert t.meta["local_text"] == "template" and tmpl.describe()["config"]["local_text"] == "template"
+    assert (t.window_local - exact.window_local).abs().max() > 1e-5
+    assert torch.equal(t.dense_logits, exact.dense_logits)
+    off = Segmenter(proxy.baseline, proxy.clip, proxy.clipseg, proxy.text, vfm=proxy.vfm,
+                    config=SegmenterConfig(window_sources=False)).encode(sample, VOCAB, PROTO)
+    assert off.window_local is None and off.window_global is None and "storage" not in off.meta
+    assert torch.equal(off.dense_logits, exact.dense_logits)
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        Segmenter(proxy.baseline, proxy.clip, proxy.clipseg, proxy.text, vfm=proxy.vfm,
+                  config=SegmenterConfig(precision="fp16"))
+    for bad in ({"local_text": "fancy"}, {"window_storage": "int8"}, {"precision": "bf16"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SegmenterConfig(**bad)
 
 
 def test_pretrained_fails_fast_offline():

@@ -13,7 +13,7 @@ from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import evaluate
 from s2c2seg.records import RecordExistsError, load_records
 from s2c2seg.sweep import GRID_KEYS, expand_grid, load_grid, make_points, sweep
-from fakes import FakeBackend
+from fakes import LABEL, FakeBackend
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_sweep_equals_separate_evaluations(voc, tmp_path):
     assert len(rows) == 7 and {"mIoU", "aAcc", "mAcc", "mean_K", "recall", "method", "prob_thd"} <= set(rows[0])
     assert float(rows[0]["mIoU"]) == pytest.approx(100 * res.records[0].metrics["mIoU"], abs=0.01)
     md = (tmp_path / "s" / "sweep.md").read_text()
-    assert "SIMULATED" in md and md.count("\n|") >= 8
+    assert LABEL in md and md.count("\n|") >= 8
     assert len(load_records([tmp_path / "s"])) == 7
     meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert meta["points"][2]["settings"]["mode"] == "uniform"
@@ -121,3 +121,19 @@ def test_grid_accepts_the_stage2_pool_switch():
 
     pts = make_points({"stage2_pool": ["all", "init"]}, Protocol())
     assert [p.css.stage2_pool for p in pts] == ["all", "init"]
+
+
+def test_sweep_skips_a_bad_image_for_every_point(tmp_path):
+    root = write_fixture("voc21", tmp_path / "VOC2012", n_images=3, seed=2)
+    ids = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    path = root / "JPEGImages" / f"{ids[0]}.jpg"
+    path.write_bytes(path.read_bytes()[:300])
+    ds, vocab = load_dataset("voc21", root), vocabulary("voc21", "sclip")
+    proto = get_protocol("voc21", "sclip", short_side=64, crop=32, stride=16)
+    res = sweep(ds, FakeBackend(), vocab, proto, {"method": ["baseline", "s2c2seg"]}, on_error="skip",
+                progress=False, out_dir=tmp_path / "s")
+    for r in res.records:
+        assert r.num_images == 2 and [s["id"] for s in r.extra["skipped"]] == [ids[0]]
+    assert "(2 images, 1 skipped)" in res.markdown()
+    with pytest.raises(ValueError, match=f"image '{ids[0]}'"):
+        sweep(ds, FakeBackend(), vocab, proto, {"method": ["baseline"]}, progress=False)

@@ -118,3 +118,33 @@ def test_progress_bar_for_large_vocabularies(clip, capsys):
     enc.encode([f"class {i}" for i in range(10)])
     assert "text embeddings" in capsys.readouterr().err
     assert enc.calls == 3
+
+
+def test_interrupted_encode_resumes_from_its_parts(clip, tmp_path, monkeypatch):
+    """Raise inside the encoder after k calls: the finished parts are on disk and only the rest is computed."""
+    from s2c2seg.models import text
+
+    names = [f"class {i}" for i in range(7)]
+    whole = TextEncoder(clip, templates="raw", cache_dir=tmp_path / "whole", batch_size=2, names_per_part=2)
+    ref = whole.encode(names)
+    assert whole.calls == 4  # 4 parts of <= 2 names, one call each
+
+    real = text.encode_prompts
+    calls = {"n": 0}
+
+    def failing(handle, tokens):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("interrupted")
+        return real(handle, tokens)
+
+    monkeypatch.setattr(text, "encode_prompts", failing)
+    first = TextEncoder(clip, templates="raw", cache_dir=tmp_path / "c", batch_size=2, names_per_part=2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        first.encode(names)
+    assert len(list((tmp_path / "c").glob("*.part*"))) == 2
+    monkeypatch.setattr(text, "encode_prompts", real)
+    again = TextEncoder(clip, templates="raw", cache_dir=tmp_path / "c", batch_size=2, names_per_part=2)
+    emb = again.encode(names)
+    assert again.calls == 2 and torch.equal(emb, ref)
+    assert not list((tmp_path / "c").glob("*.part*")) and len(list((tmp_path / "c").glob("text_*"))) == 1

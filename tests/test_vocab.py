@@ -4,6 +4,7 @@ import hashlib
 import pytest
 
 from s2c2seg.data import DATASETS, NAME_VARIANTS, Vocabulary, name_file, vocabulary
+from s2c2seg.data.names import packaged_variants
 
 # (classes, queries) per dataset and variant, counted on the anchors' files (anchors.md §2.2).
 COUNTS = {
@@ -60,7 +61,8 @@ def test_files_are_the_anchors_bytes(rel):
 
 
 def test_every_dataset_and_variant_has_a_file():
-    assert {f"{v}/cls_{d}.txt" for v in NAME_VARIANTS for d in DATASETS} == set(SHA256)
+    # the 8 benchmarks; ADE-847 and PC-459 (two variants only): tests/test_large_vocab_datasets.py
+    assert {f"{v}/cls_{d}.txt" for v in NAME_VARIANTS for d in COUNTS} == set(SHA256)
 
 
 def test_sclip_voc21_background_words_and_synonyms():
@@ -114,3 +116,55 @@ def test_unknown_dataset_or_variant_raises():
         vocabulary("nope", "sclip")
     with pytest.raises(ValueError, match="maskclip"):
         vocabulary("voc21", "maskclip")
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def test_a_name_in_two_classes_is_an_error_naming_both_lines(tmp_path):
+    f = tmp_path / "dup.txt"
+    f.write_text("background; sky\ncat\n\ndog; puppy\nhound; dog\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        Vocabulary.from_file(f, sep="; ")
+    msg = str(err.value)
+    # file lines 4 and 5 (the empty line 3 is skipped but still counted)
+    assert "'dog'" in msg and f"{f} line 4" in msg and f"{f} line 5" in msg and "'hound'" in msg
+    with pytest.raises(ValueError, match=r"'cat' is in two classes, class 0 \('cat'\) and class 2"):
+        Vocabulary.from_names(["cat", "dog", ["kitty", "cat"]])
+
+
+def test_a_repeated_synonym_warns_and_is_kept(tmp_path):
+    f = tmp_path / "rep.txt"
+    f.write_text("cat; kitty; cat\ndog\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=rf"{f} line 1 .*'cat'"):
+        v = Vocabulary.from_file(f, sep="; ")
+    assert v.queries == ["cat", "kitty", "cat", "dog"] and v.query_to_class.tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize("text", ["cat\n; \n", "cat\ndog; \n", "cat\n \n", "; dog\n"])
+def test_empty_names_and_lone_separators_stay_errors(tmp_path, text):
+    f = tmp_path / "bad.txt"
+    f.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 2 has an empty name|line 1 has an empty name"):
+        Vocabulary.from_file(f, sep="; ")
+
+
+def test_shared_names_are_allowed_only_when_named():
+    v = Vocabulary.from_names([["background", "bed"], "bed"], shared=["bed"])
+    assert v.query_to_class.tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="'sky' is in two classes"):
+        Vocabulary.from_names([["background", "bed", "sky"], "bed", "sky"], shared=["bed"])
+
+
+def test_every_packaged_file_loads_without_warnings(recwarn):
+    """Only SCLIP's and ProxyCLIP's COCO-Object files put a name in two classes ('bed'), as the anchors ship them."""
+    shared = {}
+    for d in DATASETS:
+        for variant in packaged_variants(d):
+            v = vocabulary(d, variant)
+            if v.shared:
+                shared[(d, variant)] = sorted(v.shared)
+    assert shared == {("coco_object", "sclip"): ["bed"], ("coco_object", "proxyclip"): ["bed"]}
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    so = vocabulary("coco_object", "sclip")
+    assert "bed" in so.classes[0] and so.classes[60] == ("bed",)
+    with pytest.raises(ValueError, match="'bed' is in two classes"):  # the allowance is needed, not decoration
+        Vocabulary.from_file(name_file("coco_object", "sclip"), sep=", ")

@@ -1,7 +1,9 @@
-"""The 8 benchmarks in the MMSeg on-disk layouts the anchors use, without mmseg.
+"""The 8 benchmarks and the two large-vocabulary ones (ADE-847, PC-459) in the on-disk layouts the anchors use,
+without mmseg.
 
 A :class:`DatasetSpec` says where the files of one benchmark lie (image and label folders, suffixes, split
-file), how its label maps are encoded (``reduce_zero_label``, background index, 255 = ignore) and which
+file), how its label maps are encoded (``reduce_zero_label``, background index, the ignore value: 255 for
+the 8, 65535 for the 16-bit ``.tif`` labels of ADE-847 and PC-459, whose class ids pass 255) and which
 conversion produces the files. :func:`load_dataset` lists one split exactly as MMSeg 1.x does (the split
 file's order when there is one, otherwise every image under the image folder, recursively, sorted by path)
 and yields :class:`~s2c2seg.data.sample.Sample` objects with the label already encoded.
@@ -22,11 +24,13 @@ from ..metrics import reduce_zero_label
 from ..regions import load_region_mask, region_mask_path
 from .sample import Sample, SampleSequence
 
-__all__ = ["DatasetSpec", "DATASETS", "Dataset", "DatasetError", "IGNORE_INDEX", "encode_label", "get_spec",
-           "load_dataset"]
+__all__ = ["DatasetSpec", "DATASETS", "Dataset", "DatasetError", "IGNORE_INDEX", "TIF_IGNORE_INDEX", "encode_label",
+           "get_spec", "load_dataset"]
 
 IGNORE_INDEX = 255
-"""Label value every anchor ignores in the metric (mmseg ``IoUMetric(ignore_index=255)``)."""
+"""Label value the anchors ignore in the metric on the 8 benchmarks (mmseg ``IoUMetric(ignore_index=255)``)."""
+TIF_IGNORE_INDEX = 65535
+"""Ignore value of the 16-bit ``.tif`` labels CAT-Seg's preparation writes (detectron2 ``ignore_label=65535``)."""
 
 
 class DatasetError(ValueError):
@@ -42,7 +46,7 @@ class DatasetSpec:
     title: str
     """Display name used in tables (``VOC21``, ``PC59``, ...)."""
     num_classes: int
-    """C after encoding: labels are in ``[0, C)`` or 255."""
+    """C after encoding: labels are in ``[0, C)`` or ``ignore_index``."""
     background: int | None
     """Index of the background class (0 for VOC21, Context60, COCO-Object), None when there is none."""
     reduce_zero_label: bool
@@ -65,16 +69,19 @@ class DatasetSpec:
     """The dataset class the anchors' configs name (``custom`` = the anchors' ``custom_datasets.py``)."""
     anchor_name_file: str
     """The anchors' ``configs/cls_*.txt`` file name for this dataset."""
+    ignore_index: int = IGNORE_INDEX
+    """Label value the metric ignores, stored and after encoding (255; 65535 for the ``.tif`` datasets)."""
 
     @property
     def stored_max(self) -> int:
-        """Largest valid stored (raw) label value other than 255."""
+        """Largest valid stored (raw) label value other than ``ignore_index``."""
         return self.num_classes if self.reduce_zero_label else self.num_classes - 1
 
     def to_json(self) -> dict:
         return {"name": self.name, "num_classes": self.num_classes, "background": self.background,
                 "reduce_zero_label": self.reduce_zero_label, "img_dir": self.img_dir, "ann_dir": self.ann_dir,
-                "img_suffix": self.img_suffix, "seg_suffix": self.seg_suffix, "split_file": self.split_file}
+                "img_suffix": self.img_suffix, "seg_suffix": self.seg_suffix, "split_file": self.split_file,
+                "ignore_index": self.ignore_index}
 
 
 _VOC_CONVERTER = ("the PASCAL VOC 2012 trainval tar (VOCtrainval_11-May-2012.tar) unpacked: root = "
@@ -91,6 +98,14 @@ _COCO_OBJECT_CONVERTER = ("the anchors' datasets/cvt_coco_object.py (from GroupV
                           "*_labelTrainIds.png are COCO-Stuff-171 labels): root = the coco folder")
 _ADE_CONVERTER = ("ADEChallengeData2016.zip unpacked (no conversion; 0 = 'other', ignored through "
                   "reduce_zero_label): root = ADEChallengeData2016")
+_ADE847_CONVERTER = ("CAT-Seg's datasets/prepare_ade20k_847.py on ADE20K_2021_17_01.zip with its "
+                     "index_ade20k.pkl, writing images_detectron2/validation/*.jpg and "
+                     "annotations_detectron2/validation/*.tif (16-bit, class ids 0..846, 65535 = ignore): root = "
+                     "ADE20K_2021_17_01")
+_PC459_CONVERTER = ("CAT-Seg's datasets/prepare_pascal_context_459.py on VOC2010 + the 459-class trainval.tar.gz "
+                    ".mat files (writes annotations_detectron2/pc459_val/*.tif: LabelMap - 1 as 16-bit, unlabelled "
+                    "0 -> 65535 = ignore) and ImageSets/SegmentationContext/val.txt from mmseg's "
+                    "tools/dataset_converters/pascal_context.py: root = VOCdevkit/VOC2010")
 _CITY_CONVERTER = ("mmseg's tools/dataset_converters/cityscapes.py (cityscapesscripts, writes "
                    "gtFine/val/<city>/*_gtFine_labelTrainIds.png) on leftImg8bit_trainvaltest.zip + "
                    "gtFine_trainvaltest.zip: root = cityscapes")
@@ -126,8 +141,17 @@ DATASETS: dict[str, DatasetSpec] = {
     "cityscapes": DatasetSpec("cityscapes", "City", 19, None, False, "leftImg8bit/val", "gtFine/val",
                               "_leftImg8bit.png", "_gtFine_labelTrainIds.png", None, _CITY_CONVERTER, "cityscapes",
                               "city", "CityscapesDataset", "cls_city_scapes.txt"),
+    "ade847": DatasetSpec("ade847", "ADE847", 847, None, False, "images_detectron2/validation",
+                          "annotations_detectron2/validation", ".jpg", ".tif", None, _ADE847_CONVERTER,
+                          "ADE20K_2021_17_01", "ade847", "ADE20K847Dataset (custom)", "cls_ade20k847.txt",
+                          TIF_IGNORE_INDEX),
+    "context459": DatasetSpec("context459", "PC459", 459, None, False, "JPEGImages",
+                              "annotations_detectron2/pc459_val", ".jpg", ".tif",
+                              "ImageSets/SegmentationContext/val.txt", _PC459_CONVERTER, "VOC2010", "context",
+                              "PascalContext459Dataset (custom)", "cls_context459.txt", TIF_IGNORE_INDEX),
 }
-"""The 8 benchmarks, in the paper's table order after VOC21/VOC20/PC60/PC59."""
+"""The 8 benchmarks, in the paper's table order after VOC21/VOC20/PC60/PC59, then ADE-847 and PC-459 (the
+anchors' large-vocabulary benchmarks; ProxyCLIP and CorrCLIPv2 ship their configs)."""
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -222,7 +246,7 @@ class Dataset(SampleSequence):
             if rpath is not None and load_region_mask(rpath).shape != label.shape:
                 raise DatasetError(f"{self.spec.name}: region mask {rpath} does not match label "
                                    f"{self.seg_paths[i]} ({label.shape[0]}x{label.shape[1]})")
-            valid = label != IGNORE_INDEX
+            valid = label != self.spec.ignore_index
             counts += np.bincount(label[valid], minlength=self.spec.num_classes)
             ignore += int((~valid).sum())
         return {"images": len(self), "class_pixels": counts, "ignore_pixels": ignore}
@@ -247,24 +271,26 @@ class Dataset(SampleSequence):
             if regions.shape != image.shape[:2]:
                 raise DatasetError(f"{self.spec.name}: region mask {rpath} is {regions.shape[0]}x"
                                    f"{regions.shape[1]} but image {img_path} is {image.shape[0]}x{image.shape[1]}")
-        meta = {"dataset": self.spec.name, "img_path": str(img_path), "seg_path": str(self.seg_paths[i])}
+        meta = {"dataset": self.spec.name, "img_path": str(img_path), "seg_path": str(self.seg_paths[i]),
+                "ignore_index": self.spec.ignore_index}
         if rpath is not None:
             meta["region_path"] = str(rpath)
         return Sample(id=self.ids[i], image=image, label=label, regions=regions, meta=meta)
 
 
 def encode_label(spec: DatasetSpec, raw: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
-    """Stored label values -> class indices in ``[0, C)`` or 255, as the anchors' ``LoadAnnotations`` does.
+    """Stored label values -> class indices in ``[0, C)`` or ``spec.ignore_index``, as the anchors'
+    ``LoadAnnotations`` does.
 
-    Stored values outside ``[0, stored_max] ∪ {255}`` raise naming the file and the value.
+    Stored values outside ``[0, stored_max] ∪ {ignore_index}`` raise naming the file and the value.
     """
     raw = np.asarray(raw)
     values = np.unique(raw)
-    bad = values[((values < 0) | (values > spec.stored_max)) & (values != IGNORE_INDEX)]
+    bad = values[((values < 0) | (values > spec.stored_max)) & (values != spec.ignore_index)]
     if bad.size:
         raise DatasetError(f"{spec.name}: label file {path} has value {int(bad[0])} (all bad values: "
                            f"{bad[:10].tolist()}); valid stored values are 0..{spec.stored_max} and "
-                           f"{IGNORE_INDEX} (ignore)" + (" before reduce_zero_label" if spec.reduce_zero_label
+                           f"{spec.ignore_index} (ignore)" + (" before reduce_zero_label" if spec.reduce_zero_label
                                                          else "") + f"; is this a {spec.name} label map?\n"
                            f"  produced by: {spec.converter}")
     label = raw.astype(np.int64, copy=True)

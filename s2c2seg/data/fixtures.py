@@ -1,10 +1,11 @@
-"""Tiny generated datasets in the exact on-disk layouts of the 8 benchmarks (tests, notebook CI runs).
+"""Tiny generated datasets in the exact on-disk layouts of the 10 benchmarks (tests, notebook CI runs).
 
 ``write_fixture(dataset, root)`` writes a few small images with label maps that use the real folder names,
 file names, suffixes, split files and label encodings: VOC labels are palette PNGs with 255 boundaries,
 ``reduce_zero_label`` datasets store raw 0 (which the loader turns into 255), COCO-Object labels have no
 ignore pixels (as the anchors' ``cvt_coco_object.py`` writes them), Cityscapes files lie in per-city folders
-next to the other ``gtFine`` files. Same arguments, same bytes: everything comes from ``seed``.
+next to the other ``gtFine`` files, ADE-847 and PC-459 labels are 16-bit ``.tif`` files with 65535 ignore
+strips and at least one class id above 255 per image. Same arguments, same bytes: everything comes from ``seed``.
 Generated data, not a benchmark: numbers measured on it say nothing about the real datasets.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = ["write_fixture", "fixture_region_dir", "fixture_stems"]
 
 _CITIES = ("frankfurt", "lindau", "munster")
 """Cityscapes' three val cities."""
+_UINT8_MAX = 255
 
 
 def _voc_palette() -> list[int]:
@@ -41,11 +43,11 @@ def fixture_stems(dataset: str, n_images: int) -> list[str]:
     spec = get_spec(dataset)
     if spec.name in ("voc21", "voc20"):
         return [f"2007_{33 + 6 * i:06d}" for i in range(n_images)]
-    if spec.name in ("context60", "context59"):
+    if spec.name in ("context60", "context59", "context459"):
         return [f"2008_{2 + 3 * i:06d}" for i in range(n_images)]
     if spec.name in ("coco_object", "coco_stuff164k"):
         return [f"{139 + 146 * i:012d}" for i in range(n_images)]
-    if spec.name == "ade20k":
+    if spec.name in ("ade20k", "ade847"):
         return [f"ADE_val_{i + 1:08d}" for i in range(n_images)]
     return [f"{_CITIES[i % 3]}/{_CITIES[i % 3]}_{i // 3:06d}_{19 * (i + 1):06d}" for i in range(n_images)]
 
@@ -56,25 +58,28 @@ def fixture_region_dir(dataset: str, root: str | Path) -> Path:
 
 
 def _stored_label(spec: DatasetSpec, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A label map as stored on disk: a background class, 2-4 rectangles of random classes, a 255 boundary."""
+    """A label map as stored on disk: a background class, 2-4 rectangles of random classes, an ignore boundary.
+
+    16-bit datasets (ignore 65535) draw the first rectangle's class above 255, so 8-bit reading would show."""
     lo = 1 if spec.reduce_zero_label else 0
     hi = spec.stored_max  # inclusive
+    wide = spec.ignore_index > _UINT8_MAX
     fill = 0 if (spec.reduce_zero_label or spec.background is not None) else int(rng.integers(lo, hi + 1))
-    label = np.full((h, w), fill, dtype=np.uint8)
-    for _ in range(int(rng.integers(2, 5))):
+    label = np.full((h, w), fill, dtype=np.uint16 if wide else np.uint8)
+    for k in range(int(rng.integers(2, 5))):
         y1, x1 = int(rng.integers(0, h - 8)), int(rng.integers(0, w - 8))
         y2, x2 = int(rng.integers(y1 + 6, h + 1)), int(rng.integers(x1 + 6, w + 1))
-        cls = int(rng.integers(lo, hi + 1))
+        cls = int(rng.integers(_UINT8_MAX + 1 if wide and k == 0 else lo, hi + 1))
         label[y1:y2, x1:x2] = cls
         if spec.name != "coco_object":  # the anchors' COCO-Object labels have no ignore pixels
-            label[y1:y2, x1] = IGNORE_INDEX  # a boundary strip, like VOC's 255 outlines
+            label[y1:y2, x1] = spec.ignore_index  # a boundary strip, like VOC's 255 outlines
     return label
 
 
 def _image(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(H, W, 3) uint8: one fixed colour per stored class value, plus noise."""
     colours = np.random.default_rng(1234).integers(0, 256, size=(256, 3))
-    img = colours[label].astype(np.int64) + rng.integers(-20, 21, size=label.shape + (3,))
+    img = colours[label.astype(np.int64) % len(colours)] + rng.integers(-20, 21, size=label.shape + (3,))
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -126,10 +131,10 @@ def write_fixture(dataset: str, root: str | Path, n_images: int = 3, seed: int =
             image.save(img_path, format="JPEG", quality=95)
         else:
             image.save(img_path, format="PNG")
-        seg = Image.fromarray(label)  # uint8 (H, W) -> mode "L"
+        seg = Image.fromarray(label)  # uint8 (H, W) -> mode "L"; uint16 -> "I;16"
         if palette is not None:
             seg.putpalette(palette)  # -> mode "P", as VOC's SegmentationClass PNGs
-        seg.save(seg_path, format="PNG")
+        seg.save(seg_path, format="TIFF" if spec.seg_suffix == ".tif" else "PNG")
         if spec.name == "cityscapes":  # the other gtFine files sit next to the train ids
             raw_ids = np.where(label == IGNORE_INDEX, 0, label.astype(np.int64) + 7).astype(np.uint8)
             Image.fromarray(raw_ids).save(ann_dir / f"{stem}_gtFine_labelIds.png", format="PNG")

@@ -10,10 +10,14 @@ Which anchor's table a baseline uses:
 * ``sclip`` -> SCLIP (wangf3014/SCLIP @ b56bd30);
 * ``proxyclip`` -> ProxyCLIP (mc-lan/ProxyCLIP @ e7b767f);
 * ``corrclip`` -> CorrCLIP v1 (zdk258/CorrCLIP @ 103bc18, ``CorrCLIPv1/configs``), with the region vote;
+  ADE-847 and PC-459, which v1 does not configure, from ``CorrCLIPv2/configs`` of the same commit;
 * ``naclip`` -> NACLIP (sinahmr/NACLIP: SCLIP's name files, whole-image inference on VOC; NACLIP's default
   PAMR post-processing is not part of this toolkit and is off);
 * ``clearclip`` and ``maskclip`` -> ClearCLIP (mc-lan/ClearCLIP, whose code evaluates both with one set of
   configs: short side 448, crop 448 / stride 224, logit scale 50, ``background`` as line 0).
+
+ADE-847 and PC-459 have rows only in the ``proxyclip`` and ``corrclip`` tables: SCLIP, NACLIP and ClearCLIP
+ship no config for them, and no value is made up for those baselines (``get_protocol`` says so).
 """
 from __future__ import annotations
 
@@ -89,7 +93,12 @@ _PROXY_ROWS = {
     "coco_stuff164k": {},
     "ade20k": dict(short_side=448),
     "cityscapes": dict(short_side=448, crop=224, stride=112),
+    "ade847": dict(short_side=448),
+    "context459": dict(short_side=448),
 }
+_CORR_V2_ROWS = {"ade847": dict(short_side=448), "context459": dict(short_side=336)}
+"""CorrCLIPv2's ``cfg_ade847.py`` / ``cfg_context459.py`` (its segmentor's crop, stride, logit scale and
+prob_thd defaults equal v1's)."""
 
 PROTOCOLS: dict[str, dict[str, Protocol]] = {
     "sclip": _table(_SCLIP, {
@@ -103,7 +112,7 @@ PROTOCOLS: dict[str, dict[str, Protocol]] = {
         "cityscapes": dict(short_side=560),
     }),
     "proxyclip": _table(_PROXY, _PROXY_ROWS),
-    "corrclip": _table(_CORR, _PROXY_ROWS),  # CorrCLIP v1's configs repeat ProxyCLIP's values
+    "corrclip": _table(_CORR, {**_PROXY_ROWS, **_CORR_V2_ROWS}),  # CorrCLIP v1's configs repeat ProxyCLIP's values
     "naclip": _table(_NACLIP, {
         "voc21": dict(prob_thd=0.1, crop=0),
         "voc20": dict(crop=0),
@@ -134,7 +143,8 @@ BASELINE_TABLE: dict[str, str] = {"sclip": "sclip", "proxyclip": "proxyclip", "c
 TABLE_SOURCES: dict[str, str] = {
     "sclip": "wangf3014/SCLIP@b56bd30 configs/cfg_<dataset>.py + clip_segmentor.py defaults",
     "proxyclip": "mc-lan/ProxyCLIP@e7b767f configs/cfg_<dataset>.py + proxyclip_segmentor.py defaults",
-    "corrclip": "zdk258/CorrCLIP@103bc18 CorrCLIPv1/configs/cfg_<dataset>.py + corrclip_segmentor.py defaults",
+    "corrclip": "zdk258/CorrCLIP@103bc18 CorrCLIPv1/configs/cfg_<dataset>.py + corrclip_segmentor.py defaults "
+                "(ade847, context459: CorrCLIPv2/configs)",
     "naclip": "sinahmr/NACLIP configs/cfg_<dataset>.py + naclip.py defaults (PAMR off here)",
     "clearclip": "mc-lan/ClearCLIP configs/cfg_<dataset>.py + clearclip_segmentor.py defaults",
 }
@@ -156,5 +166,9 @@ def get_protocol(dataset: str, baseline: str, **overrides) -> Protocol:
         raise ValueError(f"unknown baseline {baseline!r} for a protocol; known: {sorted(BASELINE_TABLE)}")
     table = PROTOCOLS[BASELINE_TABLE[baseline]]
     if dataset not in table:
+        having = sorted(b for b, t in BASELINE_TABLE.items() if dataset in PROTOCOLS[t])
+        if having:
+            raise ValueError(f"no {baseline} protocol for dataset {dataset!r}: the {baseline} anchor ships no config "
+                             f"for it; baselines with one: {having} (e.g. --baseline {having[0]})")
         raise ValueError(f"unknown dataset {dataset!r} for a protocol; known: {sorted(table)}")
     return table[dataset].replace(**overrides)

@@ -40,6 +40,10 @@ class DenseOutput:
         return int(self.patch.shape[1]), int(self.patch.shape[2])
 
 
+PROXYCLIP_WINDOW_MULTIPLE = 56
+"""mc-lan/ProxyCLIP's ``compute_padsize(H, W, 56)`` (kept by the S2C2Seg release): windows padded to x 56."""
+
+
 # ---------------------------------------------------------------------------------------------- equations
 def _scale(head_dim: int) -> float:
     """Attention temperature of every CLIP head: ``d^-1/2``."""
@@ -108,6 +112,9 @@ class _Baseline:
     needs_regions: ClassVar[bool] = False
     default_clip: ClassVar[tuple[str, str]] = ("ViT-B-16", "openai")
     """open_clip (model, weights tag) of the official code: OpenAI ViT-B/16 (QuickGELU, set by the tag)."""
+    window_multiple: ClassVar[int] = 0
+    """The official ``forward_slide`` zero-pads each sliding window (in normalised space) to a multiple of
+    this (``slide.window_padding``); 0: no padding."""
 
     def last_block(self, clip: ClipHandle, x: torch.Tensor, grid: tuple[int, int], images: torch.Tensor,
                    vfm: Any) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -200,6 +207,7 @@ class ProxyCLIP(_Baseline):
 
     name: ClassVar[str] = "proxyclip"
     needs_vfm: ClassVar[bool] = True
+    window_multiple: ClassVar[int] = PROXYCLIP_WINDOW_MULTIPLE
     beta: float = 1.2
     """Weight of the mean similarity subtracted before the cut."""
     gamma: float = 3.0

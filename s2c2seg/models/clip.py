@@ -233,7 +233,8 @@ class PosEmbedRule:
 def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], grid0: tuple[int, int] | None = None,
                           rule: PosEmbedRule = PosEmbedRule()) -> torch.Tensor:
     """Positional embeddings (``[1,] 1+N0, D``, first = CLS) resized to ``grid``: bicubic with
-    ``scale_factor = ((gh+0.1)/g0h, (gw+0.1)/g0w)``, ``align_corners=False``, CLS kept; unchanged at the native grid."""
+    ``scale_factor = ((gh+0.1)/g0h, (gw+0.1)/g0w)``, ``align_corners=False``, CLS kept; unchanged at the native grid.
+    Computed in the table's own dtype (a float64 table is interpolated in float64, as the anchors do)."""
     squeeze = pos_embed.ndim == 2
     pe = pos_embed if squeeze else pos_embed[0]
     n0 = pe.shape[0] - 1
@@ -250,8 +251,7 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], grid0:
     dim = pe.shape[1]
     patch = pe[1:].reshape(1, grid0[0], grid0[1], dim).permute(0, 3, 1, 2)
     scale = ((gh + rule.offset) / grid0[0], (gw + rule.offset) / grid0[1])
-    patch = F.interpolate(patch.float(), scale_factor=scale, mode=rule.mode, align_corners=False,
-                          antialias=rule.antialias).to(pe.dtype)
+    patch = F.interpolate(patch, scale_factor=scale, mode=rule.mode, align_corners=False, antialias=rule.antialias)
     if tuple(patch.shape[-2:]) != (gh, gw):
         raise ValueError(f"positional interpolation gave grid {tuple(patch.shape[-2:])}, expected {(gh, gw)}")
     out = torch.cat([pe[:1], patch.permute(0, 2, 3, 1).reshape(gh * gw, dim)], dim=0)

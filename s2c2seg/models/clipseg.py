@@ -13,6 +13,12 @@ Input as the ``CIDAS/clipseg-rd64-refined`` processor: 352 x 352, PIL bilinear r
 Prompt text: the raw name by default (CLIPSeg's own inference setting); ``prompt="templates"`` averages the
 (unnormalised) text embeddings of open_clip's 80 OpenAI ImageNet templates. Synonyms are separate queries;
 the class-level max is taken downstream.
+
+Per window, as the S2C2Seg release feeds CLIPSeg (``window_maps``): the CLIP-normalised (padded) window is
+un-normalised with CLIP's mean/std, clipped to [0, 1], x 255 and truncated to uint8 (``window_uint8``), then
+the processor's PIL path above; vision once, decoder for all queries, sigmoid at 352², bilinear
+(align_corners=False) back to the window's size. Its text is ``local_text``: ``plain`` (the bare query word,
+= ``raw``) or ``template`` (the unnormalised mean over the 80 templates, = ``templates``).
 """
 from __future__ import annotations
 
@@ -25,11 +31,34 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-__all__ = ["ClipSeg", "ClipSegSettings", "tiny_clipseg_config", "rd64_clipseg_config", "build_clip_tokenizer_dir",
+__all__ = ["ClipSeg", "ClipSegSettings", "LOCAL_TEXT_PROMPTS", "window_uint8", "tiny_clipseg_config",
+           "rd64_clipseg_config", "build_clip_tokenizer_dir",
            "load_clipseg_tokenizer", "DEFAULT_CLIPSEG_ID"]
 
 DEFAULT_CLIPSEG_ID = "CIDAS/clipseg-rd64-refined"
+
+LOCAL_TEXT_PROMPTS = {"plain": "raw", "template": "templates"}
+"""The release's ``local_text`` names -> :class:`ClipSegSettings` ``prompt``."""
+RELEASE_TEMPLATES = "openai_imagenet"
+"""The template set of the release's ``local_text="template"`` (its ``openai_imagenet_template``, 80 prompts)."""
+
+UINT8_MAX = 255
+CONTEXT_LENGTH = 77
+"""CLIP's text context (tokens), shared by CLIPSeg's text tower."""
+
+
+def window_uint8(window: torch.Tensor, mean, std) -> np.ndarray:
+    """(h, w, 3) uint8 image of a (3, h, w) normalised window: ``x·std + mean`` per channel in float32,
+    clipped to [0, 1], x 255, truncated (not rounded), as the release's ``unnormalize`` + ``to_uint8_image``."""
+    if window.ndim != 3 or window.shape[0] != 3:
+        raise ValueError(f"window must be a (3, h, w) normalised tensor, got {tuple(window.shape)}")
+    def col(v):
+        return torch.tensor(v, dtype=torch.float32).view(3, 1, 1)
+
+    x = window.detach().float().cpu() * col(std) + col(mean)
+    return (x.clamp_(0.0, 1.0) * UINT8_MAX).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 @dataclass(frozen=True)
@@ -55,7 +84,7 @@ def tiny_clipseg_config():
     from transformers import CLIPSegConfig
 
     text = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=77, eos_token_id=2)
+                num_attention_heads=2, max_position_embeddings=CONTEXT_LENGTH, eos_token_id=2)
     vision = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=10, num_attention_heads=4,
                   image_size=224, patch_size=16)
     return CLIPSegConfig(text_config=text, vision_config=vision, projection_dim=24, extract_layers=[3, 6, 9],
@@ -176,7 +205,7 @@ class ClipSeg:
         self.projection_dim = int(cfg.projection_dim)
         self._mean = torch.tensor(settings.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(settings.std, device=self.device).view(1, 3, 1, 1)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: dict[tuple[str, str, str], torch.Tensor] = {}
         self.text_calls = 0
         """Number of text-encoder batches run (the per-name embedding memo avoids repeats across images)."""
 
@@ -196,45 +225,54 @@ class ClipSeg:
         px = torch.from_numpy(resized).permute(2, 0, 1)[None].to(self.device) / 255.0
         return (px - self._mean) / self._std
 
-    def _prompts(self, name: str) -> list[str]:
-        if self.settings.prompt == "raw":
+    @staticmethod
+    def _prompts(name: str, prompt: str, templates: str) -> list[str]:
+        if prompt == "raw":
             return [name]
         from open_clip import zero_shot_metadata as zsm
 
         sets = {"openai_imagenet": zsm.OPENAI_IMAGENET_TEMPLATES, "simple_imagenet": zsm.SIMPLE_IMAGENET_TEMPLATES}
-        if self.settings.templates not in sets:
-            raise ValueError(f"settings.templates must be one of {sorted(sets)}, got {self.settings.templates!r}")
-        return [t(name) for t in sets[self.settings.templates]]
+        if templates not in sets:
+            raise ValueError(f"templates must be one of {sorted(sets)}, got {templates!r}")
+        return [t(name) for t in sets[templates]]
 
     @torch.no_grad()
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), self.settings.text_chunk):
             tok = self.tokenizer(texts[i:i + self.settings.text_chunk], padding=True, truncation=True,
-                                 max_length=77, return_tensors="pt").to(self.device)
+                                 max_length=CONTEXT_LENGTH, return_tensors="pt").to(self.device)
             out.append(self.model.clip.get_text_features(input_ids=tok["input_ids"],
                                                          attention_mask=tok["attention_mask"]).pooler_output)
             self.text_calls += 1
         return torch.cat(out)
 
     @torch.no_grad()
-    def text_embeddings(self, queries: Sequence[str]) -> torch.Tensor:
-        """(Q, projection_dim) conditional embeddings (unnormalised, as CLIPSeg was trained); memoised per name."""
+    def text_embeddings(self, queries: Sequence[str], prompt: str | None = None,
+                        templates: str | None = None) -> torch.Tensor:
+        """(Q, projection_dim) conditional embeddings (unnormalised, as CLIPSeg was trained); memoised per name.
+
+        ``prompt``: ``raw`` | ``templates``; ``templates``: the set for ``templates`` (defaults: ``settings``)."""
+        prompt = self.settings.prompt if prompt is None else prompt
+        if prompt not in ("raw", "templates"):
+            raise ValueError(f"prompt must be 'raw' or 'templates', got {prompt!r}")
+        kind = (prompt, self.settings.templates if templates is None else templates) if prompt == "templates" \
+            else (prompt, "")
         queries = list(queries)
         if not queries:
             raise ValueError("queries is empty: give at least one prompt")
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise ValueError(f"queries contains an empty name: {q!r}")
-        todo = [q for q in dict.fromkeys(queries) if q not in self._text_cache]
+        todo = [q for q in dict.fromkeys(queries) if (*kind, q) not in self._text_cache]
         if todo:
-            per = [self._prompts(q) for q in todo]
+            per = [self._prompts(q, *kind) for q in todo]
             emb = self._encode_texts([p for ps in per for p in ps])
             start = 0
             for q, ps in zip(todo, per):
-                self._text_cache[q] = emb[start:start + len(ps)].mean(0)  # templates: mean embedding; raw: itself
+                self._text_cache[(*kind, q)] = emb[start:start + len(ps)].mean(0)  # templates: mean; raw: itself
                 start += len(ps)
-        return torch.stack([self._text_cache[q] for q in queries])
+        return torch.stack([self._text_cache[(*kind, q)] for q in queries])
 
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
@@ -275,6 +313,22 @@ class ClipSeg:
         cond = self.text_embeddings(queries)
         acts = self.encode_image(self.preprocess(image))
         return self.decode(acts, cond).sigmoid_()
+
+    @torch.no_grad()
+    def window_maps(self, window: torch.Tensor, queries: Sequence[str], *, mean, std,
+                    local_text: str = "plain") -> torch.Tensor:
+        """(Q, h, w) float32 sigmoid maps of one (3, h, w) normalised window, as the release computes them.
+
+        ``mean`` / ``std``: the normalisation to undo (CLIP's, 0-1). Vision once, decoder for all queries,
+        sigmoid at S x S, then bilinear (align_corners=False) to the window's (h, w)."""
+        if local_text not in LOCAL_TEXT_PROMPTS:
+            raise ValueError(f"local_text must be one of {sorted(LOCAL_TEXT_PROMPTS)}, got {local_text!r}")
+        cond = self.text_embeddings(queries, LOCAL_TEXT_PROMPTS[local_text], RELEASE_TEMPLATES)
+        acts = self.encode_image(self.preprocess(window_uint8(window, mean, std)))
+        maps = self.decode(acts, cond).float().sigmoid_()
+        if tuple(maps.shape[-2:]) != tuple(window.shape[-2:]):
+            maps = F.interpolate(maps[None], size=tuple(window.shape[-2:]), mode="bilinear", align_corners=False)[0]
+        return maps
 
     @torch.no_grad()
     def naive_forward(self, image: np.ndarray, queries: Sequence[str]) -> torch.Tensor:

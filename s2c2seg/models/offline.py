@@ -20,7 +20,14 @@ _TRUE = {"1", "on", "yes", "true"}
 
 
 class ModelUnavailableError(RuntimeError):
-    """Real weights could not be loaded (no network and not in the cache). The message names the model id."""
+    """Real weights could not be loaded (no network and not in the cache). The message names the model id.
+
+    ``problem`` is the message without its fixes (the command line shows it with the fixes it offers).
+    """
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = message if problem is None else problem
 
 
 @dataclass(frozen=True)
@@ -55,13 +62,13 @@ def host_reachable(url: str, probe: HubProbe = HubProbe()) -> bool:
 
 def unavailable(model_id: str, source: str, reason: str) -> ModelUnavailableError:
     """The error raised when weights are missing: names the model, where they come from, and the fixes."""
+    problem = f"cannot load the real weights of {model_id!r} ({source}): {reason}"
     return ModelUnavailableError(
-        f"cannot load the real weights of {model_id!r} ({source}): {reason}. "
+        f"{problem}. "
         "Fix: run once with network access so the weights are downloaded into the Hugging Face cache, or point "
         "HF_HOME (or HF_HUB_CACHE) at a cache that already holds them; with the cache populated, "
         "HF_HUB_OFFLINE=1 works. Tests and experiments without weights can build a random model from a config "
-        "instead (config=...)."
-    )
+        "instead (config=...).", problem)
 
 
 def cached_hub_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:

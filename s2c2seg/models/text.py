@@ -1,5 +1,9 @@
 """Text embeddings of a vocabulary: template ensembles, cut-context encoding, chunking, a safetensors disk cache.
 
+Large vocabularies are encoded in resumable parts (``names_per_part`` names each); with a cache directory each
+part is saved as soon as it is done and the parts are merged into the entry at the end, so an interrupted run
+resumes with the remaining parts only.
+
 Per name (every synonym is its own query): each of the T templates is encoded, L2-normalised, the T vectors are
 averaged and the mean is renormalised (the anchors' scheme). Prompts are tokenised to the model's 77-token
 context, sorted by length and encoded in chunks whose context is cut to the chunk's longest tokenised prompt:
@@ -69,6 +73,9 @@ class _Chunking:
     """Prompts per text-encoder call (bounds peak memory: ~70 MB of activations per 256 prompts at ViT-B/16)."""
     progress_min_prompts: int = 2000
     """Show a tqdm bar from this many prompts on (``progress=None``)."""
+    names_per_part: int = 1024
+    """Names per resumable part: each part is encoded on its own and, with a cache, saved at once, so an
+    interrupted run keeps every finished part (a vocabulary of at most this many names is one part)."""
 
 
 def encode_prompts(clip: ClipHandle, tokens: torch.Tensor) -> torch.Tensor:
@@ -105,18 +112,21 @@ class TextEncoder:
     ``.calls`` counts text-encoder forward calls since construction (0 on a cache hit)."""
 
     def __init__(self, clip: ClipHandle, templates: str | Sequence = "openai_imagenet",
-                 cache_dir: str | Path | None = None, *, batch_size: int = 256, cut_context: bool = True,
-                 progress: bool | None = None):
+                 cache_dir: str | Path | None = None, *, batch_size: int = _Chunking.batch_size,
+                 cut_context: bool = True, progress: bool | None = None,
+                 names_per_part: int = _Chunking.names_per_part):
         if not isinstance(clip, ClipHandle):
             raise ValueError(f"clip must be a ClipHandle (from load_clip), got {type(clip).__name__}")
         if not hasattr(clip.model, "token_embedding"):
             raise ValueError(f"{clip.model_name!r}: only open_clip's built-in text tower is supported")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if names_per_part < 1:
+            raise ValueError(f"names_per_part must be >= 1, got {names_per_part}")
         self.clip = clip
         self.template_id, self.templates = get_templates(templates)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.chunking = _Chunking(batch_size=batch_size)
+        self.chunking = _Chunking(batch_size=batch_size, names_per_part=names_per_part)
         causal = getattr(clip.model, "attn_mask", None) is not None
         self.cut_context = bool(cut_context and causal and getattr(clip.model, "text_pool_type", "") in _CUT_POOLS)
         """Cutting is exact only with a causal mask and end-token pooling; otherwise the full context is used."""
@@ -152,9 +162,11 @@ class TextEncoder:
         if path is not None and path.is_file():
             emb = self._load(path, key)
         else:
-            emb = self._encode_names(names)
+            emb = self._encode_parts(names, path)
             if path is not None:
                 self._save(path, key, emb)
+                for part in self._part_paths(path, len(names)):
+                    part.unlink(missing_ok=True)
         self._memory[digest] = emb
         return emb.clone()
 
@@ -173,26 +185,55 @@ class TextEncoder:
                 raise ValueError(f"vocab name {i} is empty or not a string: {n!r}")
         return names
 
+    def _part_paths(self, path: Path | None, n_names: int) -> list[Path | None]:
+        """Where each resumable part of a cache entry lives while the entry is incomplete."""
+        n_parts = -(-n_names // self.chunking.names_per_part)
+        if path is None:
+            return [None] * n_parts
+        stem = path.name[: -len(".safetensors")]
+        return [path.with_name(f"{stem}.part{i:05d}of{n_parts:05d}.safetensors") for i in range(n_parts)]
+
+    def _encode_parts(self, names: list[str], path: Path | None) -> torch.Tensor:
+        """The embeddings part by part (``names_per_part`` names each), reading the parts a previous,
+        interrupted run saved and saving each new one at once (atomically)."""
+        from tqdm.auto import tqdm
+
+        size = self.chunking.names_per_part
+        parts = self._part_paths(path, len(names))
+        n_prompts = len(names) * len(self.templates)
+        show = self.progress if self.progress is not None else n_prompts >= self.chunking.progress_min_prompts
+        out = []
+        with tqdm(total=n_prompts, desc="text embeddings", unit="prompt", disable=not show) as bar:
+            for i, part in enumerate(parts):
+                chunk = names[i * size:(i + 1) * size]
+                key = {**self.cache_key(chunk), "part": [i, len(parts)]}
+                if part is not None and part.is_file():
+                    emb = self._load(part, key)
+                    bar.update(len(chunk) * len(self.templates))
+                else:
+                    emb = self._encode_names(chunk, bar)
+                    if part is not None and len(parts) > 1:  # a single part is the entry itself
+                        self._save(part, key, emb)
+                out.append(emb)
+        return torch.cat(out)
+
     @torch.no_grad()
-    def _encode_names(self, names: list[str]) -> torch.Tensor:
+    def _encode_names(self, names: list[str], bar) -> torch.Tensor:
         prompts = [t.format(n) for n in names for t in self.templates]
         tokens = self.clip.tokenizer(prompts)
-        feats = self._encode_tokens(tokens)
+        feats = self._encode_tokens(tokens, bar)
         feats = F.normalize(feats, dim=-1).reshape(len(names), len(self.templates), -1)
         return F.normalize(feats.mean(dim=1), dim=-1).float().cpu()
 
-    def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _encode_tokens(self, tokens: torch.Tensor, bar) -> torch.Tensor:
         """Unnormalised features of (P, 77) tokens, chunked; with ``cut_context`` sorted by length and cut."""
-        from tqdm.auto import tqdm
-
         device = self.clip.device
         n = tokens.shape[0]
         lengths = _token_lengths(tokens)
         order = torch.argsort(lengths, descending=True, stable=True) if self.cut_context else torch.arange(n)
         out = None
         bs = self.chunking.batch_size
-        show = self.progress if self.progress is not None else n >= self.chunking.progress_min_prompts
-        for start in tqdm(range(0, n, bs), desc="text embeddings", unit="chunk", disable=not show):
+        for start in range(0, n, bs):
             idx = order[start:start + bs]
             chunk = tokens[idx]
             if self.cut_context:
@@ -202,6 +243,7 @@ class TextEncoder:
             if out is None:
                 out = feats.new_empty((n, feats.shape[-1]))
             out[idx.to(feats.device)] = feats
+            bar.update(idx.numel())
         return out
 
     def _save(self, path: Path, key: dict, emb: torch.Tensor) -> None:

@@ -1,0 +1,223 @@
+"""``s2c2seg eval``, and the options it shares with ``s2c2seg sweep``: data, backend, vocabulary, protocol,
+cache and output (:func:`add_common_arguments`), CSS / CSG (:func:`add_method_arguments`), and their reading
+into the objects the API takes (:func:`setup_from_args`, :func:`method_from_args`, :func:`method_setup`)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from .css import STAGE2_POOLS, CSSConfig
+from .csg import FUSION_MODES, CSGConfig
+from .data.datasets import DATASETS
+from .data.protocols import Protocol
+from .data.vocab import Vocabulary
+from .distributed import env_rank
+from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, evaluate
+from .factories import SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
+from .predict import METHODS, SCORE_SOURCES
+from .presets import DEFAULT_PRESET, PRESETS, EncodeSide, get_preset
+from .records import claim_out_dir
+from .segmenter import SegmenterConfig
+
+__all__ = ["add_common_arguments", "add_method_arguments", "setup_from_args", "method_from_args", "method_setup",
+           "segmenter_config", "register_cli"]
+
+
+METHOD_OPTIONS = "--tau, --k-min, --k-max, --use, --stage2-pool, --mode, --lam, --temperature"
+"""The options that set :class:`CSSConfig` / :class:`CSGConfig` fields (named when one of them is invalid)."""
+PAPER_OPTIONS = {"tau": "css", "k_min": "css", "k_max": "css", "use": "css", "stage2_pool": "css",
+                 "no_keep_background": "css", "mode": "csg", "lam": "csg", "temperature": "csg"}
+"""The paper preset's options (argument dest -> the config it sets)."""
+MODEL_BACKENDS = ("pretrained", "random", "auto")
+"""``--backend`` values that build a Segmenter (the others take no Segmenter settings)."""
+RELEASED_ALIASES = {"tau": "select.tau", "k_min": "select.k_min", "k_max": "select.k_max", "lam": "fusion.lam"}
+"""Paper options that a released preset has too, as its dotted keys; the others need ``--preset paper``."""
+
+
+def _opt_float(text: str):
+    return None if text.lower() in ("none", "off", "") else float(text)
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """Dataset, backend, vocabulary, protocol overrides, cache and output: shared by ``eval`` and ``sweep``."""
+    g = p.add_argument_group("data")
+    g.add_argument("dataset", help=f"benchmark key ({', '.join(DATASETS)}), or sim:<key> for SIMULATED scenes "
+                                   "(use --backend sim)")
+    g.add_argument("--sim-images", type=int, default=SIM_IMAGES, help="number of scenes for sim:<key>")
+    g.add_argument("--data-root", help="the dataset's root folder (see docs/datasets.md)")
+    g.add_argument("--split", default="val")
+    g.add_argument("--region-dir", help="folder of CorrCLIP's <image stem>.npz region masks (for the vote)")
+    g.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
+    g = p.add_argument_group("backend")
+    g.add_argument("--baseline", default="sclip", help="sclip, proxyclip, corrclip, naclip, clearclip, maskclip")
+    g.add_argument("--backend", default="pretrained",
+                   help="pretrained (default, real weights), random (RANDOM WEIGHTS), sim (SIMULATED), auto, or "
+                        "module:factory")
+    g.add_argument("--size", default="full", choices=["full", "tiny"], help="model size for --backend random")
+    g.add_argument("--device", default=None, help="torch device for the models (default: the backend's)")
+    g = p.add_argument_group("vocabulary")
+    g.add_argument("--names", help="a name file (one class per line, synonyms on the line) instead of the packaged one")
+    g.add_argument("--names-sep", default=None, help="synonym separator of --names (default: ', ' or '; ' by variant)")
+    g = p.add_argument_group("protocol overrides (defaults: the anchors' table for dataset x baseline)")
+    g.add_argument("--short-side", type=int)
+    g.add_argument("--crop", type=int, help="sliding-window crop, 0 = whole image")
+    g.add_argument("--stride", type=int)
+    g.add_argument("--logit-scale", type=float)
+    g.add_argument("--prob-thd", type=float)
+    g.add_argument("--area-thd", type=_opt_float, default=argparse.SUPPRESS, help="a fraction, or 'none' (off)")
+    g.add_argument("--name-variant", help="sclip, proxyclip, corrclip, clearclip")
+    g.add_argument("--vote", dest="vote", action="store_true", default=None, help="CorrCLIP's region vote on")
+    g.add_argument("--no-vote", dest="vote", action="store_false", help="region vote off")
+    g = p.add_argument_group("cache and output")
+    g.add_argument("--cache-dir", help="feature-bundle cache folder (resume, sweeps)")
+    g.add_argument("--out", required=True, help="output folder (refused if it holds a finished record)")
+    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--on-error", choices=ON_ERROR, default=ON_ERROR_DEFAULT,
+                   help="an image that fails: stop naming it (default), or skip it and list it in the record")
+
+
+def add_method_arguments(p: argparse.ArgumentParser) -> None:
+    """The method, its preset and the paper preset's CSS / CSG options (unset = the preset's values)."""
+    g = p.add_argument_group("method (preset; CSS / CSG of the paper preset)")
+    g.add_argument("--method", default="s2c2seg", choices=list(METHODS))
+    g.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="method s2c2seg's computation: the authors' conference run (released, default), their "
+                        "journal run (released++), or the paper's formulas (paper); see docs/released.md")
+    g.add_argument("--set", dest="preset_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one preset value by its dotted key, e.g. select.tau=0.5 (repeatable; keys: "
+                        "s2c2seg.presets.preset_keys)")
+    g.add_argument("--tau", type=float, help=f"CSS tau (paper: {CSSConfig.tau}; released: select.tau)")
+    g.add_argument("--k-min", type=int, help=f"paper: {CSSConfig.k_min}; released: select.k_min")
+    g.add_argument("--k-max", type=int, help=f"paper: {CSSConfig.k_max}; released: select.k_max")
+    g.add_argument("--stage2-pool", choices=STAGE2_POOLS,
+                   help="paper preset: stage 2's pool when |C_init| < K: all categories (the issue, default) or "
+                        "C_init (the summary)")
+    g.add_argument("--use", help="paper preset: CSS scores, comma-separated (default glob,spat,conf)")
+    g.add_argument("--no-keep-background", action="store_true", default=None,
+                   help="paper preset: do not force the background into the subset")
+    g.add_argument("--score-source", default="clipseg", choices=list(SCORE_SOURCES),
+                   help="CSS's s_spat: CLIPSeg (paper) or the baseline's softmax maps (ablation)")
+    g.add_argument("--no-select", action="store_true", help="CSG on all classes (w/o CSS)")
+    g.add_argument("--mode", choices=list(FUSION_MODES), help=f"paper preset: CSG fusion (default {CSGConfig.mode})")
+    g.add_argument("--lam", type=float, help=f"CSG lambda (paper: {CSGConfig.lam}; released: fusion.lam)")
+    g.add_argument("--temperature", type=float, help=f"paper preset: CSG temperature ({CSGConfig.temperature})")
+
+
+def _parse_set(items) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set select.tau=0.5")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def method_from_args(args, dataset: str):
+    """``(preset, css, csg)`` of the method options for ``dataset`` (:func:`s2c2seg.presets.resolve_preset`)."""
+    given = {k: getattr(args, k) for k in PAPER_OPTIONS if getattr(args, k, None) is not None}
+    overrides = _parse_set(args.preset_set)
+    if args.method != "s2c2seg":
+        css, csg = _paper_configs(given)
+        return None, css, csg
+    preset = get_preset(args.preset, dataset)
+    if preset.css is not None:  # the paper preset: its options set CSSConfig / CSGConfig
+        css, csg = _paper_configs(given, preset.css, preset.csg)
+        preset = dataclasses.replace(preset, css=css, csg=csg).override(overrides)
+        return preset, preset.css, preset.csg
+    other = sorted(set(given) - set(RELEASED_ALIASES))
+    if other:
+        raise ValueError(f"--{other[0].replace('_', '-')} is an option of --preset paper; preset {args.preset!r} "
+                         f"takes --set KEY=VALUE (keys: s2c2seg.presets.preset_keys({args.preset!r}))")
+    preset = preset.override({**{RELEASED_ALIASES[k]: v for k, v in given.items()}, **overrides})
+    return preset, None, None
+
+
+def _paper_configs(given: dict, css: CSSConfig | None = None, csg: CSGConfig | None = None):
+    """The paper preset's :class:`CSSConfig` / :class:`CSGConfig` with the given options applied."""
+    css_kw = {k: v for k, v in given.items() if PAPER_OPTIONS[k] == "css" and k != "no_keep_background"}
+    if "use" in css_kw:
+        css_kw["use"] = tuple(u.strip() for u in css_kw["use"].split(",") if u.strip())
+    if given.get("no_keep_background"):
+        css_kw["keep_background"] = False
+    csg_kw = {k: v for k, v in given.items() if PAPER_OPTIONS[k] == "csg"}
+    try:
+        return (dataclasses.replace(css or CSSConfig(), **css_kw), dataclasses.replace(csg or CSGConfig(), **csg_kw))
+    except ValueError as exc:
+        raise ValueError(f"{exc} (fix the method option that sets it: {METHOD_OPTIONS})") from exc
+
+
+def setup_from_args(args, encode: EncodeSide | None = None) -> tuple[Any, Any, Vocabulary, Protocol]:
+    """(dataset, backend, vocabulary, protocol) from the common arguments; ``encode`` (a preset's encode side:
+    CLIPSeg text, precision) configures a model backend's Segmenter."""
+    from .data.names import vocabulary
+    from .data.protocols import get_protocol
+
+    overrides = {k: getattr(args, k) for k in ("short_side", "crop", "stride", "logit_scale", "prob_thd",
+                                                "name_variant", "vote") if getattr(args, k, None) is not None}
+    if hasattr(args, "area_thd"):
+        overrides["area_thd"] = args.area_thd
+    key = benchmark_key(args.dataset)
+    protocol = get_protocol(key, args.baseline, **overrides)
+    dataset = dataset_by_name(args.dataset, args.data_root, args.split, args.region_dir, sim_images=args.sim_images,
+                              variant=protocol.name_variant)
+    if args.names:
+        sep = args.names_sep or ("; " if protocol.name_variant in ("proxyclip", "corrclip") else ", ")
+        vocab = Vocabulary.from_file(args.names, sep=sep)
+    elif getattr(dataset, "vocab", None) is not None:
+        vocab = dataset.vocab
+    else:
+        vocab = vocabulary(key, protocol.name_variant)
+    extra = {}
+    if args.cache_dir and ":" not in args.backend and args.backend != "sim":
+        extra["cache_dir"] = str(Path(args.cache_dir) / "text")  # the text-embedding cache
+    if encode is not None and args.backend in MODEL_BACKENDS:
+        extra["config"] = segmenter_config(encode, args.device)
+    backend = backend_by_name(args.backend, baseline=args.baseline, size=args.size, device=args.device, **extra)
+    return dataset, backend, vocab, protocol
+
+
+def segmenter_config(encode: EncodeSide, device: str | None) -> SegmenterConfig:
+    """The Segmenter settings of a preset's encode side: its CLIPSeg text, and fp16 for ``precision="auto"``
+    where the device supports it (CUDA), else fp32."""
+    fp16 = encode.precision == "auto" and str(device or "cpu").startswith("cuda")
+    return SegmenterConfig(local_text=encode.local_text, precision="fp16" if fp16 else "fp32")
+
+
+def method_setup(args):
+    """``(dataset, backend, vocab, protocol, preset, css, csg)`` of ``eval`` / ``sweep``'s arguments."""
+    preset, css, csg = method_from_args(args, benchmark_key(args.dataset))
+    dataset, backend, vocab, protocol = setup_from_args(args, None if preset is None else preset.encode)
+    return dataset, backend, vocab, protocol, preset, css, csg
+
+
+def _run_eval(args) -> int:
+    claim_out_dir(args.out)  # refuse before loading any model
+    dataset, backend, vocab, protocol, preset, css, csg = method_setup(args)
+    record = evaluate(dataset, backend, vocab, protocol, method=args.method, preset=preset, css=css, csg=csg,
+                      score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
+                      out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
+                      progress=not args.no_progress, extra={"command": sys.argv}, on_error=args.on_error)
+    if env_rank() == 0:
+        label = f" [{record.label}]" if record.label else ""
+        skipped = record.extra["num_skipped"]
+        method = record.method + (f" ({preset.name})" if preset is not None else "")
+        print(f"{record.dataset} {method}{label}: mIoU {100 * record.metrics['mIoU']:.2f}  "
+              f"aAcc {100 * record.metrics['aAcc']:.2f}  mAcc {100 * record.metrics['mAcc']:.2f}  "
+              f"({record.num_images} images" + (f", {skipped} skipped: see extra.skipped" if skipped else "")
+              + f") -> {Path(args.out) / 'record.json'}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add ``eval`` to the ``s2c2seg`` command line."""
+    from . import evaluate as evaluate_module
+
+    p = subparsers.add_parser("eval", help="evaluate a method on a dataset split (cached, resumable, torchrun)",
+                              description=evaluate_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(p)
+    add_method_arguments(p)
+    p.set_defaults(func=_run_eval)
