@@ -300,7 +300,6 @@ class ReleasedView:
             out.append(result)
         return out
 
-
     def image(self, preset: "Preset", logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
         """(window results, union of the selected queries, the union's logits at the image size); the last
         setting's are kept, keyed on everything before the post-processing (a sweep over ``post.*`` reuses them)."""
