@@ -89,13 +89,15 @@ def scoring_steps(s_glob, s_spat, css: CSSConfig, always_keep: Iterable[int] = (
     chosen = [scores.get(u) for u in css.use]
     union = c.stage1_union(chosen, css.tau)
     pool, k = c.stage2_candidates(union, css.k_min, css.k_max, css.stage2_pool)
-    normalised = {u: c.min_max_normalise(scores.get(u), pool) for u in css.use}
+    scales = [c.rounding_scale(scores, u) for u in css.use]
+    normalised = {u: c.min_max_normalise(scores.get(u), pool, sc) for u, sc in zip(css.use, scales)}
     selected = css.select(scores.glob, scores.spat, always_keep=list(always_keep))
     return ScoringSteps(s_glob=scores.glob, s_spat=scores.spat, g_bar=c.dist(scores.glob),
                         s_bar=c.dist(scores.spat), alpha=float(scores.alpha), p=scores.p, entropy=scores.entropy,
                         conf=scores.conf, m=int(c.stage1_size(scores.glob.numel(), css.tau)),
                         stage1={u: c.stage1_union([scores.get(u)], css.tau) for u in css.use}, union=union, k=k,
-                        pool=pool, normalised=normalised, s_final=c.final_score(chosen, pool), selected=selected)
+                        pool=pool, normalised=normalised, s_final=c.final_score(chosen, pool, scales),
+                        selected=selected)
 
 
 # ---------------------------------------------------------------------------------------------- confusion

@@ -204,9 +204,13 @@ def convex_fuse(dense: torch.Tensor, local: torch.Tensor, config: FusionConfig) 
     """Released fusion (K, H, W): ``(1 − gw)·((1 − λ)·G + λ·L) + gw·L·w`` (``csg.fuse`` of the release)."""
     g, s = _check_pair(dense, local)
     lam, gw = float(config.lam), float(config.guide_weight)
-    main = (1.0 - lam) * g + lam * s
+    out = g * (1.0 - lam)  # the release's op sequence, in place: every step rounds as it does
+    out += s * lam
+    out *= 1.0 - gw
     guided = s * released_guide_weights(g)[:, None, None]
-    return (1.0 - gw) * main + gw * guided
+    guided *= gw
+    out += guided
+    return out
 
 
 def scatter_fill(fused: torch.Tensor, selected: torch.Tensor, size: int, fill: float) -> torch.Tensor:

@@ -13,6 +13,13 @@ The steps are numbered as in the project's issue 2 (the paper's equations):
 
 Every function works on one image: 1-D tensors of length C, on any device, float32 or float64.
 Ties always break towards the lower category index.
+
+The authors' released code (``yhflq/S2c2seg`` ``models/scoring.py``, ``models/css.py``) computes each step
+differently; its version sits next to the paper's, named after it: ``positive_l1`` (step 1),
+``bhattacharyya_weight`` (2), ``released_mixture`` (3), ``released_residual_entropy`` (4),
+``released_confidence`` (1-5), ``candidate_size`` / ``candidate_pool`` (6), ``release_min_max`` /
+``composite_score`` / ``released_select`` (7), configured by ``ScoreConfig`` and ``SelectConfig``; they run on
+the queries of one sliding window in float32 and break ties as ``torch.topk`` does, as released.
 """
 from __future__ import annotations
 
@@ -46,6 +53,7 @@ __all__ = [
     "subset_size",
     "min_max_normalise",
     "css_scores",
+    "rounding_scale",
     "ALPHA_FORMS", "GLOBAL_SCORES", "RERANK_FORMS", "SELECTION_UNITS", "SELECTION_SCOPES", "ScoreConfig",
     "SelectConfig", "positive_l1", "bhattacharyya_weight", "released_mixture", "released_residual_entropy",
     "candidate_size", "candidate_pool", "release_min_max", "composite_score", "released_select",
@@ -522,6 +530,12 @@ def css_scores(s_glob, s_spat) -> CSSScores:
     return CSSScores(glob=g, spat=s, conf=confidence_score(p, h), p=p, entropy=h, alpha=alpha)
 
 
+def rounding_scale(scores: CSSScores, name: str) -> torch.Tensor | None:
+    """The magnitude a score's rounding is measured against in :func:`min_max_normalise`: ``max p`` for
+    ``s_conf = p·(1 − H)`` (``1 − H`` may cancel to ~0), the score's own (None) for the others."""
+    return scores.p.max() if name == "conf" else None
+
+
 def released_confidence(g: torch.Tensor, s: torch.Tensor, alpha: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Released steps 1-5 on one window (float32 as released): ``(c = p·(1 − H), α)``; ``alpha`` is
     ``"bhattacharyya"`` (the release) or ``"sigmoid"`` (the paper's :func:`consistency_weight`)."""
@@ -543,7 +557,7 @@ def select_categories(s_glob, s_spat, config: CSSConfig | None = None, *,
     c = scores.glob.numel()
     keep = _check_indices(always_keep, c, "always_keep", scores.glob.device)
     chosen = [scores.get(name) for name in cfg.use]
-    scales = [scores.p.max() if name == "conf" else None for name in cfg.use]  # s_conf's unit is p's
+    scales = [rounding_scale(scores, name) for name in cfg.use]
     init = stage1_union(chosen, cfg.tau)
     mask = stage2_rerank(chosen, init, cfg.k_min, cfg.k_max, cfg.stage2_pool, scales)
     mask[keep] = True  # step 8

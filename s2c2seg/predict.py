@@ -15,11 +15,11 @@ Methods
   synonyms this is exactly the paper's class-level formula; with synonyms each name is fused with its own
   CLIPSeg map (``w`` normalised over the subset's queries) and the synonyms are then merged by the max as the
   anchors do. ``csg.unit="class"`` is the paper's literal reading: synonym max of both maps first, then the
-  fusion over the K classes (``w`` normalised over the K classes). The same post-processing follows, restricted to the subset: the
-  softmax runs over the subset's queries only, the classes outside the subset have probability 0 (the
-  −inf of ``csg.expand_to_vocabulary``), and ``area_thd`` / ``prob_thd`` / the vote apply after the subset
-  is chosen. ``select=False`` runs CSG on every class ("w/o CSS"); ``csg.mode="global_only"`` with
-  ``select=True`` is "+CSS only".
+  fusion over the K classes (``w`` normalised over the K classes). The same post-processing follows,
+  restricted to the subset: the softmax runs over the subset's queries only, the classes outside the subset
+  have probability 0, and ``area_thd`` / ``prob_thd`` / the vote apply after the subset is chosen.
+  ``select=False`` runs CSG on every class ("w/o CSS"); ``csg.mode="global_only"`` with ``select=True`` is
+  "+CSS only".
 * ``oracle``: as ``s2c2seg`` with the ground-truth classes of the image as the subset (the upper bound).
 
 Memory: :class:`BundleView` upsamples only what a method reads. Above ``ViewConfig.full_maps_bytes`` (large

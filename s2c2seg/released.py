@@ -19,6 +19,7 @@ is assembled on the union of the selected queries; the full (Q, H, W) logits are
 """
 from __future__ import annotations
 
+import json
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from .css import released_confidence, released_select
 from .data.protocols import Protocol
 from .predict import BACKGROUND_LABEL, BundleView, Prediction, synonym_max
 from .refine import RoundLog, refine_window
-from .spatial_refine import SpatialRefineConfig, spatial_refine
+from .spatial_refine import SpatialRefineConfig, image_affinity, spatial_refine
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -178,10 +179,11 @@ def background_threshold(max_prob: torch.Tensor, prob_thd: float, otsu_c: float 
 
 
 def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, protocol: Protocol, post: PostConfig,
-                         image: torch.Tensor | None) -> torch.Tensor:
+                         image: torch.Tensor | None, weights: torch.Tensor | None = None) -> torch.Tensor:
     """(H, W) labels from the queries' logits (``postprocess_result``): class probabilities at the logit scale,
     the spatial refinement (labels from the ``temperature`` probabilities, the background test from the
-    logit-scale ones, refined only when prob_thd > 0), then the background threshold."""
+    logit-scale ones, refined only when prob_thd > 0), then the background threshold. ``weights``: the
+    refinement's affinities of ``image`` at this size (``spatial_refine.image_affinity``), if known."""
     classes, inverse = torch.unique(query_to_class.long(), sorted=True, return_inverse=True)
     probs = class_probabilities(logits, inverse, classes.numel(), protocol.logit_scale)
     sr = post.spatial
@@ -189,19 +191,25 @@ def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, pro
     if sr.iterations > 0:
         if image is None:
             raise ValueError("bundle.input_image is None: the spatial refinement needs it (re-encode the bundle)")
-        image = F.interpolate(image[None].float(), size=probs.shape[-2:], mode="bilinear", align_corners=False)[0]
+        if weights is None:
+            weights = image_affinity(_image_at(image, probs.shape[-2:]), probs.shape[-2:], sr)
         temp = sr.temperature
         if temp is not None and float(temp) != float(protocol.logit_scale):
             sharp = class_probabilities(logits, inverse, classes.numel(), temp)
-            winner = spatial_refine(image, sharp, sr).argmax(0)
+            winner = spatial_refine(image, sharp, sr, weights).argmax(0)
         if winner is None or protocol.prob_thd > 0:
-            probs = spatial_refine(image, probs, sr)
+            probs = spatial_refine(image, probs, sr, weights)
     if winner is None:
         winner = probs.argmax(0)
     label = classes[winner]
     max_prob = probs.max(0)[0]
     label[max_prob < background_threshold(max_prob, protocol.prob_thd, post.otsu_c)] = BACKGROUND_LABEL
     return label
+
+
+def _image_at(image: torch.Tensor, hw) -> torch.Tensor:
+    """The network input image bilinearly resized to the probabilities' size (``postprocess_result``)."""
+    return F.interpolate(image[None].float(), size=tuple(hw), mode="bilinear", align_corners=False)[0]
 
 
 # ------------------------------------------------------------------------------------------------ memo + predict
@@ -225,6 +233,18 @@ class ReleasedView:
         self._local: dict[int, torch.Tensor] = {}
         self._scores: dict = {}
         self._selections: dict = {}
+        self._affinity: dict = {}
+        self._last_image: tuple | None = None
+
+    def affinity(self, sr: SpatialRefineConfig) -> torch.Tensor | None:
+        """The spatial refinement's affinities at the image size (per dilations and work cap), or None."""
+        if sr.iterations <= 0 or self.bundle.input_image is None:
+            return None
+        key = (sr.dilations, sr.max_side)
+        if key not in self._affinity:
+            hw = tuple(int(v) for v in self.bundle.image_hw)
+            self._affinity[key] = image_affinity(_image_at(self.bundle.input_image, hw), hw, sr)
+        return self._affinity[key]
 
     def dense(self, n: int) -> torch.Tensor:
         if n not in self._dense:
@@ -280,6 +300,18 @@ class ReleasedView:
             out.append(result)
         return out
 
+    def image(self, preset: "Preset", logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
+        """(window results, union of the selected queries, the union's logits at the image size); the last
+        setting's are kept, keyed on everything before the post-processing (a sweep over ``post.*`` reuses them)."""
+        key = json.dumps([preset.score.to_json(), preset.select.to_json(), preset.fusion.to_json(),
+                          preset.refine.to_json(), float(logit_scale)], sort_keys=True)
+        if self._last_image is None or self._last_image[0] != key:
+            results = self.windows(preset, logit_scale)
+            union = torch.unique(torch.cat([r.selected for r in results]))
+            rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+            self._last_image = (key, results, union, assemble(rows, union.numel(), self.bundle, preset.fusion.fill))
+        return self._last_image[1:]
+
 
 _VIEWS: "weakref.WeakKeyDictionary[BundleView, ReleasedView]" = weakref.WeakKeyDictionary()
 
@@ -299,15 +331,15 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
                      return_logits: bool = False) -> Prediction:
     """The released prediction for one bundle: labels from the union of the windows' selected queries;
     ``return_logits`` adds the full (Q, H, W) pre-softmax logits at the image size (the fill included)."""
+    if not isinstance(protocol, Protocol):
+        raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     view = released_view(bundle)
     b = view.bundle
-    results = view.windows(preset, protocol.logit_scale)
-    union = torch.unique(torch.cat([r.selected for r in results]))
-    rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+    results, union, logits_union = view.image(preset, protocol.logit_scale)
     fill = preset.fusion.fill
-    logits_union = assemble(rows, union.numel(), b, fill)
     q2c = view.query_to_class
-    label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image)
+    label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image,
+                                 view.affinity(preset.post.spatial))
     logits = None
     if return_logits:
         fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused[:0]) for r in results], 1, b, fill)

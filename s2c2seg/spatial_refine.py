@@ -12,13 +12,11 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "spatial_refine"]
+__all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "work_size", "image_affinity",
+           "spatial_refine"]
 
-NEIGHBOUR_SLOTS = (0, 1, 2, 3, 5, 6, 7, 8)
-"""The 8 neighbours of a 3×3 unfold (the centre, slot 4, left out)."""
-
-CHANNEL_CHUNK = 64
-"""Class maps propagated per chunk (bounds the (chunk, 8, H, W) neighbour tensor; values do not depend on it)."""
+NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+"""(dy, dx) of the 8 neighbours, in the order of a 3×3 unfold's slots without the centre."""
 
 AFFINITY_EPS = 1e-8
 """Added to the mean difference before dividing (the release's ``_affinity`` eps)."""
@@ -56,43 +54,66 @@ class SpatialRefineConfig:
         return d
 
 
-def neighbours(maps: torch.Tensor, dilation: int) -> torch.Tensor:
-    """(C, 8, H, W): each pixel's 8 neighbours at ``dilation``, zero outside the image (``_neighbors``)."""
-    c, h, w = maps.shape
-    unfolded = F.unfold(maps[None], kernel_size=3, dilation=dilation, padding=dilation).view(c, 9, h, w)
-    return unfolded.index_select(1, torch.tensor(NEIGHBOUR_SLOTS, device=maps.device))
+def neighbours(maps: torch.Tensor, dilation: int) -> list[torch.Tensor]:
+    """The 8 neighbour maps (C, H, W) at ``dilation`` in a 3×3 unfold's slot order, zero outside the image
+    (``_neighbors``; by slicing a zero-padded copy instead of ``unfold``, which is slow on the CPU)."""
+    h, w = maps.shape[-2:]
+    d = dilation
+    padded = F.pad(maps, (d, d, d, d))
+    return [padded[:, d + dy * d:d + dy * d + h, d + dx * d:d + dx * d + w] for dy, dx in NEIGHBOUR_OFFSETS]
 
 
 def affinity(image: torch.Tensor, dilations: tuple[int, ...]) -> torch.Tensor:
     """(8·len(dilations), H, W) neighbour weights: softmax of −|diff| / mean|diff| over all slots (``_affinity``)."""
-    diffs = torch.cat([(neighbours(image, d) - image[:, None]).abs().mean(dim=0) for d in dilations], dim=0)
+    diffs = torch.stack([(nb - image).abs().mean(dim=0) for d in dilations for nb in neighbours(image, d)])
     return torch.softmax(-diffs / (diffs.mean() + AFFINITY_EPS), dim=0)
 
 
 def propagate(maps: torch.Tensor, weights: torch.Tensor, dilations: tuple[int, ...]) -> torch.Tensor:
-    """One iteration: every map becomes the affinity-weighted sum of its neighbours (``refine``'s loop body)."""
+    """One iteration: every map becomes the affinity-weighted sum of its neighbours (``refine``'s loop body);
+    per dilation the 8 terms are summed in slot order, then the dilations in order, as the release sums."""
     out = torch.zeros_like(maps)
-    for start in range(0, maps.shape[0], CHANNEL_CHUNK):
-        part = maps[start:start + CHANNEL_CHUNK]
-        for j, d in enumerate(dilations):
-            out[start:start + CHANNEL_CHUNK] += (neighbours(part, d) * weights[None, 8 * j:8 * (j + 1)]).sum(dim=1)
+    for j, d in enumerate(dilations):
+        terms = neighbours(maps, d)
+        acc = terms[0] * weights[8 * j]
+        for k in range(1, 8):
+            acc.addcmul_(terms[k], weights[8 * j + k])
+        out += acc
     return out
 
 
-def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefineConfig) -> torch.Tensor:
-    """(C, H, W) refined ``probs`` guided by ``image`` (3, h, w), both resized to the capped work size (``refine``)."""
+def work_size(hw: tuple[int, int], config: SpatialRefineConfig) -> tuple[int, int]:
+    """The refinement's work size: ``hw`` scaled down to ``max_side`` on the long side (``refine``)."""
+    h, w = hw
+    scale = max(h, w) / float(config.max_side)
+    return (h, w) if scale <= 1 else (int(round(h / scale)), int(round(w / scale)))
+
+
+def image_affinity(image: torch.Tensor, hw: tuple[int, int], config: SpatialRefineConfig) -> torch.Tensor:
+    """The affinities of ``image`` (3, h, w) resized bilinearly to the work size of maps of size ``hw``."""
+    img = image.float()[None]
+    work = work_size(hw, config)
+    if img.shape[-2:] != work:
+        img = F.interpolate(img, size=work, mode="bilinear", align_corners=False)
+    return affinity(img[0], config.dilations)
+
+
+def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefineConfig,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, H, W) refined ``probs`` guided by ``image`` (3, h, w), both resized to the capped work size (``refine``).
+
+    ``weights``: :func:`image_affinity` of ``image`` for this size, when the caller has it already.
+    """
     if config.iterations <= 0:
         return probs
     h, w = probs.shape[-2:]
-    scale = max(h, w) / float(config.max_side)
-    work = (h, w) if scale <= 1 else (int(round(h / scale)), int(round(w / scale)))
-    img, maps = image.float()[None], probs.float()[None]
-    if img.shape[-2:] != work:
-        img = F.interpolate(img, size=work, mode="bilinear", align_corners=False)
+    work = work_size((h, w), config)
+    if weights is None:
+        weights = image_affinity(image, (h, w), config)
+    maps = probs.float()[None]
     if maps.shape[-2:] != work:
         maps = F.interpolate(maps, size=work, mode="bilinear", align_corners=False)
-    img, maps = img[0], maps[0]
-    weights = affinity(img, config.dilations)
+    maps = maps[0]
     for _ in range(config.iterations):
         maps = propagate(maps, weights, config.dilations)
     if maps.shape[-2:] != (h, w):

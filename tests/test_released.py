@@ -408,3 +408,17 @@ def test_missing_sources_raise():
     b.window_local = None
     with pytest.raises(ValueError, match="window_local"):
         predict(b, proto, "s2c2seg", preset=get_preset("released", "voc21"))
+
+
+def test_memo_never_shares_a_wrong_entry():
+    """Consecutive sweep points on one view equal fresh predictions, whichever section changes."""
+    b = make_bundle(4)
+    proto = get_protocol("voc21", "proxyclip")
+    view = BundleView(b)
+    for key, value in [("post.otsu_c", 0.3), ("post.spatial.iterations", 1), ("fusion.lam", 0.3),
+                       ("refine.theta_high", 0.6), ("fusion.guide_weight", 0.0), ("score.global_score", "patch_mean")]:
+        preset = get_preset("released++", "voc21", **{key: value})
+        memo = predict(view, proto, "s2c2seg", preset=preset, return_logits=True)
+        fresh = predict(b, proto, "s2c2seg", preset=preset, return_logits=True)
+        assert torch.equal(memo.label_map, fresh.label_map), key
+        assert torch.equal(memo.logits, fresh.logits), key
