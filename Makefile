@@ -1,4 +1,4 @@
-# Two entry points (see README): `make notebooks` runs the main job, `make test` runs the tests.
+# Two entry points (see README): `make notebooks` runs the main job, `make test` runs the linter and the tests.
 # Each creates the virtual environment in .venv when it is missing, with the tested versions (constraints.txt).
 PYTHON ?= python3
 VENV   := .venv
@@ -20,5 +20,5 @@ lint: $(STAMP)
 notebooks: $(STAMP)
 	$(VENV)/bin/s2c2seg notebooks run
 
-test: $(STAMP)
+test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q

@@ -151,7 +151,7 @@ class FeatureBundle:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: str | Path, expected_key: str | None = None) -> "FeatureBundle":
+    def load(cls, path: str | Path, expected_key: str | None = None) -> FeatureBundle:
         """Read a bundle; raise :class:`BundleError` if truncated, corrupt, or written under another key."""
         from safetensors import safe_open
 

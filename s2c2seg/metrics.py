@@ -64,7 +64,7 @@ class ConfusionMatrix:
         return (f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
                 f"pixels={int(self.matrix.sum())})")
 
-    def update(self, pred, label) -> "ConfusionMatrix":
+    def update(self, pred, label) -> ConfusionMatrix:
         """Add one image (or a batch): ``pred`` and ``label`` integer maps of the same shape."""
         p = _as_long(pred, "pred")
         t = _as_long(label, "label")
@@ -86,7 +86,7 @@ class ConfusionMatrix:
         self.matrix += torch.bincount(t * c + p, minlength=c * c).reshape(c, c)
         return self
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another matrix (same classes and ignore index) into this one; returns self."""
         if not isinstance(other, ConfusionMatrix):
             raise ValueError(f"other must be a ConfusionMatrix, got {type(other).__name__}")
@@ -141,7 +141,7 @@ class ConfusionMatrix:
                 "matrix": self.matrix.cpu().tolist()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "ConfusionMatrix":
+    def from_json(cls, d: dict) -> ConfusionMatrix:
         cm = cls(d["num_classes"], d.get("ignore_index", 255))
         m = torch.as_tensor(d["matrix"], dtype=torch.int64)
         if m.shape != cm.matrix.shape:

@@ -128,12 +128,12 @@ class RunRecord:
         return _clean(d)
 
     @classmethod
-    def from_json(cls, d: dict) -> "RunRecord":
+    def from_json(cls, d: dict) -> RunRecord:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunRecord":
+    def load(cls, path: str | Path) -> RunRecord:
         path = Path(path)
         if path.is_dir():
             path = path / RECORD_NAME

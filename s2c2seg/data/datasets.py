@@ -199,7 +199,7 @@ class Dataset(SampleSequence):
     def __repr__(self) -> str:
         return f"Dataset({self.spec.name!r}, root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
 
-    def select(self, indices: Sequence[int]) -> "Dataset":
+    def select(self, indices: Sequence[int]) -> Dataset:
         """A dataset over a subset of the images (e.g. the first n, or one torchrun shard)."""
         idx = [int(i) for i in indices]
         for i in idx:

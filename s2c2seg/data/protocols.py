@@ -64,7 +64,7 @@ class Protocol:
         if self.crop and self.stride > self.crop:
             raise ValueError(f"Protocol.stride ({self.stride}) must not exceed crop ({self.crop})")
 
-    def replace(self, **overrides) -> "Protocol":
+    def replace(self, **overrides) -> Protocol:
         unknown = set(overrides) - set(asdict(self))
         if unknown:
             raise ValueError(f"unknown protocol field(s): {sorted(unknown)}")

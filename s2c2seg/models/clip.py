@@ -48,7 +48,7 @@ class ClipHandle:
     patch_size: int = 16
     weights_id: str = ""
     """Identity of the weights for caches: ``name:tag`` or ``random:<config hash>:seed=<s>`` (weights unmodified)."""
-    pos_rule: "PosEmbedRule" = field(default_factory=lambda: PosEmbedRule())
+    pos_rule: PosEmbedRule = field(default_factory=lambda: PosEmbedRule())
 
     @property
     def visual(self) -> nn.Module:

@@ -61,7 +61,7 @@ class _Scene:
     """(C,) labelled-area fraction of every category (0 when absent)."""
 
     @classmethod
-    def of(cls, label: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> "_Scene":
+    def of(cls, label: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> _Scene:
         valid = label != ignore_index
         present = torch.unique(label[valid])
         onehot = (label[None] == present[:, None, None]).float()

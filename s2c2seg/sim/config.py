@@ -169,7 +169,7 @@ class SimConfig:
         n = self.n_present
         return (n, n) if isinstance(n, int) else (int(n[0]), int(n[1]))
 
-    def replace(self, **overrides) -> "SimConfig":
+    def replace(self, **overrides) -> SimConfig:
         """A copy with ``overrides``; an unknown dial raises ``ValueError`` naming it."""
         unknown = set(overrides) - {f.name for f in fields(self)}
         if unknown:
@@ -177,7 +177,7 @@ class SimConfig:
         return replace(self, **overrides)
 
     @classmethod
-    def ideal(cls, **overrides) -> "SimConfig":
+    def ideal(cls, **overrides) -> SimConfig:
         """Every effect in ``EFFECT_DIALS`` off (0): the sources then carry the ground truth exactly."""
         return cls(**{**{d: 0 for d in EFFECT_DIALS}, **overrides})
 

@@ -184,7 +184,7 @@ class SimDataset(SampleSequence):
         vocab = self.dataset if self.dataset is not None else self.vocab
         return make_scene(vocab, self.cfg, self._indices[i], structure=self.structure, variant=self.variant)
 
-    def select(self, indices: Sequence[int]) -> "SimDataset":
+    def select(self, indices: Sequence[int]) -> SimDataset:
         """A dataset over a subset of the images (e.g. one torchrun shard); the scenes stay the same."""
         idx = [int(i) for i in indices]
         for i in idx:

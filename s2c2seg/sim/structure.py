@@ -35,7 +35,7 @@ class Neighbours:
     """(C, D) float32 weights > 0 (0 on padding)."""
 
     @classmethod
-    def from_edges(cls, num: int, rows, cols, weights) -> "Neighbours":
+    def from_edges(cls, num: int, rows, cols, weights) -> Neighbours:
         """From (i, j, w) edges (either direction, repeats allowed: symmetrised by the max; w ≤ 0 dropped)."""
         r = np.asarray(rows, dtype=np.int64).reshape(-1)
         c = np.asarray(cols, dtype=np.int64).reshape(-1)
@@ -60,7 +60,7 @@ class Neighbours:
         return cls(torch.from_numpy(index), torch.from_numpy(weight))
 
     @classmethod
-    def from_matrix(cls, m) -> "Neighbours":
+    def from_matrix(cls, m) -> Neighbours:
         """From a dense (C, C) matrix (its upper and lower parts symmetrised by the max)."""
         a = np.asarray(m, dtype=np.float32)
         r, c = np.nonzero(a)
@@ -159,7 +159,7 @@ class CategoryStructure:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def generate(cls, num_classes: int, *, seed: int = 0, similar_group: int = 3, cooccur_group: int = 5,
-                 background: int | None = None) -> "CategoryStructure":
+                 background: int | None = None) -> CategoryStructure:
         """Random groups from ``seed``: near-synonym groups of 1..``similar_group`` categories (weights in
         [0.6, 1]) and co-occurrence groups of ``cooccur_group`` (weights in [0.5, 1]). The background class,
         if any, is in no group."""
@@ -175,7 +175,7 @@ class CategoryStructure:
     @classmethod
     def from_similarity(cls, similarity, *, neighbours: int = 2, cooccurrence=None, seed: int = 0,
                         cooccur_group: int = 5, background: int | None = None,
-                        source: str = "user similarity") -> "CategoryStructure":
+                        source: str = "user similarity") -> CategoryStructure:
         """From a user-supplied (C, C) similarity (e.g. cosines of real CLIP class text embeddings).
 
         Each category's top-``neighbours`` most similar others count as similar, weighted by
@@ -221,12 +221,12 @@ class CategoryStructure:
         return cls._with_biases(sim, co, rng, source)
 
     @classmethod
-    def from_file(cls, path, **kw) -> "CategoryStructure":
+    def from_file(cls, path, **kw) -> CategoryStructure:
         """:meth:`from_similarity` on a matrix read by :func:`load_matrix`."""
         return cls.from_similarity(load_matrix(path), source=f"similarity file {path}", **kw)
 
     @classmethod
-    def for_config(cls, num_classes: int, cfg: SimConfig, background: int | None = None) -> "CategoryStructure":
+    def for_config(cls, num_classes: int, cfg: SimConfig, background: int | None = None) -> CategoryStructure:
         """The structure a config implies: from ``cfg.similarity`` when set, else generated from ``cfg.seed``."""
         if cfg.similarity is not None:
             st = cls.from_file(cfg.similarity, neighbours=cfg.similar_neighbours, seed=cfg.seed,
@@ -239,7 +239,7 @@ class CategoryStructure:
                             cooccur_group=cfg.cooccur_group, background=background)
 
     @classmethod
-    def _with_biases(cls, sim: Neighbours, co: Neighbours, rng, source) -> "CategoryStructure":
+    def _with_biases(cls, sim: Neighbours, co: Neighbours, rng, source) -> CategoryStructure:
         c = sim.num
         return cls(sim, co, torch.from_numpy(rng.standard_normal(c).astype(np.float32)),
                    torch.from_numpy(rng.standard_normal(c).astype(np.float32)),
