@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from dataclasses import fields as dataclass_fields
-from dataclasses import replace as dataclass_replace
 
 import torch
+
+from .css import replace_fields
 
 __all__ = ["FUSION_MODES", "CSG_UNITS", "WEIGHTED_MODES", "FUSION_FORMS", "CSGConfig", "FusionConfig",
            "category_weights", "fuse", "released_guide_weights", "convex_fuse", "scatter_fill"]
@@ -61,9 +61,9 @@ class CSGConfig:
         """``fuse`` with this configuration."""
         return fuse(s_glob, s_spat, self)
 
-    def replace(self, **fields) -> "CSGConfig":
+    def replace(self, **fields) -> CSGConfig:
         """A copy with ``fields`` changed (unknown names raise ``ValueError``)."""
-        return _replace_fields(self, fields)
+        return replace_fields(self, fields)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -110,15 +110,6 @@ class FusionConfig:
         d = asdict(self)
         d["paper"] = self.paper.to_json()
         return d
-
-
-def _replace_fields(config, fields: dict):
-    """``dataclasses.replace`` that names the known fields when one is unknown."""
-    known = [f.name for f in dataclass_fields(config)]
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {type(config).__name__} field(s) {unknown}; known: {known}")
-    return dataclass_replace(config, **fields) if fields else config
 
 
 def _check_mode(mode, allowed) -> None:

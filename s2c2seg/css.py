@@ -108,9 +108,9 @@ class CSSConfig:
         """``select_categories`` with this configuration."""
         return select_categories(s_glob, s_spat, self, always_keep=always_keep)
 
-    def replace(self, **fields) -> "CSSConfig":
+    def replace(self, **fields) -> CSSConfig:
         """A copy with ``fields`` changed (unknown names raise ``ValueError``)."""
-        return _replace_fields(self, fields)
+        return replace_fields(self, fields)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -228,7 +228,7 @@ class SelectConfig:
 # input checks
 
 
-def _replace_fields(config, fields: dict):
+def replace_fields(config, fields: dict):
     """``dataclasses.replace`` that names the known fields when one is unknown."""
     known = [f.name for f in dataclass_fields(config)]
     unknown = sorted(set(fields) - set(known))
@@ -505,7 +505,7 @@ def composite_score(g: torch.Tensor, s: torch.Tensor, c: torch.Tensor, weights: 
     return w_g * release_min_max(g) + w_s * release_min_max(s) + w_c * release_min_max(c)
 
 
-def released_select(g: torch.Tensor, s: torch.Tensor, c: torch.Tensor, config: "SelectConfig",
+def released_select(g: torch.Tensor, s: torch.Tensor, c: torch.Tensor, config: SelectConfig,
                     weights: Sequence[float]) -> torch.Tensor:
     """Released step 7: the union pool, cut to the ``k_max`` best by composite only when ``k_max`` is set and the
     pool has at least ``k_min`` and more than ``k_max`` entries; sorted indices (``css.select``)."""

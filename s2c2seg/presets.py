@@ -94,7 +94,7 @@ class Preset:
             obj = getattr(obj, part)
         return obj
 
-    def override(self, overrides: Mapping[str, Any]) -> "Preset":
+    def override(self, overrides: Mapping[str, Any]) -> Preset:
         """A copy with a flat mapping of dotted keys (or whole sections) replaced; unknown keys raise.
 
         The keys of one section are applied together, so ``{"select.k_min": 8, "select.k_max": 10}`` is
@@ -227,9 +227,9 @@ def extension_note(preset: Preset | str, baseline: str) -> str | None:
             "extension, not a published configuration")
 
 
-def resolve_preset(method: str, dataset: str, preset: "str | Preset | None" = None, css: CSSConfig | None = None,
+def resolve_preset(method: str, dataset: str, preset: str | Preset | None = None, css: CSSConfig | None = None,
                    csg: CSGConfig | None = None, paper_options: bool = False
-                   ) -> tuple["Preset | None", CSSConfig, CSGConfig]:
+                   ) -> tuple[Preset | None, CSSConfig, CSGConfig]:
     """``(preset, css, csg)`` of one run of ``method`` on ``dataset``.
 
     Only ``method="s2c2seg"`` has a preset: named (``str``) or given (:class:`Preset`); with none, ``css`` /

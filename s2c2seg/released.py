@@ -91,7 +91,7 @@ def window_scores(dense: torch.Tensor, local: torch.Tensor, cls: torch.Tensor | 
     return g, local.float().mean(dim=(-2, -1))
 
 
-def select_window(g: torch.Tensor, s: torch.Tensor, preset: "Preset", query_to_class: torch.Tensor
+def select_window(g: torch.Tensor, s: torch.Tensor, preset: Preset, query_to_class: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(selected queries (sorted), s_conf of every query, α): the release's per-query CSS, or on classes
     (``unit="class"``: synonym-max scores, then every query of a selected class)."""
@@ -108,7 +108,7 @@ def select_window(g: torch.Tensor, s: torch.Tensor, preset: "Preset", query_to_c
 
 
 def run_window(dense: torch.Tensor, local: torch.Tensor, scores: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-               selected: torch.Tensor, preset: "Preset", logit_scale: float) -> WindowResult:
+               selected: torch.Tensor, preset: Preset, logit_scale: float) -> WindowResult:
     """One window's released pipeline after CSS (``S2C2Pipeline.run_window``): fuse the selected rows, then the
     refinement rounds when ``t_max`` > 0. ``scores`` = (g, s, c) of every query."""
 
@@ -268,7 +268,7 @@ class ReleasedView:
             self._scores[key] = window_scores(self.dense(n), self.local(n), cls, global_score)
         return self._scores[key]
 
-    def selection(self, n: int | None, preset: "Preset") -> tuple[torch.Tensor, torch.Tensor, float]:
+    def selection(self, n: int | None, preset: Preset) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Window ``n``'s selection (``n=None``: the image scope's, from the scores averaged over the windows)."""
         sel = preset.select
         key = (n, preset.score.global_score, preset.score.alpha, sel.tau, sel.k_min, sel.k_max,
@@ -283,7 +283,7 @@ class ReleasedView:
             self._selections[key] = select_window(g, s, preset, self.query_to_class)
         return self._selections[key]
 
-    def windows(self, preset: "Preset", logit_scale: float) -> list[WindowResult]:
+    def windows(self, preset: Preset, logit_scale: float) -> list[WindowResult]:
         """Every window's released output under ``preset``."""
         if preset.refine.t_max > 0 and preset.select.unit == "class":
             raise ValueError("select.unit='class' with refine.t_max > 0: the refinement admits queries; "
@@ -300,7 +300,7 @@ class ReleasedView:
             out.append(result)
         return out
 
-    def image(self, preset: "Preset", logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
+    def image(self, preset: Preset, logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
         """(window results, union of the selected queries, the union's logits at the image size); the last
         setting's are kept, keyed on everything before the post-processing (a sweep over ``post.*`` reuses them)."""
         key = json.dumps([preset.score.to_json(), preset.select.to_json(), preset.fusion.to_json(),
@@ -313,7 +313,7 @@ class ReleasedView:
         return self._last_image[1:]
 
 
-_VIEWS: "weakref.WeakKeyDictionary[BundleView, ReleasedView]" = weakref.WeakKeyDictionary()
+_VIEWS: weakref.WeakKeyDictionary[BundleView, ReleasedView] = weakref.WeakKeyDictionary()
 
 
 def released_view(bundle: FeatureBundle | BundleView) -> ReleasedView:
@@ -327,7 +327,7 @@ def released_view(bundle: FeatureBundle | BundleView) -> ReleasedView:
     return ReleasedView(bundle)
 
 
-def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, preset: "Preset",
+def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, preset: Preset,
                      return_logits: bool = False) -> Prediction:
     """The released prediction for one bundle: labels from the union of the windows' selected queries;
     ``return_logits`` adds the full (Q, H, W) pre-softmax logits at the image size (the fill included)."""
