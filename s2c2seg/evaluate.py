@@ -288,7 +288,7 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
                 t1 = time.perf_counter()
                 preds.append(predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label,
                                      background=background, score_source=p.score_source, select=p.select,
-                                     preset=p.preset))
+                                     preset=p.preset, ignore_index=info.ignore_index))
                 seconds.append(time.perf_counter() - t1)
         except Exception as exc:  # one image's failure, whatever raised it: stop naming it, or skip it
             if on_error == "stop":

@@ -50,6 +50,8 @@ __all__ = ["METHODS", "SCORE_SOURCES", "BACKGROUND_LABEL", "Prediction", "ViewCo
 
 METHODS = ("baseline", "s2c2seg", "oracle")
 SCORE_SOURCES = ("clipseg", "baseline")
+IGNORE_INDEX = 255
+"""The default unlabelled value of a label map (the 16-bit .tif datasets use 65535: their spec says so)."""
 BACKGROUND_LABEL = 0
 """The label ``prob_thd`` assigns and the class ``area_thd`` never prunes (the anchors' class 0)."""
 
@@ -412,10 +414,10 @@ def _background_keep(css: CSSConfig, background: int | None, num_classes: int) -
 def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str = "baseline",
             css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), label=None, background: int | None = None,
             score_source: str = "clipseg", select: bool = True, preset=None,
-            return_logits: bool = False) -> Prediction:
+            return_logits: bool = False, ignore_index: int = IGNORE_INDEX) -> Prediction:
     """The prediction for one bundle (see the module docstring for the three methods).
 
-    ``label`` (H, W) is only read by ``method="oracle"``; ``background`` (the dataset's background class or
+    ``label`` (H, W) is only read by ``method="oracle"`` (``ignore_index``: its unlabelled value); ``background`` (the dataset's background class or
     None) is kept in every subset when ``css.keep_background``. ``score_source`` picks CSS's ``s_spat``.
     ``preset`` (a ``presets.Preset``) sets ``method="s2c2seg"``'s computation: ``paper`` runs this path with
     its ``css`` / ``csg``, ``released`` / ``released++`` the released window pipeline (``released.py``;
@@ -454,7 +456,7 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
         lab = torch.as_tensor(label)
         if tuple(lab.shape) != view.image_hw:
             raise ValueError(f"label has size {tuple(lab.shape)}, the bundle's image is {view.image_hw}")
-        subset = oracle_categories(lab, c, always_keep=keep)
+        subset = oracle_categories(lab, c, ignore_index=ignore_index, always_keep=keep)
         if subset.numel() == 0:  # an all-ignore label: nothing is scored, keep every class
             subset = torch.arange(c)
     else:

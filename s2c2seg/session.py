@@ -297,17 +297,18 @@ def evaluate_points(session: Session, points: Mapping[str, Any], css=None, csg=N
     c = session.num_classes
     results = {name: ConfigResult(name, None) for name in names}
     gt: dict[int, list[int]] = {}
+    info = dataset_info(session.dataset)
 
     def observe(index, j, pred, label):
         r = results[names[j]]
         if index not in gt:
-            gt[index] = oracle_categories(label, c).tolist()
+            gt[index] = oracle_categories(label, c, ignore_index=info.ignore_index).tolist()
         r.gt_classes.append(gt[index])
-        r.per_image_miou.append(100.0 * float(ConfusionMatrix(c).update(pred.label_map, label).miou()))
+        r.per_image_miou.append(100.0 * float(ConfusionMatrix(c, info.ignore_index).update(pred.label_map, label).miou()))
         r.subsets.append(None if pred.subset is None else pred.subset.reshape(-1).tolist())
 
     tally = run_points(session.dataset, session.encoder, session.vocab, session.protocol, settings,
-                       info=dataset_info(session.dataset), background=session.background, indices=list(range(n)),
+                       info=info, background=session.background, indices=list(range(n)),
                        cache_dir=session.cache_dir, ctx=DistContext(), progress=False,
                        desc=f"{session.notebook} x{len(settings)}", observe=observe)
     for name, cm in zip(names, tally.cms):

@@ -230,3 +230,16 @@ def test_metric_ignores_65535_and_counts_class_255_unlike_proxyclips_mmseg_metri
     anchor = _mmseg_iou_255(pred, label, 847)
     # ProxyCLIP's: class 255 dropped (NaN), the 65535 pixel predicted 0 enlarges class 0's union: 1 / 2
     assert np.isnan(anchor[255]) and anchor[0] == 0.5 and np.nanmean(anchor) == pytest.approx(0.5 / 3)
+
+
+def test_oracle_reads_the_datasets_ignore_index(roots, tmp_path):
+    """The oracle's subset is the GT classes without the 65535 ignore value (it raised on these datasets)."""
+    out = tmp_path / "out"
+    assert _cli(["ade847", "--data-root", str(roots["ade847"]), "--backend", "sim", "--baseline", "proxyclip",
+                 "--method", "oracle", "--out", str(out)]) == 0
+    rec = RunRecord.load(out)
+    assert rec.extra["subset"]["gt_class_recall"] == 1.0
+    ds = load_dataset("ade847", roots["ade847"])
+    gt = [np.unique(np.asarray(Image.open(p))) for p in ds.seg_paths]
+    want = np.mean([len(g[g != 65535]) for g in gt])  # the oracle keeps exactly the labelled classes
+    assert rec.extra["subset"]["mean_subset_size"] == pytest.approx(want)
