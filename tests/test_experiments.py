@@ -9,7 +9,7 @@ import torch
 from s2c2seg import analysis, experiments
 from s2c2seg.csg import CSGConfig
 from s2c2seg.css import CSSConfig, select_categories
-from s2c2seg.data import get_protocol, load_dataset, vocabulary
+from s2c2seg.data import Vocabulary, get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import evaluate
 from s2c2seg.sweep import make_points, sweep
@@ -106,6 +106,42 @@ def test_points_differing_in_one_key_each_equal_a_separate_evaluation(voc, key, 
     for point, m in zip(res.points, mats):
         alone = evaluate(ds, FakeBackend(noise=0.3), vocab, proto, method=point.method, css=point.css,
                          csg=point.csg, score_source=point.score_source, select=point.select, progress=False)
+        assert torch.equal(torch.tensor(alone.confusion["matrix"]), m), (key, dict(point.settings))
+
+
+PRESET_ONE_KEY = [("released", "select.tau", 0.1, 0.9), ("released", "fusion.lam", 0.0, 0.9),
+                  ("released", "fusion.guide_weight", 0.0, 0.9), ("released", "select.k_max", 2, None),
+                  ("released", "select.unit", "query", "class"), ("released", "select.scope", "window", "image"),
+                  ("released", "score.global_score", "patch_mean", "cls"),
+                  ("released", "score.alpha", "bhattacharyya", "sigmoid"), ("released", "fusion.form", "convex", "paper"),
+                  ("released", "fusion.fill", -1e9, float("-inf")),
+                  ("released++", "refine.t_max", 0, 1), ("released++", "refine.theta_high", 0.05, 0.99),
+                  ("released++", "refine.admit_cap", 1, 3), ("released++", "refine.beta", 0.0, 5.0),
+                  ("released++", "post.otsu_c", 0.02, 0.99), ("released++", "post.spatial.iterations", 0, 3)]
+"""(preset, dotted key, value a, value b): released preset fields, each varied alone."""
+
+
+@pytest.mark.parametrize("preset,key,a,b", PRESET_ONE_KEY, ids=[f"{p}:{k}" for p, k, _, _ in PRESET_ONE_KEY])
+def test_preset_points_differing_in_one_key_each_equal_a_separate_evaluation(voc, preset, key, a, b):
+    """The released presets' memo (per view: resized maps, scores, selections, refinement, last results)
+    never serves one setting's result to another that differs in one key."""
+    ds, vocab, proto = voc
+    # one name per class (the unit needs synonyms): with VOC's 26 background synonyms the stand-in's per-query
+    # pool fills with background, and nothing downstream of it can change a label
+    if key != "select.unit":
+        vocab = Vocabulary.from_names([names[0] for names in vocab.classes])
+    proto = proto.replace(prob_thd=0.01)  # Otsu's clamp to [prob_thd, C] acts only with a background threshold
+    # a small pool leaves the refinement round something to admit and windows that disagree (the fill)
+    tau = 0.3 if key.startswith(("select.", "fusion.lam", "fusion.guide", "fusion.form", "score.", "post.")) else 0.05
+    base = {"select.k_min": 1} if key == "select.tau" else {"select.tau": tau, "select.k_min": 1}
+    grid = [{"preset": preset, **base, key: a}, {"preset": preset, **base, key: b}]
+    res = sweep(ds, FakeBackend(noise=0.3), vocab, proto, grid, progress=False)
+    mats = [torch.tensor(r.confusion["matrix"]) for r in res.records]
+    assert not torch.equal(mats[0], mats[1]), f"{key}: {a} and {b} give one result: the test has no power"
+    for point, m in zip(res.points, mats):
+        assert point.preset.get(key) == (a if point is res.points[0] else b)
+        alone = evaluate(ds, FakeBackend(noise=0.3), vocab, proto, method="s2c2seg", preset=point.preset,
+                         progress=False)
         assert torch.equal(torch.tensor(alone.confusion["matrix"]), m), (key, dict(point.settings))
 
 
