@@ -38,8 +38,8 @@ from .predict import METHODS, SCORE_SOURCES
 from .presets import resolve_preset
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
 
-__all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "sweep", "SweepResult",
-           "register_cli"]
+__all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "registry_grid", "sweep",
+           "SweepResult", "register_cli"]
 
 CSS_KEYS = ("use", "tau", "k_min", "k_max", "keep_background", "stage2_pool")
 CSG_KEYS = ("mode", "lam", "temperature")
@@ -294,8 +294,22 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+def registry_grid(names: str) -> list[dict]:
+    """The grid of named experiment points: comma-separated point keys and/or table layouts
+    (:mod:`s2c2seg.experiments`, e.g. ``"main,components"``; ``"all"``: every table row)."""
+    from . import experiments
+
+    parts = [n.strip() for n in names.split(",") if n.strip()]
+    if parts == ["all"]:
+        return experiments.table_grid()
+    try:
+        return [p.grid_point() for p in experiments.group(*parts).values()]
+    except ValueError as exc:
+        raise ValueError(f"--points {names!r}: {exc} (or a layout: {list(experiments.LAYOUT_TITLES)}, or 'all')") from exc
+
+
 def _run_sweep(args) -> int:
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid) if args.grid else registry_grid(args.points)
     claim_out_dir(args.out, "sweep.json")
     dataset, backend, vocab, protocol, preset, css, csg = method_setup(args)
     make_points(grid, protocol, dataset=dataset_info(dataset).name, method=args.method, preset=preset, css=css,
@@ -316,7 +330,10 @@ def register_cli(subparsers) -> None:
     """Add ``sweep`` to the ``s2c2seg`` command line."""
     p = subparsers.add_parser("sweep", help="evaluate a grid of downstream settings, each image's bundle read once",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", required=True, help="YAML grid: a mapping key -> values (product) or a list of points")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--grid", help="YAML grid: a mapping key -> values (product) or a list of points")
+    what.add_argument("--points", help="named experiment points of the paper's tables: point keys and/or layouts "
+                                       "(main, components, scoring, fusion, unit_scope), comma-separated, or 'all'")
     add_common_arguments(p)
     add_method_arguments(p)
     p.set_defaults(func=_run_sweep)

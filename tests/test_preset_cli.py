@@ -80,3 +80,21 @@ def test_sweep_over_preset_keys_names_the_preset(voc_root, tmp_path):
         seen.add((values["select"]["tau"], values["refine"]["t_max"]))
     assert seen == {(0.3, 0), (0.3, 1), (0.6, 0), (0.6, 1)}
     assert "released++" in json.dumps(rows)
+
+
+def test_sweep_produces_the_registrys_points_and_tables_recognise_them(voc_root, tmp_path, capsys):
+    from s2c2seg import experiments
+
+    out = tmp_path / "sweep"
+    assert main(["sweep", "voc21", "--data-root", str(voc_root), "--baseline", "proxyclip", "--points", "main",
+                 *TINY, "--out", str(out)]) == 0
+    assert len(list((out / "points").glob("*/record.json"))) == len(experiments.layout_rows("main")) == 4
+    capsys.readouterr()
+    assert main(["tables", str(out), "--layout", "main"]) == 0
+    table = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ProxyCLIP")]
+    assert rows == ["ProxyCLIP", "ProxyCLIP + S2C2Seg (paper)", "ProxyCLIP + S2C2Seg (released)",
+                    "ProxyCLIP + S2C2Seg++"]
+    assert "RANDOM WEIGHTS" in table
+    with pytest.raises(ValueError, match="--points 'mian'"):
+        main(["sweep", "voc21", "--data-root", str(voc_root), "--points", "mian", *TINY, "--out", str(tmp_path / "x")])
