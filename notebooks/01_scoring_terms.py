@@ -119,23 +119,37 @@ shown = np.flatnonzero((st.union | st.pool).numpy()) if int(st.pool.sum()) <= n_
     np.argsort(-st.s_final.numpy(), kind="stable")[:n_top]
 shown = np.sort(shown)
 member = np.stack([st.stage1[u].numpy()[shown] for u in use] + [st.union.numpy()[shown]], axis=0).astype(float)
-plots.heatmap(ax[0, 0], member, use + ["union"], [names[i] for i in shown], cmap="Greys", vmin=0, vmax=1,
-              title="stage-1 membership", colorbar=False)
+from matplotlib.colors import ListedColormap
+import matplotlib.patches as mpatches
+
+member_cmap = ListedColormap(["#ffffff", plots.OKABE_ITO[4]])  # white: not in the set, blue: member
+plots.heatmap(ax[0, 0], member, use + ["union"], [names[i] for i in shown], cmap=member_cmap, vmin=0, vmax=1,
+              title=f"stage-1 membership (top-{st.m} of each score)", colorbar=False)
+ax[0, 0].legend(handles=[mpatches.Patch(facecolor=plots.OKABE_ITO[4], label="member"),
+                         mpatches.Patch(facecolor="#ffffff", edgecolor="0.5", label="not a member")],
+                loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=2, frameon=False)
 sel = set(st.selected.tolist())
 bottom = np.zeros(len(shown))
 for c_, u in zip(plots.categorical(len(use)), use):
     v = st.normalised[u].numpy()[shown]
     ax[0, 1].bar(np.arange(len(shown)), v, bottom=bottom, color=c_, label=f"ŝ_{u}")
     bottom += v
+in_pool = st.pool.numpy()[shown]
 for j, i in enumerate(shown):
-    if int(i) in sel:
-        ax[0, 1].text(j, bottom[j] + 0.05, "✓", ha="center", fontsize=6)
+    mark = ("✓*" if int(i) in S.always_keep() else "✓") if int(i) in sel else ("" if in_pool[j] else "·")
+    ax[0, 1].text(j, bottom[j] + 0.05, mark, ha="center", fontsize=6)
 ax[0, 1].set_xticks(np.arange(len(shown)), [names[i] for i in shown], rotation=90)
-ax[0, 1].set_title("stage 2: s_final = Σ min-max normalised (✓ kept)")
+ax[0, 1].set_ylabel("s_final")
+ax[0, 1].set_title(f"stage 2: s_final = Σ min-max normalised scores; ✓ kept (top-{st.k})")
+fig.text(0.5, -0.12, "min-max over the pool gives its lowest class 0 (it is still kept when K ≥ |pool|); "
+         "✓* always kept (background); · not in the pool", ha="center", fontsize=5)
 ax[0, 1].legend(frameon=False)
 fig.tight_layout()
 S.save(fig, "stages", close=False)
 print("selected:", [names[i] for i in st.selected.tolist()])
+print(f"pool |C_init| = {int(st.pool.sum())}, K = {st.k}: "
+      + ("every pool member is kept (K ≥ |pool|), including those whose s_final is 0 after min-max"
+         if st.k >= int(st.pool.sum()) else f"the {st.k} best of the pool are kept"))
 
 # %% [markdown]
 # ## 8 · CSG: category weights and fused maps
@@ -143,23 +157,39 @@ print("selected:", [names[i] for i in st.selected.tolist()])
 # %%
 fs = analysis.fusion_steps(view, st.selected, S.vocab, mode=fusion, lam=lam, temperature=temperature)
 kq = len(fs.queries)
-n_show = min(kq, 6)
-order = torch.argsort(-fs.weights, stable=True)[:n_show].tolist()
+q_class = [int(view.query_to_class[int(q)]) for q in fs.queries]
+classes_k = sorted(set(q_class))
+n_syn = {c: q_class.count(c) for c in classes_k}
+w_class = np.array([float(fs.weights[[j for j in range(kq) if q_class[j] == c]].sum()) for c in classes_k])
+best_q = {c: max((j for j in range(kq) if q_class[j] == c), key=lambda j: float(fs.weights[j])) for c in classes_k}
+class_label = [names[c] + (f" ({n_syn[c]} queries)" if n_syn[c] > 1 else "") for c in classes_k]
+shown_c = [classes_k[i] for i in np.argsort(-w_class, kind="stable")[:6]]
+n_show = len(shown_c)
 fig, ax = plots.figure(3, n_show + 1, width="double", aspect=0.5, label=S.label,
-                       title=f"CSG ({fusion}, λ={lam}, T={temperature}): S_glob, S_spat, fused")
-plots.bar_scores(ax[0, 0], fs.weights.numpy(), fs.names, top=min(kq, 10), title="w")
+                       title=f"CSG ({fusion}, λ={lam}, T={temperature}) on the K = {st.k} kept classes "
+                             f"({kq} text queries: a class with synonyms has one query each)")
+plots.bar_scores(ax[0, 0], w_class, class_label, title="w summed per class")
 ax[1, 0].imshow(sample.image)
 ax[1, 0].set_title("image")
 for a in (ax[1, 0], ax[2, 0]):
     a.set_axis_off()
-for col, q in enumerate(order, start=1):
+for col, c in enumerate(shown_c, start=1):
+    q = best_q[c]
+    head = names[c] if n_syn[c] == 1 else f"{names[c]} ('{fs.names[q]}', 1/{n_syn[c]})"
     for row, (maps, what) in enumerate(((fs.s_glob, "S_glob"), (fs.s_spat, "S_spat"), (fs.fused, "fused"))):
         a = ax[row, col]
         a.imshow(maps[q].numpy(), cmap=plots.SEQUENTIAL_CMAP)
-        a.set_title(f"{fs.names[q]} · {what}" + (f"\nw={float(fs.weights[q]):.2f}" if row == 0 else ""))
+        a.set_title((f"{head}\nw={float(fs.weights[q]):.2f} · " if row == 0 else "") + what, fontsize=5)
         a.set_axis_off()
 fig.tight_layout()
 S.save(fig, "csg_maps", close=False)
+share = w_class / max(float(w_class.sum()), 1e-12)
+print("share of the CSG weight mass per kept class:",
+      ", ".join(f"{class_label[i]} {100 * share[i]:.0f}%" for i in np.argsort(-share, kind="stable")))
+if share.max() > 0.5:
+    print(f"w = softmax(mean(S_glob)/T) at T = {temperature}: the class with the largest mean global map "
+          f"({class_label[int(np.argmax(share))]}) takes {100 * share.max():.0f}% of the weight, so the other "
+          f"classes keep (almost) only their S_glob here.")
 
 # %% [markdown]
 # ## Dials: τ, k_max, λ, temperature (static small multiples)
@@ -178,8 +208,10 @@ dials = [("τ", "tau_", tau_values), ("k_max", "k_max_", k_max_values), ("λ", "
          ("T", "temperature_", temperature_values)]
 ncols = max(len(v) for _, _, v in dials)
 fig, ax = plots.figure(len(dials), ncols, width="double", aspect=0.75, label=S.label,
-                       title="S2C2Seg under each dial (others at their defaults)")
+                       title="S2C2Seg under each dial (one row per dial, others at their defaults; "
+                             "colours: predicted classes, legend below)")
 dial_values = {}
+seen_classes: set[int] = set()
 for r, (sym, kw, vals) in enumerate(dials):
     dial_values[sym] = []
     for c_ in range(ncols):
@@ -191,7 +223,9 @@ for r, (sym, kw, vals) in enumerate(dials):
         a.imshow(plots.overlay(sample.image, pred.label_map.numpy(), palette))
         a.set_title(f"{sym}={vals[c_]} (K={len(pred.subset)})")
         dial_values[sym].append({"value": vals[c_], "K": len(pred.subset), "subset": pred.subset.tolist()})
+        seen_classes.update(int(v) for v in np.unique(pred.label_map.numpy()))
 fig.tight_layout()
+plots.class_legend(fig, sorted(seen_classes), names, palette, ncol=8)
 S.save(fig, "dials_small_multiples", close=False)
 
 # %%

@@ -56,7 +56,7 @@ params = dict(datasets=datasets, data_roots=data_roots, tau=tau, k_min=k_min, k_
 S = analysis.open_session("02_css_score_subsets", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir, backend_requested=backend_requested, params=params)
-print(S.banner())
+print(plots.banner(S, datasets, n_images))
 
 # %%
 configs = analysis.score_subset_configs(css_cfg, csg_cfg)
@@ -74,23 +74,33 @@ md = analysis.markdown_table(table, first="scores")
 print(md)
 (S.out_dir / "css_score_subsets.md").write_text(md + "\n")
 
+# %% [markdown]
+# Which world produced these numbers (with the simulation backend), and any setting that beats the full CSS:
+
+# %%
+from s2c2seg import scenarios as sc
+
+if S.backend_name == "sim":
+    from IPython.display import Markdown, display
+
+    display(Markdown(sc.world_description(S.backend.cfg)))
+print(sc.ablation_note({n: table[n]["Avg"] for n in configs if n != "oracle"}, "glob+spat+conf", S.label))
+
 # %%
 names = list(configs)
-fig, ax = plots.figure(1, 2, width="double", aspect=0.36, label=S.label,
-                       title=f"CSS score subsets ({baseline}, {len(datasets)} dataset(s), {n_images} images each)")
+colours = plots.method_colours(names)  # one colour per setting, the same in both figures
+fig, ax = plots.figure(1, 2, width="double", aspect=0.36, label=S.label, gridspec_kw={"width_ratios": [3, 2]},
+                       title=f"CSS score subsets ({baseline}, {len(datasets)} dataset(s), {n_images} image(s) each)")
 avg = [table[n]["Avg"] for n in names]
-cols = [plots.OKABE_ITO[7] if n in ("baseline", "oracle") else plots.OKABE_ITO[4] for n in names]
-cols[names.index("glob+spat+conf")] = plots.OKABE_ITO[5]
-ax[0, 0].bar(np.arange(len(names)), avg, color=cols)
+ax[0, 0].bar(np.arange(len(names)), avg, color=[colours[n] for n in names])
 ax[0, 0].set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
 ax[0, 0].set_ylabel("mIoU (avg over datasets)")
-ax[0, 0].set_title("mIoU")
-for n, c_ in zip([n for n in names if n not in ("baseline", "none")], plots.categorical(len(names))):
-    ax[0, 1].scatter(table[n]["recall %"], table[n]["precision %"], color=c_, s=12, label=n)
-ax[0, 1].set_xlabel("subset recall of GT classes")
-ax[0, 1].set_ylabel("subset precision")
-ax[0, 1].set_title("recall / precision")
-ax[0, 1].legend(frameon=False, fontsize=5, ncol=2)
+ax[0, 0].set_title("mIoU (grey: baseline, black: oracle, vermillion: full CSS)")
+points = {n: (table[n]["recall %"], table[n]["precision %"]) for n in names if n not in ("baseline", "none")}
+plots.scatter_labelled(ax[0, 1], points, colours)
+ax[0, 1].set_xlabel("subset recall of GT classes (%)")
+ax[0, 1].set_ylabel("subset precision (%)")
+ax[0, 1].set_title("recall / precision (coincident settings share a point)")
 fig.tight_layout()
 S.save(fig, "css_score_subsets", close=False)
 
@@ -98,10 +108,13 @@ S.save(fig, "css_score_subsets", close=False)
 if len(datasets) > 1:
     fig, ax = plots.figure(1, 1, width="double", aspect=0.3, label=S.label, title="mIoU per dataset")
     width = 0.8 / len(names)
-    for j, (n, c_) in enumerate(zip(names, plots.categorical(len(names)))):
-        ax[0, 0].bar(np.arange(len(datasets)) + j * width, [table[n][d] for d in datasets], width, color=c_, label=n)
-    ax[0, 0].set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, datasets)
-    ax[0, 0].legend(frameon=False, ncol=5, fontsize=5)
+    cols_ = [*datasets, "Avg"]
+    for j, n in enumerate(names):
+        ax[0, 0].bar(np.arange(len(cols_)) + j * width, [table[n][d] for d in cols_], width, color=colours[n],
+                     label=n)
+    ax[0, 0].set_xticks(np.arange(len(cols_)) + 0.4 - width / 2, cols_, rotation=30, ha="right")
+    ax[0, 0].set_ylabel("mIoU")
+    ax[0, 0].legend(frameon=False, ncol=5, fontsize=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     S.save(fig, "css_score_subsets_per_dataset", close=False)
 
 # %%

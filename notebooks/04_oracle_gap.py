@@ -59,7 +59,7 @@ S = analysis.open_session("04_oracle_gap", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested, params=params)
-print(S.banner())
+print(plots.banner(S, datasets, n_images))
 
 # %%
 configs = {"S2C2Seg": {"method": "s2c2seg", "css": css_cfg, "csg": csg_cfg},
@@ -79,20 +79,30 @@ print(f"per-image recall of CSS's subset: mean {np.nanmean(recalls):.3f}, min {n
 # %%
 fig, ax = plots.figure(1, 3, width="double", aspect=0.32, label=S.label, title=f"oracle gap ({baseline})")
 x = np.arange(len(datasets) + 1)
-ax[0, 0].bar(x - 0.2, [table["S2C2Seg"][d] for d in [*datasets, "Avg"]], 0.4, label="CSS", color=plots.OKABE_ITO[4])
-ax[0, 0].bar(x + 0.2, [table["oracle"][d] for d in [*datasets, "Avg"]], 0.4, label="oracle", color=plots.OKABE_ITO[5])
+colours = plots.method_colours(["+CSS+CSG", "oracle"])
+ax[0, 0].bar(x - 0.2, [table["S2C2Seg"][d] for d in [*datasets, "Avg"]], 0.4, label="S2C2Seg (CSS subset)",
+             color=colours["+CSS+CSG"])
+ax[0, 0].bar(x + 0.2, [table["oracle"][d] for d in [*datasets, "Avg"]], 0.4, label="oracle (GT subset)",
+             color=colours["oracle"])
 ax[0, 0].set_xticks(x, [*datasets, "Avg"], rotation=45, ha="right")
 ax[0, 0].set_ylabel("mIoU")
-ax[0, 0].legend(frameon=False)
+ax[0, 0].set_title("mIoU: CSS subset vs GT subset")
+ax[0, 0].legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.62), ncol=1)
 ax[0, 1].hist(recalls, bins=np.linspace(0, 1, 11), color=plots.OKABE_ITO[2])
 ax[0, 1].set_xlabel("recall of GT classes (per image)")
 ax[0, 1].set_ylabel("images")
-top = missed[:top_missed]
+ax[0, 1].set_title(f"recall of CSS's subset ({len(recalls)} images)")
+top = [m for m in missed if m["missed"] > 0][:top_missed]
 if top:
     ax[0, 2].barh(np.arange(len(top)), [m["missed"] for m in top], color=plots.OKABE_ITO[6])
     ax[0, 2].set_yticks(np.arange(len(top)), [f"{m['class']} ({m['dataset']})" for m in top])
     ax[0, 2].invert_yaxis()
-ax[0, 2].set_title("classes CSS misses most (images)")
+    ax[0, 2].set_xlabel("images where CSS dropped the class")
+else:
+    ax[0, 2].text(0.5, 0.5, f"CSS kept every GT class\nin all {len(recalls)} images", ha="center", va="center",
+                  transform=ax[0, 2].transAxes)
+    ax[0, 2].set_axis_off()
+ax[0, 2].set_title("classes CSS misses most")
 fig.tight_layout()
 S.save(fig, "oracle_gap", close=False)
 

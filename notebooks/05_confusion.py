@@ -69,19 +69,34 @@ configs = {"baseline": {"method": "baseline"},
 res = analysis.evaluate_configs(S, configs)
 names = S.class_names
 mats = {k: r.confusion for k, r in res.items()}
-shown = analysis.top_classes(list(mats.values()), n=top_n)
+# rows: the GT classes present, most confused first (off-diagonal share of the row, summed over the settings);
+# a class never in the GT has an empty row and is left out of the matrices (it still shows in the pairs below)
+rates = sum(analysis.row_normalise(m) for m in mats.values())
+present = np.array(sorted(set().union(*map(set, res["baseline"].gt_classes))), dtype=np.int64)
+row_conf = rates.sum(axis=1) - np.diag(rates)
+shown = present[np.argsort(-row_conf[present], kind="stable")][:top_n]
 print(f"mIoU: " + ", ".join(f"{k} {r.miou:.1f}" for k, r in res.items()))
-print(f"showing {len(shown)} of {S.num_classes} classes (most confused pixels)")
+print(f"showing {len(shown)} of the {len(present)} GT classes present ({S.num_classes} in the vocabulary), "
+      f"most confused first")
 
 # %%
+import seaborn as sns
+
 fig, ax = plots.figure(1, 3, width="double", aspect=0.4, label=S.label,
-                       title=f"row-normalised confusion on {dataset} (GT rows, top {len(shown)} classes)")
-for a, (k, m) in zip(ax[0], mats.items()):
+                       title=f"row-normalised confusion on {dataset} (GT rows, the {len(shown)} most confused "
+                             f"GT classes, most confused first)")
+labels_ = [names[i] for i in shown]
+for j, (a, (k, m)) in enumerate(zip(ax[0], mats.items())):
     r = analysis.row_normalise(m)[np.ix_(shown, shown)]
-    plots.heatmap(a, r, [names[i] for i in shown], [names[i] for i in shown], vmin=0, vmax=1,
-                  title=f"{k} (mIoU {res[k].miou:.1f})", colorbar=(k == "+CSS+CSG"))
+    sns.heatmap(r, ax=a, vmin=0, vmax=1, cmap=plots.SEQUENTIAL_CMAP, square=True, xticklabels=labels_,
+                yticklabels=labels_ if j == 0 else False, cbar=False)
+    a.set_title(f"{k} (mIoU {res[k].miou:.1f})")
+    a.set_xlabel("predicted")
+    if j == 0:
+        a.set_ylabel("ground truth")
     a.tick_params(labelsize=4)
 fig.tight_layout()
+fig.colorbar(ax[0, -1].collections[0], ax=list(ax[0]), shrink=0.7, pad=0.02, label="share of the GT row")
 S.save(fig, "confusion_matrices", close=False)
 
 # %%
@@ -99,17 +114,23 @@ split_css = analysis.split_confusion_reduction(mats["baseline"], mats["+CSS"], s
 split_csg = analysis.split_confusion_reduction(mats["+CSS"], mats["+CSS+CSG"], similarity=similarity,
                                                adjacency=adjacency, similar_quantile=similar_quantile, names=names)
 print(f"semantic similarity: {sim_source}; adjacency: GT boundary co-occurrence over {len(S)} images")
-groups = ["similar", "adjacent", "other"]
+group_names = {"similar": "semantically\nsimilar", "adjacent": "spatially\nadjacent", "other": "other"}
+groups = [g for g in group_names if split_css[g]["n_pairs"] > 0 and (split_css[g]["before"] > 0 or
+                                                                     split_csg[g]["before"] > 0)]
+empty = [g for g in group_names if g not in groups]
 fig, ax = plots.figure(1, 1, width="single", aspect=0.7, label=S.label,
-                       title="confusion removed (sum of row-normalised rates)")
+                       title="confusion removed by each term")
 x = np.arange(len(groups))
 ax[0, 0].bar(x - 0.2, [split_css[g]["reduction"] for g in groups], 0.4, label="CSS (baseline → +CSS)",
              color=plots.OKABE_ITO[4])
 ax[0, 0].bar(x + 0.2, [split_csg[g]["reduction"] for g in groups], 0.4, label="CSG (+CSS → +CSS+CSG)",
              color=plots.OKABE_ITO[5])
-ax[0, 0].set_xticks(x, ["semantically similar", "spatially adjacent", "other"])
+ax[0, 0].set_xticks(x, [group_names[g] for g in groups])
+ax[0, 0].set_ylabel("confusion removed\n(Σ row-normalised rates over pairs)")
 ax[0, 0].axhline(0, color="0.3", linewidth=0.5)
-ax[0, 0].legend(frameon=False)
+ax[0, 0].legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
+if empty:
+    ax[0, 0].set_xlabel(f"no confused pairs in: {', '.join(empty)}", fontsize=5)
 S.save(fig, "confusion_reduction_split", close=False)
 print("CSS:", {g: round(split_css[g]["reduction"], 4) for g in groups})
 print("CSG:", {g: round(split_csg[g]["reduction"], 4) for g in groups})

@@ -64,7 +64,7 @@ S = analysis.open_session("06_hparam_robustness", backend=backend, dataset=datas
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested, params=params)
-print(S.banner())
+print(plots.banner(S, datasets, n_images))
 
 # %%
 points = [{key: v} for key, (vals, _, _) in dials.items() for v in vals
@@ -85,13 +85,24 @@ for ds in datasets:
     print(result.markdown())
 
 # %%
+import pandas as pd
+import seaborn as sns
+
+frame = pd.DataFrame([{"dial": key, "value": v, "dataset": ds, "mIoU": m}
+                      for key, c in curves.items() for ds, pts in c.items() for v, m in pts])
 fig, ax = plots.figure(1, len(dials), width="double", aspect=0.3, label=S.label,
-                       title=f"robustness ({baseline}, {n_images} images per dataset)")
-for a, (key, (vals, default, sym)) in zip(ax[0], dials.items()):
-    series = {ds: [m for _, m in pts] for ds, pts in curves[key].items()}
-    xs = [v for v, _ in next(iter(curves[key].values()))]
-    plots.line_sweep(a, xs, series, xlabel=sym, ylabel="mIoU" if key == "lam" else "", default=default,
-                     legend=(key == "temperature"))
+                       title=f"robustness ({baseline}, {len(datasets)} dataset(s), {n_images} images each): "
+                             f"mean over datasets ± sd, thin lines per dataset, dashed = default")
+for j, (a, (key, (vals, default, sym))) in enumerate(zip(ax[0], dials.items())):
+    d = frame[frame["dial"] == key]
+    sns.lineplot(data=d, x="value", y="mIoU", units="dataset", estimator=None, ax=a, color="0.75",
+                 linewidth=0.5)
+    sns.lineplot(data=d, x="value", y="mIoU", errorbar="sd", ax=a, color=plots.OKABE_ITO[5], marker="o",
+                 markersize=3, linewidth=1)
+    a.axvline(default, color="0.5", linestyle="--", linewidth=0.8)
+    a.set_xlabel(sym)
+    a.set_ylabel("mIoU" if j == 0 else "")
+    a.grid(True, linewidth=0.3, alpha=0.5)
     if key == "temperature":
         a.set_xscale("log")
 fig.tight_layout()

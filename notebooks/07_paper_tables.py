@@ -22,6 +22,11 @@
 # otherwise this notebook produces them: one sweep per dataset and baseline over exactly the settings the
 # tables need (each image encoded once; with the runner's shared cache, the bundles of notebooks 02–06 are
 # reused). The figures of the other notebooks of the same run (`records_dir`) are listed in the record.
+#
+# The paper's figures and tables then go to the top-level `figures/` (`figures_dir`): PDF (Type-42 fonts) +
+# PNG at CVPR widths, LaTeX + markdown tables, each file with a JSON sidecar naming the run record it came
+# from, the backend label and the image count (`s2c2seg.figures`). A file from another run is never replaced:
+# the new one gets a versioned name (`main_results.v2.pdf`) unless `replace_figures = True`.
 
 # %% tags=["parameters"]
 backend = "auto"
@@ -44,6 +49,9 @@ out_dir = ""
 cache_dir = ""
 # the run folder of the other notebooks (set by the runner)
 records_dir = ""
+# where the paper's figures and tables go; "" = the project's top-level figures/
+figures_dir = ""
+replace_figures = False     # True: overwrite figures/ files from another run instead of versioning
 backend_requested = ""
 
 # %%
@@ -61,12 +69,13 @@ plots.use_style()
 css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
 csg_cfg = CSGConfig(lam=lam, temperature=temperature)
 params = dict(datasets=datasets, baselines=baselines, data_roots=data_roots, records_from=records_from, tau=tau,
-              k_min=k_min, k_max=k_max, lam=lam, temperature=temperature)
+              k_min=k_min, k_max=k_max, lam=lam, temperature=temperature, figures_dir=figures_dir,
+              replace_figures=replace_figures)
 S = analysis.open_session("07_paper_tables", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baselines[0], n_images=n_images,
                           size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
                           backend_requested=backend_requested, params=params)
-print(S.banner())
+print(plots.banner(S, datasets, n_images))
 
 # %%
 if records_from:
@@ -100,20 +109,68 @@ print(md)
 # %%
 main = tables.main_table(records)
 rows = main.rows
-fig, ax = plots.figure(1, 1, width="double", aspect=0.3, label=S.label, title="main results (mIoU)")
 cols = [d for d in tables.BENCHMARKS if any(d in r for r in rows.values())]
+avg_label = "Avg" if len(cols) == len(tables.BENCHMARKS) else f"Avg ({len(cols)}/{len(tables.BENCHMARKS)})"
+fig, ax = plots.figure(1, 1, width="double", aspect=0.3, label=S.label,
+                       title=f"main results (mIoU; {len(cols)} benchmark(s), {n_images} image(s) each)")
 width = 0.8 / max(1, len(rows))
-for j, ((name, r), c_) in enumerate(zip(rows.items(), plots.categorical(len(rows)))):
-    ax[0, 0].bar(np.arange(len(cols)) + j * width, [r.get(d, np.nan) for d in cols], width, label=name, color=c_)
-ax[0, 0].set_xticks(np.arange(len(cols)) + 0.4 - width / 2, cols)
+colours = plots.method_colours(list(rows))
+for j, (name, r) in enumerate(rows.items()):
+    vals = [r.get(d, np.nan) for d in cols]
+    vals.append(float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan)
+    colour = plots.METHOD_COLOURS["baseline"] if "S2C2Seg" not in name else plots.METHOD_COLOURS["+CSS+CSG"]
+    colour = colour if len(rows) <= 2 else colours[name]
+    ax[0, 0].bar(np.arange(len(cols) + 1) + j * width, vals, width, label=name, color=colour)
+ax[0, 0].axvline(len(cols) - 0.1, color="0.6", linewidth=0.5)
+ax[0, 0].set_xticks(np.arange(len(cols) + 1) + 0.4 - width / 2, [*cols, avg_label], rotation=30, ha="right")
 ax[0, 0].set_ylabel("mIoU")
-ax[0, 0].legend(frameon=False, ncol=2)
+ax[0, 0].legend(frameon=False, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.35))
 S.save(fig, "main_results", close=False)
+
+# %%
+from s2c2seg import scenarios as sc
+
+# the full method's row of each ablation table, and any row that beats it (mean over the benchmarks present)
+full_rows = {"components": ": Ours (Full)", "scoring": "Full CSS", "fusion": "Category-aware (ours)"}
+for table_name, full_suffix in full_rows.items():
+    t = tables.LAYOUTS[table_name](records).rows
+    avg = {n: float(np.mean(list(r.values()))) for n, r in t.items() if r and not n.startswith("Oracle")}
+    for ref in [n for n in avg if n.endswith(full_suffix)]:
+        group = {n: v for n, v in avg.items() if n.split(":")[0] == ref.split(":")[0]} if ":" in ref else avg
+        print(f"{table_name}: " + sc.ablation_note(group, ref, S.label))
 
 # %%
 figures = sorted(str(p.relative_to(records_dir)) for p in Path(records_dir).glob("*/figures/*.pdf")) \
     if records_dir and Path(records_dir).is_dir() else []
 print(f"{len(figures)} figures from this run's notebooks:", *figures, sep="\n  ")
-S.write_record({"source": source, "n_records": len(records),
+# %% [markdown]
+# ## Export to `figures/`
+
+# %%
+import s2c2seg
+from s2c2seg import figures as paper_figures
+
+dest = Path(figures_dir) if figures_dir else paper_figures.default_dir()
+own = paper_figures.provenance(S.out_dir / "record.json", record={
+    "notebook": S.notebook, "backend": S.backend_name, "label": S.label, "n_images": n_images,
+    "params": {"datasets": datasets}, "package_version": s2c2seg.__version__})
+exported = paper_figures.export_file(S.out_dir / "figures" / "main_results", dest, own, replace=replace_figures)
+for layout in layouts:
+    exported += paper_figures.export_text({".tex": tables.render(records, [layout], "latex"),
+                                           ".md": tables.render(records, [layout], "markdown")},
+                                          f"table_{layout}", dest, own, replace=replace_figures)
+skipped = []
+if records_dir and Path(records_dir).is_dir():
+    more, skipped = paper_figures.export_notebook_figures(
+        records_dir, dest, notebooks={k: v for k, v in paper_figures.PAPER_FIGURES.items() if k != S.notebook},
+        replace=replace_figures)
+    exported += more
+print(f"{len(exported)} files (+ one .json sidecar each) in {dest}:", *sorted(p.name for p in exported), sep="\n  ")
+if skipped:
+    print("not exported:", *skipped, sep="\n  ")
+
+# %%
+S.write_record({"source": source, "n_records": len(records), "figures_dir": str(dest),
+                "exported": sorted(str(p) for p in exported), "not_exported": skipped,
                 "tables": {name: tables.LAYOUTS[name](records).rows for name in layouts},
                 "markdown": md, "latex": tex, "run_figures": figures})

@@ -264,6 +264,7 @@ TINY = {
     "backend": "sim", "n_images": 1, "datasets": ["voc21"], "seed": 0,
     "01": {"tau_values": [0.2, 0.5], "k_max_values": [6, 20], "lam_values": [0.0, 0.6],
            "temperature_values": [0.01, 1.0], "top": 10},
+    "03": {"scenario_images": 1, "scenarios": ["coarse_localisation", "all_at_once"]},
     "04": {"n_worst": 1},
     "05": {"dataset": "voc21", "n_images": 2, "top_n": 6},
     "06": {"lam_values": [0.0, 0.6], "tau_values": [0.3, 0.5], "k_max_values": [10, 20], "k_min_values": [3, 6],
@@ -291,7 +292,8 @@ def _check_records(results, label: str, backend: str):
 
 @pytest.mark.slow
 def test_all_notebooks_execute_on_simulation(tmp_path):
-    run_dir, results = notebooks.run_collection(params=TINY, out=tmp_path / "runs", echo=None)
+    params = {**TINY, "07": {"figures_dir": str(tmp_path / "figures")}}
+    run_dir, results = notebooks.run_collection(params=params, out=tmp_path / "runs", echo=None)
     assert [r.name for r in results] == list(notebooks.NOTEBOOKS)
     recs = _check_records(results, "SIMULATED", "sim")
     c = 21
@@ -309,6 +311,13 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     v = recs["03_fusion_variants"]["values"]
     assert np.array(v["component_grid"]).shape == (2, 2) and all(_finite(x) for x in np.ravel(v["component_grid"]))
     assert set(v["fusion"]) == {"category_aware", "uniform", "add", "global_only", "local_only"}
+    worlds = v["scenarios"]["worlds"]
+    assert list(worlds) == ["coarse_localisation", "all_at_once", "without:coarse_localisation"]
+    assert v["world"]["dense_blur"] == worlds["all_at_once"]["config"]["dense_blur"]  # the default world
+    for w, e in v["scenarios"]["effects"].items():  # the stated effects are the table's differences
+        m = worlds[w]["miou"]
+        assert e["css_delta"] == pytest.approx(m["+CSS"] - m["baseline"])
+        assert e["csg_delta"] == pytest.approx(m["+CSS+CSG"] - m["+CSS"])
     v = recs["04_oracle_gap"]["values"]
     assert _finite(v["gap"]["Avg"]) and _finite(v["mean_recall"]) and len(v["per_image"]) == 1
     v = recs["05_confusion"]["values"]
@@ -325,6 +334,13 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert all(_finite(row["voc21"]) for t in v["tables"].values() for row in t.values())
     assert "SIMULATED" in v["markdown"] and "\\begin{tabular}" in v["latex"]
     assert len(v["run_figures"]) >= 7
+    exported = {Path(p).name for p in v["exported"]}
+    assert {"main_results.pdf", "main_results.png", "table_main.tex", "table_main.md", "hparam_robustness.pdf",
+            "confusion_matrices.png", "css_score_subsets.pdf", "fusion_variants.pdf"} <= exported
+    for p in v["exported"]:
+        side = json.loads(Path(p + ".json").read_text())
+        assert side["label"] == "SIMULATED" and side["backend"] == "sim" and side["n_images"] >= 1
+        assert Path(side["record"]).is_file()  # the run record it came from exists
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["all_passed"] is True
 
