@@ -91,7 +91,7 @@ import seaborn as sns
 frame = pd.DataFrame([{"dial": key, "value": v, "dataset": ds, "mIoU": m}
                       for key, c in curves.items() for ds, pts in c.items() for v, m in pts])
 fig, ax = plots.figure(1, len(dials), width="double", aspect=0.3, label=S.label,
-                       title=f"robustness ({baseline}, {len(datasets)} dataset(s), {n_images} images each): "
+                       title=f"robustness ({baseline}, {len(datasets)} dataset(s), {n_images} image(s) each): "
                              f"mean over datasets ± sd, thin lines per dataset, dashed = default")
 for j, (a, (key, (vals, default, sym))) in enumerate(zip(ax[0], dials.items())):
     d = frame[frame["dial"] == key]

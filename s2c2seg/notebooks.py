@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 __all__ = [
     "NOTEBOOKS", "KERNEL_NAME", "RECORD_NAME", "NotebookResult", "notebooks_dir", "resolve_notebooks",
     "to_ipynb", "interpreter_kernel_spec", "execute_notebook", "ParameterError", "load_params", "notebook_key",
-    "params_for", "declared_parameters", "check_params", "grid_points", "new_run_dir",
+    "params_for", "key_lines", "declared_parameters", "check_params", "grid_points", "new_run_dir",
     "run_collection", "format_summary", "register_cli", "main",
 ]
 
@@ -235,6 +235,32 @@ def load_params(path: str | Path | None) -> dict:
     return data
 
 
+def key_lines(path: str | Path | None) -> dict[tuple, int]:
+    """1-based line of every key of a YAML mapping file: ``{(key,): line, (notebook key, key): line}`` (keys as
+    YAML reads them, e.g. ``05`` -> 5), for errors that point at the line; ``{}`` when it cannot be read."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        root = yaml.compose(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    out: dict[tuple, int] = {}
+
+    def walk(node, prefix: tuple) -> None:
+        if not isinstance(node, yaml.MappingNode) or len(prefix) > 1:
+            return
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                key = yaml.safe_load(k.value) if k.style is None else k.value
+                out[prefix + (key,)] = k.start_mark.line + 1
+                walk(v, prefix + (key,))
+
+    walk(root, ())
+    return out
+
+
 def notebook_key(key: Any) -> str | None:
     """The notebook a per-notebook key names (``5``, ``"05"``, ``"05_confusion"``, ``"confusion"``), or None
     for an ordinary parameter. A number that names no notebook raises :class:`ParameterError`."""
@@ -290,27 +316,34 @@ def declared_parameters(src: str | Path) -> list[str]:
 
 
 def check_params(sources: Sequence[Path], params: Mapping[str, Any], grid: Mapping[str, Any] | None = None, *,
-                 where: str = "parameters", grid_where: str = "grid") -> dict[str, list[str]]:
+                 where: str = "parameters", grid_where: str = "grid", lines: Mapping[tuple, int] | None = None,
+                 grid_lines: Mapping[tuple, int] | None = None) -> dict[str, list[str]]:
     """Every parameter must be declared by a notebook it goes to: a top-level or grid key by at least one of
     ``sources``, a per-notebook key by that notebook. Returns ``{notebook: declared names}``; an unknown name
-    raises :class:`ParameterError` listing the known ones (``--allow-unknown`` skips this check)."""
+    raises :class:`ParameterError` naming ``where`` (and the line, from ``lines``: see :func:`key_lines`) and
+    listing the known names (``--allow-unknown`` skips this check)."""
     declared = {src.stem: declared_parameters(src) for src in sources}
     everyone = sorted(set().union(*declared.values())) if declared else []
+
+    def at(name: str, table: Mapping[tuple, int] | None, key: tuple) -> str:
+        line = (table or {}).get(key)
+        return f"{name}:{line}" if line else name
+
     for k, v in params.items():
         nb = notebook_key(k)
         if nb is None:
             if str(k) not in everyone:
-                raise ParameterError(f"{where}: unknown parameter {k!r} (top level); known: {', '.join(everyone)}"
-                                     f" (or pass --allow-unknown)")
+                raise ParameterError(f"{at(where, lines, (k,))}: unknown parameter {k!r} (top level); known: "
+                                     f"{', '.join(everyone)} (or pass --allow-unknown)")
         elif isinstance(v, dict) and nb in declared:
             for kk in v:
                 if str(kk) not in declared[nb]:
-                    raise ParameterError(f"{where}: unknown parameter {kk!r} for notebook {nb}; known: "
-                                         f"{', '.join(sorted(declared[nb]))} (or pass --allow-unknown)")
+                    raise ParameterError(f"{at(where, lines, (k, kk))}: unknown parameter {kk!r} for notebook "
+                                         f"{nb}; known: {', '.join(sorted(declared[nb]))} (or pass --allow-unknown)")
     for k in grid or {}:
         if str(k) not in everyone:
-            raise ParameterError(f"{grid_where}: unknown parameter {k!r}; known: {', '.join(everyone)}"
-                                 f" (or pass --allow-unknown)")
+            raise ParameterError(f"{at(grid_where, grid_lines, (k,))}: unknown parameter {k!r}; known: "
+                                 f"{', '.join(everyone)} (or pass --allow-unknown)")
     return declared
 
 
@@ -352,18 +385,21 @@ def run_collection(names: Sequence[str] = (), *, params: Mapping[str, Any] | Non
                    grid: Mapping[str, Sequence[Any]] | None = None, out: str | Path = "runs/notebooks",
                    run_dir: str | Path | None = None, notebook_dir: str | Path | None = None,
                    timeout: float | None = None, allow_unknown: bool = False, params_source: str = "parameters",
-                   grid_source: str = "grid", echo=print) -> tuple[Path, list[NotebookResult]]:
+                   grid_source: str = "grid", params_lines: Mapping[tuple, int] | None = None,
+                   grid_lines: Mapping[tuple, int] | None = None, echo=print) -> tuple[Path, list[NotebookResult]]:
     """Execute the selected notebooks (all by default) for every grid point; write the summary; return
     ``(run_dir, results)``. ``echo`` receives one progress line per notebook (None = silent).
 
     Parameters are checked first (:func:`check_params`; ``allow_unknown`` passes unknown names on to
-    papermill, which warns); ``params_source`` / ``grid_source`` name their files in the errors.
+    papermill, which warns); ``params_source`` / ``grid_source`` name their files in the errors, and
+    ``params_lines`` / ``grid_lines`` (:func:`key_lines`) their lines.
     ``summary.json`` / ``summary.md`` are written however the run ends."""
     sources = resolve_notebooks(names, notebook_dir)
     params = dict(params or {})
     points = grid_points(grid, grid_source)
     declared = {} if allow_unknown else check_params(sources, params, grid, where=params_source,
-                                                     grid_where=grid_source)
+                                                     grid_where=grid_source, lines=params_lines,
+                                                     grid_lines=grid_lines)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     cwd = Path.cwd()
@@ -464,7 +500,8 @@ def _cli_run(args) -> int:
                                           notebook_dir=args.notebook_dir, timeout=args.timeout,
                                           allow_unknown=args.allow_unknown,
                                           params_source=args.params_file or "parameters",
-                                          grid_source=args.grid or "grid")
+                                          grid_source=args.grid or "grid", params_lines=key_lines(args.params_file),
+                                          grid_lines=key_lines(args.grid))
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,9 +40,9 @@ def test_jupyterlab_resolves_python_files_to_the_jupytext_viewer(tmp_path, monke
     """JupyterLab's settings server, pointed at a prefix where the setting was installed, gives the document
     manager ``defaultViewers = {"python": "Jupytext Notebook"}`` as its default; without it, none."""
     schemas = _schemas_dir()
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "home_config"))  # no user settings
-    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(tmp_path / "etc" / "jupyter"))
-    monkeypatch.setenv("JUPYTER_NO_CONFIG", "")
+    manager = pytest.importorskip("jupyter_server.services.config.manager")
+    # the jupyter config path JupyterLab reads: only the temporary prefix's (no home, no real environment)
+    monkeypatch.setattr(manager, "jupyter_config_path", lambda: [str(tmp_path / "etc" / "jupyter")])
 
     def default_viewers():
         result, _ = settings_utils.get_settings(str(tmp_path / "app_settings"), str(schemas),
