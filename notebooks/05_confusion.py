@@ -75,7 +75,7 @@ rates = sum(analysis.row_normalise(m) for m in mats.values())
 present = np.array(sorted(set().union(*map(set, res["baseline"].gt_classes))), dtype=np.int64)
 row_conf = rates.sum(axis=1) - np.diag(rates)
 shown = present[np.argsort(-row_conf[present], kind="stable")][:top_n]
-print(f"mIoU: " + ", ".join(f"{k} {r.miou:.1f}" for k, r in res.items()))
+print("mIoU: " + ", ".join(f"{k} {r.miou:.1f}" for k, r in res.items()))
 print(f"showing {len(shown)} of the {len(present)} GT classes present ({S.num_classes} in the vocabulary), "
       f"most confused first")
 
