@@ -83,8 +83,8 @@ print(f"showing {len(shown)} of the {len(present)} GT classes present ({S.num_cl
 import seaborn as sns
 
 fig, ax = plots.figure(1, 3, width="double", aspect=0.4, label=S.label,
-                       title=f"row-normalised confusion on {dataset} (GT rows, the {len(shown)} most confused "
-                             f"GT classes, most confused first)")
+                       title=f"row-normalised confusion on {dataset} (GT rows: the {len(shown)} most confused "
+                             f"GT classes, most confused first; a row's rest went to classes not shown)")
 labels_ = [names[i] for i in shown]
 for j, (a, (k, m)) in enumerate(zip(ax[0], mats.items())):
     r = analysis.row_normalise(m)[np.ix_(shown, shown)]
