@@ -91,7 +91,8 @@ if S.backend_name == "sim":
     from IPython.display import Markdown, display
 
     display(Markdown(sc.world_description(S.backend.cfg)))
-print(sc.ablation_note({n: table[n]["Avg"] for n in configs if n != "oracle"}, "s2c2seg", S.label))
+ablations = {p.key for _, p in experiments.layout_rows("scoring")} - {"oracle"}  # not the preset's row
+print(sc.ablation_note({n: table[n]["Avg"] for n in configs if n in ablations}, "s2c2seg", S.label))
 
 # %%
 names = list(configs)

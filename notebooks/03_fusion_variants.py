@@ -122,7 +122,8 @@ if S.backend_name == "sim":
 
     display(Markdown(sc.world_description(S.backend.cfg)))
 print(sc.ablation_note({n: r["Avg"] for n, r in fusion_rows.items()}, "category_aware", S.label))
-print(sc.ablation_note({n: r["Avg"] for n, r in component_rows.items()}, "s2c2seg", S.label))
+ablations = {p.key for _, p in experiments.layout_rows("components")}  # the preset's row is another reading
+print(sc.ablation_note({n: r["Avg"] for n, r in component_rows.items() if n in ablations}, "s2c2seg", S.label))
 
 # %% [markdown]
 # ## Teaching worlds: one failure mode at a time

@@ -193,7 +193,8 @@ def term_effects(r: ScenarioResult) -> dict[str, Any]:
     * ``*_hurt_images``: images whose mIoU fell by more than :data:`HURT_TOLERANCE`;
     * ``*_worst_class``: the class whose IoU fell most (None when none fell);
     * ``css_recall``: mean share of an image's GT classes that CSS kept (a dropped class cannot be segmented);
-    * ``best``: the method with the highest mIoU, and ``full``: the full method's.
+    * ``best``: the paper reading's point with the highest mIoU, and ``full``: the full method's (the other
+      presets' points are another reading, not ablations: :func:`preset_effects`).
     """
     needed = {BASELINE, CSS_ONLY, FULL}
     if not needed <= set(r.results):
@@ -211,7 +212,8 @@ def term_effects(r: ScenarioResult) -> dict[str, Any]:
         j = int(np.argmin(dc))
         out[f"{term}_worst_class"] = (r.class_names[j], 100.0 * float(dc[j])) if dc[j] < -HURT_TOLERANCE / 100 else None
     out["css_recall"], out["css_precision"] = (100.0 * v for v in r.results[CSS_ONLY].recall_precision())
-    mious = {m: res.miou for m, res in r.results.items()}
+    other_presets = set(PRESET_POINTS.values()) - {FULL}  # another reading, not an ablation (preset_effects)
+    mious = {m: res.miou for m, res in r.results.items() if m not in other_presets}
     best = max(mious, key=lambda m: (mious[m], m == FULL))
     out.update(best=best, best_miou=mious[best], full_miou=mious[FULL], baseline_miou=mious[BASELINE],
                mious=mious)

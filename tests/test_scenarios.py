@@ -65,14 +65,16 @@ def test_run_scenarios_effects_match_the_numbers(tmp_path):
     methods = experiments.group(*sc.COMPONENTS, "fusion:local_only", "released")
     res = sc.run_scenarios(["ideal", "coarse_localisation"], methods, css=CSSConfig(), csg=CSGConfig(), n_images=1,
                            out_dir=str(tmp_path), image_size=(48, 64))
-    assert all(math.isclose(r.miou, 100.0) for r in res["ideal"].results.values())
+    # the paper reading's points are exact in the ideal world (the released preset is not: preset_effects)
+    assert all(math.isclose(r.miou, 100.0) for k, r in res["ideal"].results.items() if k != "released")
     coarse = res["coarse_localisation"]
     assert coarse.miou("baseline") < 99.0 and math.isclose(coarse.miou("fusion:local_only"), 100.0)
     e = sc.term_effects(coarse)
     assert math.isclose(e["css_delta"], coarse.miou("css_only") - coarse.miou("baseline"))
     assert math.isclose(e["csg_delta"], coarse.miou("s2c2seg") - coarse.miou("css_only"))
     assert e["best"] != sc.FULL and "An ablation wins here" in sc.explain(e)
-    assert "Nothing fails here" in sc.explain(sc.term_effects(res["ideal"]))
+    ideal = sc.term_effects(res["ideal"])
+    assert "Nothing fails here" in sc.explain(ideal) and "released" not in ideal["mious"]
     assert e["dials"] == {"dense_blur": SimConfig().dense_blur, "dense_downsample": SimConfig().dense_downsample}
     assert np.isfinite(e["css_recall"])
     fx = sc.preset_effects(coarse, ["paper", "released"])  # read from the same numbers, nothing else
