@@ -390,8 +390,8 @@ S.save(fig, "released_refinement", close=False)
 released_steps = {"window": n, "num_windows": rv.num_windows, "global_score": rel.score.global_score,
                   "g": g, "s": s, "alpha": float(alpha_r), "p": p_r, "entropy": h_r, "c": c_r,
                   "pool_size": m_q, "pool": pool, "rerank": rerank, "selected": selected, "guide_weights": w_guide,
-                  "refine": {"high_fraction": float(high2.float().mean()), "rounds_run": res2.log.rounds_run,
-                             "admitted": admitted, "set_iou": res2.log.set_iou}}
+                  "refine": {"before": sel2, "after": res2.selected, "high_fraction": float(high2.float().mean()),
+                             "rounds_run": res2.log.rounds_run, "admitted": admitted, "set_iou": res2.log.set_iou}}
 
 # %% [markdown]
 # ## Dials: τ, k_max, λ, temperature (static small multiples)

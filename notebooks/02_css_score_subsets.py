@@ -103,7 +103,8 @@ avg = [table[n]["Avg"] for n in names]
 ax[0, 0].bar(np.arange(len(names)), avg, color=[colours[n] for n in names])
 ax[0, 0].set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
 ax[0, 0].set_ylabel("mIoU (avg over datasets)")
-ax[0, 0].set_title("mIoU (grey: baseline, black: oracle, vermillion: full CSS)")
+ax[0, 0].set_title("mIoU (grey: baseline, black: oracle, vermillion: full CSS"
+                   + (f", {'blue' if preset == 'released' else 'purple'}: {preset})" if preset != "paper" else ")"))
 points = {n: (table[n]["recall %"], table[n]["precision %"]) for n in names if n not in ("baseline", "no_css")}
 plots.scatter_labelled(ax[0, 1], points, colours)
 ax[0, 1].set_xlabel("subset recall of GT classes (%)")

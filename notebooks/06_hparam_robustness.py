@@ -114,11 +114,12 @@ frame = pd.DataFrame([{"dial": key, "value": v, "dataset": ds, "mIoU": m}
 fig, ax = plots.figure(1, len(dials), width="double", aspect=0.3, label=S.label,
                        title=f"robustness ({baseline}, preset {preset}, {len(datasets)} dataset(s), {n_images} image(s) each): "
                              f"mean over datasets ± sd, thin lines per dataset, dashed = default")
+line_colour = plots.METHOD_COLOURS[session.preset_point(preset)]  # the preset's colour in every notebook
 for j, (a, (key, (vals, default, sym))) in enumerate(zip(ax[0], dials.items())):
     d = frame[frame["dial"] == key]
     sns.lineplot(data=d, x="value", y="mIoU", units="dataset", estimator=None, ax=a, color="0.75",
                  linewidth=0.5)
-    sns.lineplot(data=d, x="value", y="mIoU", errorbar="sd", ax=a, color=plots.OKABE_ITO[5], marker="o",
+    sns.lineplot(data=d, x="value", y="mIoU", errorbar="sd", ax=a, color=line_colour, marker="o",
                  markersize=3, linewidth=1)
     if default is not None:
         a.axvline(default, color="0.5", linestyle="--", linewidth=0.8)

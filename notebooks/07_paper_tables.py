@@ -178,7 +178,7 @@ fig, ax = plots.figure(1, len(us_grid), width="single" if len(us_grid) == 1 else
                        label=S.label, title=f"released: selection unit × scope (mIoU, {avg_label.lower()})")
 for a, (bl_name, g) in zip(ax[0], us_grid.items()):
     plots.heatmap(a, np.array([[g.get((sc_, u), np.nan) for u in units] for sc_ in scopes]),
-                  [f"per {u}" for u in units], [f"per {s_}" for s_ in scopes], annotate=True, fmt="{:.1f}",
+                  [f"per {s_}" for s_ in scopes], [f"per {u}" for u in units], annotate=True, fmt="{:.1f}",
                   title=bl_name)
 fig.tight_layout()
 S.save(fig, "unit_scope", close=False)

@@ -310,7 +310,8 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert 0 <= rel["alpha"] <= 1 and rel["pool_size"] == int(0.4 * q)  # the VOC21 operating point's τ = 0.4
     assert set(rel["selected"]) == set(rel["pool"])  # k_max = None keeps the whole union
     assert sum(rel["guide_weights"]) == pytest.approx(1.0, abs=1e-5)
-    assert all(a not in rel["selected"] for a in rel["refine"]["admitted"])  # admitted = new queries
+    ref = rel["refine"]  # released++ on the same window: the admitted queries are new, and they are all it adds
+    assert not set(ref["admitted"]) & set(ref["before"]) and set(ref["after"]) == set(ref["before"]) | set(ref["admitted"])
     v = recs["02_css_score_subsets"]["values"]
     # baseline, no_css, 3 single scores, 3 pairs, s2c2seg, oracle, and the preset's full method (released)
     assert len(v["table"]) == 11 and all(_finite(row["voc21"]) and _finite(row["Avg"]) for row in v["table"].values())
