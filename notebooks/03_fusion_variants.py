@@ -281,19 +281,23 @@ if released_presets and worlds:
           f"{sorted(ideal.class_names[c] for c in present if c < len(ideal.class_names))})")
     print(analysis.markdown_table(selection_counts, first="preset", label=sc.LABEL))
     for p, row in selection_counts.items():
-        print(f"{p}: of the {row['selected / window']:.1f} queries a window selects, "
-              f"{row['background synonyms / window']:.1f} are background synonyms and "
-              f"{row['of present objects (not background) / window']:.1f} belong to the scene's objects. "
-              + ("The top-⌊τQ⌋ of each score is (almost) all background: in this world every synonym scores like "
-                 "its class, and the background, which covers most of each window, has more synonyms than ⌊τQ⌋; "
-                 "a query a window does not select is filled with −1e9, so the objects it misses cannot win "
-                 "their pixels there (and averaging a −1e9 window into a pixel's other windows loses it there too)."
-                 if row["background synonyms / window"] >= 0.5 * row["selected / window"] else
-                 "The selection is not dominated by the background here."))
-    if "released++" in selection_counts:
-        print("released++ selects with the CLS cosine (score.global_score) and runs the refinement round "
-              "(residual evidence on the low-confidence pixels admits more queries): the per-world table above "
-              "shows how much of the released preset's loss that recovers in each world.")
+        objects, n_bg = row["of present objects (not background) / window"], row["background synonyms / window"]
+        admitted_w = row["admitted (refinement) / window"]
+        text = (f"{p}: of the {row['selected / window']:.1f} queries a window selects, {n_bg:.1f} are background "
+                f"synonyms and {objects:.1f} belong to the scene's objects. ")
+        if objects < 1:
+            text += ("The top-⌊τQ⌋ of each score is (almost) all background: in this world every synonym scores "
+                     "like its class, and the background, which covers most of each window, has more synonyms "
+                     "than ⌊τQ⌋; a query a window does not select is filled with −1e9, so the objects it misses "
+                     "cannot win their pixels there (and averaging a −1e9 window into a pixel's other windows "
+                     "loses it there too).")
+        elif admitted_w > 0:
+            text += f"The refinement round admitted {admitted_w:.1f} query(ies) per window on top of the selection."
+        else:
+            text += (f"The refinement admitted nothing here, so the objects' queries come from the selection itself "
+                     f"(score.global_score = {get_preset(p, scenario_dataset).score.global_score!r}: its top-⌊τQ⌋ "
+                     f"is not all background).")
+        print(text)
 
 # %%
 S.write_record({"table": table, "fusion": fusion_rows, "components": component_rows,
