@@ -9,9 +9,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -c constraints.txt -e '.[test,notebooks]'
+	$(PY) -m s2c2seg.lab
 	touch $(STAMP)
 
-.PHONY: env lint notebooks test
+.PHONY: env lab lint notebooks test
 env: $(STAMP)
 
 lint: $(STAMP)
@@ -19,6 +20,11 @@ lint: $(STAMP)
 
 notebooks: $(STAMP)
 	$(VENV)/bin/s2c2seg notebooks run
+
+# JupyterLab on the notebooks; .py notebooks open as notebooks (setting written by `python -m s2c2seg.lab`).
+lab: $(STAMP)
+	$(PY) -m s2c2seg.lab
+	$(VENV)/bin/jupyter lab notebooks
 
 test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q

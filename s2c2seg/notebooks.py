@@ -5,8 +5,10 @@
 * Each invocation makes a new folder ``<out>/<UTC time>`` (never reusing one) holding, per notebook, the
   executed notebook, its JSON record and its figures (``<run>/<name>/``), plus ``summary.json`` / ``summary.md``.
 * A failing notebook does not stop the others; the exit status is 0 only when all of them passed.
-* Parameters come from YAML (papermill's ``-p`` would turn lists into strings): top-level keys apply to every
-  notebook, a key named after a notebook holds overrides for that notebook only. ``--grid`` is a YAML mapping
+* Parameters come from YAML (papermill's ``-p`` would turn lists into strings): top-level keys go to every
+  notebook that declares them, a key naming a notebook (``05``, ``"05"``, ``05_confusion``) holds overrides
+  for that notebook only. A name no notebook declares is an error listing the known ones
+  (``--allow-unknown`` passes it on); a malformed file is an error naming the file and line. ``--grid`` is a YAML mapping
   ``parameter: [values...]``; every point of the Cartesian product runs the selected notebooks into its own
   sub-folder.
 * The kernel is the interpreter running this command (``sys.executable``), given to papermill through an
@@ -17,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import re
 import sys
@@ -27,14 +28,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .notebook_params import (NOTEBOOKS, ParameterError, check_params, declared_parameters, grid_points,
+                              key_lines, load_params, notebook_key, params_for)
+
 __all__ = [
     "NOTEBOOKS", "KERNEL_NAME", "RECORD_NAME", "NotebookResult", "notebooks_dir", "resolve_notebooks",
-    "to_ipynb", "interpreter_kernel_spec", "execute_notebook", "load_params", "grid_points", "new_run_dir",
+    "to_ipynb", "interpreter_kernel_spec", "execute_notebook", "ParameterError", "load_params", "notebook_key",
+    "params_for", "key_lines", "declared_parameters", "check_params", "grid_points", "new_run_dir",
     "run_collection", "format_summary", "register_cli", "main",
 ]
 
-NOTEBOOKS = ("00_quickstart", "01_scoring_terms", "02_css_score_subsets", "03_fusion_variants",
-             "04_oracle_gap", "05_confusion", "06_hparam_robustness", "07_paper_tables")
 KERNEL_NAME = "s2c2seg-python"
 """Kernel name given to papermill; it resolves to ``sys.executable -m ipykernel_launcher`` (no install needed)."""
 RECORD_NAME = "record.json"
@@ -202,49 +205,6 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
                           notebook=str(executed), params=params, error=error, record=record)
 
 
-# ---------------------------------------------------------------------------------------------- params
-def load_params(path: str | Path | None) -> dict:
-    """Read a YAML parameter file (``{}`` for None). Must be a mapping."""
-    if path is None:
-        return {}
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"parameter file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"parameter file {path} must hold a mapping, got {type(data).__name__}")
-    return data
-
-
-def params_for(name: str, params: Mapping[str, Any]) -> dict:
-    """Common keys plus the overrides under the notebook's own key (full name or its number)."""
-    keys = {name, name.split("_", 1)[0]}
-    common = {k: v for k, v in params.items() if k not in NOTEBOOKS and not _is_number_key(k)}
-    for k in sorted(keys & set(params)):
-        over = params[k]
-        if not isinstance(over, dict):
-            raise ValueError(f"parameters for notebook {k!r} must be a mapping, got {over!r}")
-        common.update(over)
-    return common
-
-
-def _is_number_key(key: str) -> bool:
-    return isinstance(key, str) and re.fullmatch(r"\d\d", key) is not None
-
-
-def grid_points(grid: Mapping[str, Sequence[Any]] | None) -> list[dict]:
-    """Cartesian product of ``{param: [values]}`` (one empty point when there is no grid)."""
-    if not grid:
-        return [{}]
-    for k, v in grid.items():
-        if not isinstance(v, (list, tuple)) or len(v) == 0:
-            raise ValueError(f"grid entry {k!r} must be a non-empty list, got {v!r}")
-    keys = list(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-
-
 def _point_tag(point: Mapping[str, Any]) -> str:
     if not point:
         return ""
@@ -271,50 +231,72 @@ def new_run_dir(root: str | Path) -> Path:
 def run_collection(names: Sequence[str] = (), *, params: Mapping[str, Any] | None = None,
                    grid: Mapping[str, Sequence[Any]] | None = None, out: str | Path = "runs/notebooks",
                    run_dir: str | Path | None = None, notebook_dir: str | Path | None = None,
-                   timeout: float | None = None, echo=print) -> tuple[Path, list[NotebookResult]]:
+                   timeout: float | None = None, allow_unknown: bool = False, params_source: str = "parameters",
+                   grid_source: str = "grid", params_lines: Mapping[tuple, int] | None = None,
+                   grid_lines: Mapping[tuple, int] | None = None, echo=print) -> tuple[Path, list[NotebookResult]]:
     """Execute the selected notebooks (all by default) for every grid point; write the summary; return
-    ``(run_dir, results)``. ``echo`` receives one progress line per notebook (None = silent)."""
+    ``(run_dir, results)``. ``echo`` receives one progress line per notebook (None = silent).
+
+    Parameters are checked first (:func:`check_params`; ``allow_unknown`` passes unknown names on to
+    papermill, which warns); ``params_source`` / ``grid_source`` name their files in the errors, and
+    ``params_lines`` / ``grid_lines`` (:func:`key_lines`) their lines.
+    ``summary.json`` / ``summary.md`` are written however the run ends."""
     sources = resolve_notebooks(names, notebook_dir)
     params = dict(params or {})
-    points = grid_points(grid)
+    points = grid_points(grid, grid_source)
+    declared = {} if allow_unknown else check_params(sources, params, grid, where=params_source,
+                                                     grid_where=grid_source, lines=params_lines,
+                                                     grid_lines=grid_lines)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     cwd = Path.cwd()
     results: list[NotebookResult] = []
-    for point in points:
-        tag = _point_tag(point)
-        base = run_dir / tag if tag else run_dir
-        resolved_backend: str | None = None
-        for src in sources:
-            p = params_for(src.stem, params)
-            p.update(point)
-            defaults = {"records_dir": str(base.resolve()),
-                        "interactive": False,  # headless: static figures instead of widgets
-                        "cache_dir": str((base / "cache").resolve())}  # each image encoded once per run
-            if p.get("backend", "auto") == "auto" and resolved_backend:
-                p["backend"] = resolved_backend
-                p["backend_requested"] = "auto"
-            if echo:
-                echo(f"[notebooks] {tag + ' ' if tag else ''}{src.stem} ...")
-            res = execute_notebook(src, base / src.stem, p, cwd=cwd, timeout=timeout, defaults=defaults)
-            results.append(res)
-            if res.record and res.record.get("backend") and resolved_backend is None:
-                resolved_backend = str(res.record["backend"])
-            if echo:
-                status = "ok" if res.ok else f"FAILED ({res.error})"
-                echo(f"[notebooks]   {status} in {res.seconds:.1f} s, backend {res.backend}"
-                     f"{' [' + res.label + ']' if res.label else ''}")
-    _write_summary(run_dir, results, params, grid)
+    try:
+        for point in points:
+            tag = _point_tag(point)
+            base = run_dir / tag if tag else run_dir
+            resolved_backend: str | None = None
+            for src in sources:
+                known = declared.get(src.stem)
+                p = params_for(src.stem, params, known)
+                p.update(point)
+                defaults = {"records_dir": str(base.resolve()),
+                            "interactive": False,  # headless: static figures instead of widgets
+                            "cache_dir": str((base / "cache").resolve())}  # each image encoded once per run
+                if p.get("backend", "auto") == "auto" and resolved_backend:
+                    defaults.update(backend=resolved_backend, backend_requested="auto")
+                    p.pop("backend", None)
+                if echo:
+                    echo(f"[notebooks] {tag + ' ' if tag else ''}{src.stem} ...")
+                res = execute_notebook(src, base / src.stem, p, cwd=cwd, timeout=timeout, defaults=defaults)
+                results.append(res)
+                if res.record and res.record.get("backend") and resolved_backend is None:
+                    resolved_backend = str(res.record["backend"])
+                if echo:
+                    status = "ok" if res.ok else f"FAILED ({res.error})"
+                    echo(f"[notebooks]   {status} in {res.seconds:.1f} s, backend {res.backend}"
+                         f"{' [' + res.label + ']' if res.label else ''}")
+    finally:
+        _write_summary(run_dir, results, params, grid)
     return run_dir, results
 
 
 def _write_summary(run_dir: Path, results: Sequence[NotebookResult], params: Mapping, grid) -> None:
     rows = [{k: v for k, v in asdict(r).items() if k != "record"} | {"backend": r.backend, "label": r.label}
             for r in results]
-    summary = {"all_passed": all(r.ok for r in results), "params": dict(params), "grid": grid or {},
-               "python": sys.executable, "notebooks": rows}
+    summary = {"all_passed": bool(results) and all(r.ok for r in results), "params": _str_keys(params),
+               "grid": _str_keys(grid or {}), "python": sys.executable, "notebooks": rows}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str, sort_keys=True) + "\n")
     (run_dir / "summary.md").write_text(format_summary(results, run_dir) + "\n")
+
+
+def _str_keys(obj: Any) -> Any:
+    """``obj`` with every mapping key a string (YAML reads ``05:`` as the integer 5; JSON sorts keys)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_str_keys(v) for v in obj]
+    return obj
 
 
 def format_summary(results: Iterable[NotebookResult], run_dir: str | Path | None = None) -> str:
@@ -350,16 +332,26 @@ def register_cli(subparsers) -> None:
     r.add_argument("--out", default="runs/notebooks", help="parent folder of the run folder (default: %(default)s)")
     r.add_argument("--notebook-dir", default=None, help="folder of the .py notebooks (default: the package's)")
     r.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
+    r.add_argument("--allow-unknown", action="store_true",
+                   help="pass parameters no selected notebook declares on to papermill instead of failing")
     r.set_defaults(func=_cli_run)
     lst = sub.add_parser("list", help="list the notebooks")
     lst.set_defaults(func=lambda args: print("\n".join(NOTEBOOKS)) or 0)
 
 
 def _cli_run(args) -> int:
-    params = load_params(args.params_file)
-    grid = load_params(args.grid) if args.grid else None
-    run_dir, results = run_collection(args.names, params=params, grid=grid, out=args.out,
-                                      notebook_dir=args.notebook_dir, timeout=args.timeout)
+    try:
+        params = load_params(args.params_file)
+        grid = load_params(args.grid) if args.grid else None
+        run_dir, results = run_collection(args.names, params=params, grid=grid, out=args.out,
+                                          notebook_dir=args.notebook_dir, timeout=args.timeout,
+                                          allow_unknown=args.allow_unknown,
+                                          params_source=args.params_file or "parameters",
+                                          grid_source=args.grid or "grid", params_lines=key_lines(args.params_file),
+                                          grid_lines=key_lines(args.grid))
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print()
     print(format_summary(results, run_dir))
     return 0 if results and all(r.ok for r in results) else 1

@@ -16,7 +16,7 @@ __all__ = [
     "CVPR_SINGLE", "CVPR_DOUBLE", "OKABE_ITO", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "RC_PARAMS",
     "categorical", "voc_palette", "ade_palette", "label_palette", "colorize", "overlay",
     "labelled_title", "figure", "style", "use_style", "save_figure", "plot_label_maps", "bar_scores", "heatmap",
-    "line_sweep",
+    "line_sweep", "METHOD_COLOURS", "method_colours", "class_legend", "banner", "group_coincident", "scatter_labelled",
 ]
 
 CVPR_SINGLE = 3.25
@@ -327,3 +327,108 @@ def line_sweep(ax, x: Sequence[float], series: Mapping[str, Sequence[float]], *,
     if legend and len(series) > 1:
         ax.legend(frameon=False)
     ax.grid(True, linewidth=0.3, alpha=0.5)
+
+
+# ---------------------------------------------------------------------------------------------- shared looks
+METHOD_COLOURS: dict[str, str] = {
+    "baseline": "#999999",        # grey: the reference everything is measured against
+    "oracle": OKABE_ITO[7],       # black: the upper bound
+    "s2c2seg": OKABE_ITO[5],      # vermillion: the full method (paper reading), in every notebook
+    "category_aware": OKABE_ITO[5],  # the same point, named by its fusion mode in 03's fusion figure
+    "released": OKABE_ITO[4],     # blue: the authors' released pipeline
+    "released++": OKABE_ITO[6],   # reddish purple: its journal extension
+}
+"""Fixed colours of the experiment points (:mod:`s2c2seg.experiments` keys) that recur across figures
+(baseline grey, full method vermillion, oracle black, the released presets blue / purple), so a colour means
+the same thing in every figure of a notebook."""
+
+
+def method_colours(names: Sequence[str]) -> dict[str, str]:
+    """``{name: colour}``: :data:`METHOD_COLOURS` where it names one, the remaining colour-blind-safe colours
+    (never grey, black or vermillion) for the others, in order."""
+    reserved = set(METHOD_COLOURS.values())
+    free = [c for c in categorical(len(names) + len(reserved)) if c not in reserved]
+    out, k = {}, 0
+    for n in names:
+        if n in METHOD_COLOURS:
+            out[n] = METHOD_COLOURS[n]
+        else:
+            out[n] = free[k % len(free)]
+            k += 1
+    return out
+
+
+def class_legend(fig, class_ids: Sequence[int], class_names: Sequence[str], palette: np.ndarray, *,
+                 ncol: int = 6, y: float = -0.02):
+    """A legend of label-overlay colours under the figure (one patch per class id)."""
+    import matplotlib.patches as mpatches
+
+    handles = [mpatches.Patch(color=np.asarray(palette[i]) / 255.0,
+                              label=class_names[i] if i < len(class_names) else str(i)) for i in class_ids]
+    if handles:
+        fig.legend(handles=handles, loc="upper center", ncol=min(ncol, len(handles)), frameon=False,
+                   fontsize=RC_PARAMS["legend.fontsize"], bbox_to_anchor=(0.5, y))
+    return handles
+
+
+def banner(session, datasets: Sequence[str] | None = None, n_images: int | None = None) -> str:
+    """The session's banner, naming what the notebook ran: with ``datasets``, every dataset (and the images
+    per dataset) instead of the first session's one."""
+    text = session.banner()
+    if not datasets:
+        return text
+    one = f"data: {session.dataset_name}, {session.data_source}; {len(session)} image(s)"
+    many = (f"data: {len(datasets)} dataset(s) ({', '.join(datasets)}), {session.data_source}; "
+            f"{n_images if n_images is not None else len(session)} image(s) per dataset")
+    if one not in text:
+        raise ValueError(f"banner {text!r} does not name its data as expected ({one!r}); update plots.banner")
+    return text.replace(one, many)
+
+
+def group_coincident(points: Mapping[str, tuple[float, float]], decimals: int = 1) -> dict[tuple, list[str]]:
+    """Group names whose (x, y) agree to ``decimals``: ``{(x, y): [names...]}`` (one marker per group, so no
+    point hides under another)."""
+    out: dict[tuple, list[str]] = {}
+    for name, (x, y) in points.items():
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        out.setdefault((round(float(x), decimals), round(float(y), decimals)), []).append(name)
+    return out
+
+
+MIN_LABEL_GAP = 0.09
+"""Smallest vertical gap, in axes fraction, between two point labels of :func:`scatter_labelled`."""
+
+
+def scatter_labelled(ax, points: Mapping[str, tuple[float, float]], colours: Mapping[str, str], *,
+                     decimals: int = 1) -> dict[tuple, list[str]]:
+    """One marker per group of coincident points (:func:`group_coincident`), each labelled with every name
+    it stands for, labels stacked in a column right of the points (never on top of each other) and joined to
+    their point by a thin line. A group is drawn in the colour of its first name that has a fixed colour
+    (:data:`METHOD_COLOURS`), else of its first name. Returns the groups."""
+    groups = group_coincident(points, decimals)
+    if not groups:
+        ax.text(0.5, 0.5, "no finite points", ha="center", va="center", transform=ax.transAxes)
+        return groups
+    xs = [x for x, _ in groups]
+    ys = [y for _, y in groups]
+    span = (max(ys) - min(ys)) or 1.0
+    lo = min(ys) - 0.1 * span
+    order = sorted(groups, key=lambda k: k[1])
+    frac = [(y - lo) / (1.2 * span) for _, y in order]
+    placed: list[float] = []
+    for f in frac:
+        placed.append(max(f, placed[-1] + MIN_LABEL_GAP) if placed else f)
+    shift = max(0.0, placed[-1] - 0.95)
+    placed = [p - shift for p in placed]
+    for (x, y), f in zip(order, placed):
+        names = groups[(x, y)]
+        colour = next((colours[n] for n in names if n in METHOD_COLOURS), colours[names[0]])
+        ax.scatter(x, y, color=colour, s=14, zorder=3, edgecolor="white", linewidth=0.4)
+        ax.annotate(", ".join(names), (x, y), xytext=(1.03, f), textcoords="axes fraction", va="center",
+                    fontsize=5, color=colour, annotation_clip=False,
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "linewidth": 0.4})
+    ax.set_ylim(lo, lo + 1.2 * span)
+    if len(set(xs)) == 1:
+        ax.set_xlim(xs[0] - 5, xs[0] + 5)
+    return groups

@@ -17,7 +17,19 @@ import numpy as np
 
 from .analysis import ConfigResult, finite_tree, markdown_table
 
-__all__ = ["Session", "open_session", "evaluate_points", "evaluate_datasets", "class_similarity"]
+__all__ = ["Session", "open_session", "evaluate_points", "evaluate_datasets", "class_similarity", "PRESET_POINTS",
+           "preset_point"]
+
+PRESET_POINTS = {"paper": "s2c2seg", "released": "released", "released++": "released++"}
+"""Preset (:data:`s2c2seg.presets.PRESETS`) -> the experiment point of its full method (the notebooks'
+``preset`` parameter)."""
+
+
+def preset_point(preset: str) -> str:
+    """The experiment point key of ``preset``'s full method."""
+    if preset not in PRESET_POINTS:
+        raise ValueError(f"preset must be one of {list(PRESET_POINTS)}, got {preset!r}")
+    return PRESET_POINTS[preset]
 
 
 class _Remembering:

@@ -264,10 +264,11 @@ TINY = {
     "backend": "sim", "n_images": 1, "datasets": ["voc21"], "seed": 0,
     "01": {"tau_values": [0.2, 0.5], "k_max_values": [6, 20], "lam_values": [0.0, 0.6],
            "temperature_values": [0.01, 1.0], "top": 10},
+    "03": {"scenario_images": 1, "scenarios": ["coarse_localisation", "all_at_once"]},
     "04": {"n_worst": 1},
     "05": {"dataset": "voc21", "n_images": 2, "top_n": 6},
     "06": {"lam_values": [0.0, 0.6], "tau_values": [0.3, 0.5], "k_max_values": [10, 20], "k_min_values": [3, 6],
-           "temperature_values": [0.01, 0.1]},
+           "temperature_values": [0.01, 0.1], "guide_weight_values": [0.0, 0.07]},
 }
 
 
@@ -291,7 +292,8 @@ def _check_records(results, label: str, backend: str):
 
 @pytest.mark.slow
 def test_all_notebooks_execute_on_simulation(tmp_path):
-    run_dir, results = notebooks.run_collection(params=TINY, out=tmp_path / "runs", echo=None)
+    params = {**TINY, "07": {"figures_dir": str(tmp_path / "figures")}}
+    run_dir, results = notebooks.run_collection(params=params, out=tmp_path / "runs", echo=None)
     assert [r.name for r in results] == list(notebooks.NOTEBOOKS)
     recs = _check_records(results, "SIMULATED", "sim")
     c = 21
@@ -303,12 +305,35 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert _finite(v["alpha"]) and v["K"] == len(v["selected"]) and len(v["csg_weights"]) >= v["K"]
     assert sum(v["csg_weights"]) == pytest.approx(1.0, abs=1e-4)
     assert set(v["stage1"]) == {"glob", "spat", "conf"} and len(v["dials"]["τ"]) == 2
+    rel, q = v["released"], 56  # SCLIP's VOC21 names: 56 queries (26 background synonyms)
+    assert all(len(rel[k]) == q for k in ("g", "s", "p", "entropy", "c"))
+    assert 0 <= rel["alpha"] <= 1 and rel["pool_size"] == int(0.4 * q)  # the VOC21 operating point's τ = 0.4
+    assert set(rel["selected"]) == set(rel["pool"])  # k_max = None keeps the whole union
+    assert sum(rel["guide_weights"]) == pytest.approx(1.0, abs=1e-5)
+    ref = rel["refine"]  # released++ on the same window: the admitted queries are new, and they are all it adds
+    assert not set(ref["admitted"]) & set(ref["before"]) and set(ref["after"]) == set(ref["before"]) | set(ref["admitted"])
     v = recs["02_css_score_subsets"]["values"]
-    assert len(v["table"]) == 10 and all(_finite(row["voc21"]) and _finite(row["Avg"]) for row in v["table"].values())
+    # baseline, no_css, 3 single scores, 3 pairs, s2c2seg, oracle, and the preset's full method (released)
+    assert len(v["table"]) == 11 and all(_finite(row["voc21"]) and _finite(row["Avg"]) for row in v["table"].values())
+    assert "released" in v["table"] and 0 <= v["table"]["released"]["recall %"] <= 100
     assert v["table"]["oracle"]["recall %"] == pytest.approx(100.0)
     v = recs["03_fusion_variants"]["values"]
     assert np.array(v["component_grid"]).shape == (2, 2) and all(_finite(x) for x in np.ravel(v["component_grid"]))
     assert set(v["fusion"]) == {"category_aware", "uniform", "add", "global_only", "local_only"}
+    worlds = v["scenarios"]["worlds"]
+    assert set(worlds) == {"coarse_localisation", "all_at_once", "without:coarse_localisation"}
+    assert v["world"]["dense_blur"] == worlds["all_at_once"]["config"]["dense_blur"]  # the default world
+    for w, e in v["scenarios"]["effects"].items():  # the stated effects are the table's differences
+        m = worlds[w]["miou"]
+        assert e["css_delta"] == pytest.approx(m["css_only"] - m["baseline"])
+        assert e["csg_delta"] == pytest.approx(m["s2c2seg"] - m["css_only"])
+    for w, fx in v["scenarios"]["presets"].items():  # each preset's stated change is the table's difference
+        m = worlds[w]["miou"]
+        assert set(fx) == {"paper", "released", "released++"}
+        for name, e in fx.items():
+            assert e["vs_baseline"] == pytest.approx(m[e["point"]] - m["baseline"])
+    sel = v["scenarios"]["ideal_selection"]
+    assert set(sel) == {"released", "released++"} and sel["released"]["⌊τQ⌋"] == 22
     v = recs["04_oracle_gap"]["values"]
     assert _finite(v["gap"]["Avg"]) and _finite(v["mean_recall"]) and len(v["per_image"]) == 1
     v = recs["05_confusion"]["values"]
@@ -316,15 +341,27 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert 1 <= n <= 6 and all(np.array(m).shape == (n, n) for m in v["row_normalised"].values())
     assert all(_finite(v["reduction_css"][g]["reduction"]) for g in ("similar", "adjacent", "other"))
     v = recs["06_hparam_robustness"]["values"]
-    assert set(v["curves"]) == {"lam", "tau", "k_max", "k_min", "temperature"}
+    assert v["preset"] == "released"
+    assert set(v["curves"]) == {"fusion.lam", "select.tau", "select.k_max", "select.k_min", "fusion.guide_weight"}
     assert all(len(v["curves"][k]["voc21"]) == 2 for k in v["curves"])
     assert all(_finite(m) for k in v["curves"] for _, m in v["curves"][k]["voc21"])
     v = recs["07_paper_tables"]["values"]
     assert v["n_records"] == len(experiments.table_grid())
-    assert set(v["tables"]) == {"main", "components", "scoring", "fusion"}
+    assert set(v["tables"]) == {"main", "components", "scoring", "fusion", "unit_scope"}
+    assert list(v["tables"]["main"]) == ["SCLIP", "SCLIP + S2C2Seg (paper)", "SCLIP + S2C2Seg (released)",
+                                         "SCLIP + S2C2Seg++"]
+    assert len(v["tables"]["unit_scope"]) == 4 and len(v["unit_scope"]["SCLIP"]) == 4
     assert all(_finite(row["voc21"]) for t in v["tables"].values() for row in t.values())
     assert "SIMULATED" in v["markdown"] and "\\begin{tabular}" in v["latex"]
     assert len(v["run_figures"]) >= 7
+    exported = {Path(p).name for p in v["exported"]}
+    assert {"main_results.pdf", "main_results.png", "table_main.tex", "table_main.md", "hparam_robustness.pdf",
+            "confusion_matrices.png", "css_score_subsets.pdf", "fusion_variants.pdf", "unit_scope.pdf",
+            "table_unit_scope.md"} <= exported
+    for p in v["exported"]:
+        side = json.loads(Path(p + ".json").read_text())
+        assert side["label"] == "SIMULATED" and side["backend"] == "sim" and side["n_images"] >= 1
+        assert Path(side["record"]).is_file()  # the run record it came from exists
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["all_passed"] is True
 
