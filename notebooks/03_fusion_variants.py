@@ -182,7 +182,7 @@ if worlds:
     ax[0, 0].tick_params(axis="x", rotation=45)
     eff = [e for e in effects.values()]
     y = np.arange(len(eff))
-    ax[0, 1].barh(y - 0.2, [e["css_delta"] for e in eff], 0.4, color=plots.OKABE_ITO[4], label="CSS: css_only − baseline")
+    ax[0, 1].barh(y - 0.2, [e["css_delta"] for e in eff], 0.4, color=plots.OKABE_ITO[2], label="CSS: css_only − baseline")
     ax[0, 1].barh(y + 0.2, [e["csg_delta"] for e in eff], 0.4, color=plots.OKABE_ITO[5],
                   label="CSG: s2c2seg − css_only")
     ax[0, 1].set_yticks(y, [e["world"] for e in eff])
