@@ -61,20 +61,24 @@ params = dict(datasets=datasets, data_roots=data_roots, tau=tau, k_min=k_min, k_
               temperature=temperature, fusion=fusion, preset=preset)
 S = session.open_session("02_css_score_subsets", backend=backend, dataset=datasets[0],
                           data_root=data_roots.get(datasets[0], ""), baseline=baseline, n_images=n_images,
-                          size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir, backend_requested=backend_requested, params=params)
+                          size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
+                          backend_requested=backend_requested, params=params)
 print(plots.banner(S, datasets, n_images))
 
 # %%
 # the baseline, w/o selection, each score subset, oracle (paper reading), and the preset's full method
 configs = experiments.group("baseline", "scoring", session.preset_point(preset))
 results, sessions = session.evaluate_datasets(
-    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="02_css_score_subsets", base=S, data_roots=data_roots, baseline=baseline,
-    n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend, cache_dir=cache_dir)
+    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="02_css_score_subsets", base=S, data_roots=data_roots,
+    baseline=baseline, n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend,
+    cache_dir=cache_dir)
 table = analysis.miou_table(results)
 for name in configs:
     r = [results[d][name].recall_precision() for d in datasets]
-    table[name]["recall %"] = 100 * float(np.nanmean([v[0] for v in r])) if name not in ("baseline", "no_css") else float("nan")
-    table[name]["precision %"] = 100 * float(np.nanmean([v[1] for v in r])) if name not in ("baseline", "no_css") else float("nan")
+    table[name]["recall %"] = (100 * float(np.nanmean([v[0] for v in r]))
+                               if name not in ("baseline", "no_css") else float("nan"))
+    table[name]["precision %"] = (100 * float(np.nanmean([v[1] for v in r]))
+                                  if name not in ("baseline", "no_css") else float("nan"))
     table[name]["mean K"] = float(np.mean([np.mean([len(s) for s in results[d][name].subsets])
                                            for d in datasets])) if name != "baseline" else float("nan")
 md = S.markdown_table(table, first="scores")

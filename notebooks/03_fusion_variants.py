@@ -79,8 +79,9 @@ print(plots.banner(S, datasets, n_images))
 # every fusion mode after CSS, the components, and the preset's full method
 configs = experiments.group("fusion", "components", session.preset_point(preset))
 results, sessions = session.evaluate_datasets(
-    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="03_fusion_variants", base=S, data_roots=data_roots, baseline=baseline,
-    n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend, cache_dir=cache_dir)
+    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="03_fusion_variants", base=S, data_roots=data_roots,
+    baseline=baseline, n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend,
+    cache_dir=cache_dir)
 table = analysis.miou_table(results)
 fusion_rows = {p.configs(css_cfg, csg_cfg)[1].mode: table[p.key] for _, p in experiments.layout_rows("fusion")}
 component_rows = {p.key: table[p.key] for _, p in experiments.layout_rows("components")}
@@ -182,7 +183,8 @@ if worlds:
     ax[0, 0].tick_params(axis="x", rotation=45)
     eff = [e for e in effects.values()]
     y = np.arange(len(eff))
-    ax[0, 1].barh(y - 0.2, [e["css_delta"] for e in eff], 0.4, color=plots.OKABE_ITO[2], label="CSS: css_only − baseline")
+    ax[0, 1].barh(y - 0.2, [e["css_delta"] for e in eff], 0.4, color=plots.OKABE_ITO[2],
+                  label="CSS: css_only − baseline")
     ax[0, 1].barh(y + 0.2, [e["csg_delta"] for e in eff], 0.4, color=plots.OKABE_ITO[5],
                   label="CSG: s2c2seg − css_only")
     ax[0, 1].set_yticks(y, [e["world"] for e in eff])
@@ -305,6 +307,7 @@ S.write_record({"table": table, "fusion": fusion_rows, "components": component_r
                 "data_sources": {d: s.data_source for d, s in sessions.items()},
                 "world": S.backend.cfg.to_json() if S.backend_name == "sim" else None,
                 "scenarios": {"worlds": {w: {"config": r.config.to_json(),
-                                             "miou": {m: r.miou(m) for m in r.results}} for w, r in world_results.items()},
+                                             "miou": {m: r.miou(m) for m in r.results}}
+                                         for w, r in world_results.items()},
                               "effects": effects, "dataset": scenario_dataset, "n_images": scenario_images,
                               "presets": preset_fx, "ideal_selection": selection_counts}})

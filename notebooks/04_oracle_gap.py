@@ -70,8 +70,9 @@ print(plots.banner(S, datasets, n_images))
 # %%
 configs = experiments.group("s2c2seg", "oracle", session.preset_point(preset))
 results, sessions = session.evaluate_datasets(
-    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="04_oracle_gap", base=S, data_roots=data_roots, baseline=baseline,
-    n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend, cache_dir=cache_dir)
+    datasets, configs, css=css_cfg, csg=csg_cfg, notebook="04_oracle_gap", base=S, data_roots=data_roots,
+    baseline=baseline, n_images=n_images, size=size, seed=seed, out_dir=str(S.out_dir), backend=backend,
+    cache_dir=cache_dir)
 table = analysis.miou_table(results)
 gap = {d: table["oracle"][d] - table["s2c2seg"][d] for d in [*datasets, "Avg"]}
 table["gap"] = gap
@@ -132,7 +133,8 @@ for r, im in enumerate(worst):
     orc = predict(view, s.protocol, "oracle", csg=csg_cfg, label=sample.label, background=s.background)
     panels = [(sample.image, f"{im['dataset']} {sample.id}"),
               (plots.overlay(sample.image, np.asarray(sample.label), pal), "GT"),
-              (plots.overlay(sample.image, ours.label_map.numpy(), pal), f"S2C2Seg {im['miou']:.1f} (recall {im['recall']:.2f})"),
+              (plots.overlay(sample.image, ours.label_map.numpy(), pal),
+               f"S2C2Seg {im['miou']:.1f} (recall {im['recall']:.2f})"),
               (plots.overlay(sample.image, orc.label_map.numpy(), pal), f"oracle {im['miou_ref']:.1f}")]
     for c_, (img, title) in enumerate(panels):
         ax[r, c_].imshow(img)

@@ -51,8 +51,6 @@ records_dir = ""
 backend_requested = ""
 
 # %%
-import numpy as np
-
 from s2c2seg import plots, session
 
 plots.use_style()
@@ -112,10 +110,11 @@ import seaborn as sns
 frame = pd.DataFrame([{"dial": key, "value": v, "dataset": ds, "mIoU": m}
                       for key, c in curves.items() for ds, pts in c.items() for v, m in pts])
 fig, ax = plots.figure(1, len(dials), width="double", aspect=0.3, label=S.label,
-                       title=f"robustness ({baseline}, preset {preset}, {len(datasets)} dataset(s), {n_images} image(s) each): "
+                       title=f"robustness ({baseline}, preset {preset}, {len(datasets)} dataset(s), "
+                             f"{n_images} image(s) each): "
                              f"mean over datasets ± sd, thin lines per dataset, dashed = default")
 line_colour = plots.METHOD_COLOURS[session.preset_point(preset)]  # the preset's colour in every notebook
-for j, (a, (key, (vals, default, sym))) in enumerate(zip(ax[0], dials.items())):
+for j, (a, (key, (_vals, default, sym))) in enumerate(zip(ax[0], dials.items())):
     d = frame[frame["dial"] == key]
     sns.lineplot(data=d, x="value", y="mIoU", units="dataset", estimator=None, ax=a, color="0.75",
                  linewidth=0.5)

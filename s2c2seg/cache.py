@@ -33,8 +33,8 @@ from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
 
-__all__ = ["ENCODER_PROTOCOL_FIELDS", "BUNDLE_SOURCES", "code_fingerprint", "fingerprint_sources", "tensor_checksum", "bundle_key",
-           "key_payload", "BundleCache", "CacheStats"]
+__all__ = ["ENCODER_PROTOCOL_FIELDS", "BUNDLE_SOURCES", "code_fingerprint", "fingerprint_sources", "tensor_checksum",
+           "bundle_key", "key_payload", "BundleCache", "CacheStats"]
 
 ENCODER_PROTOCOL_FIELDS = ("short_side", "crop", "stride", "name_variant", "vote")
 """Protocol fields that can change a bundle (the rest only change the post-processing)."""

@@ -205,7 +205,8 @@ def convex_fuse(dense: torch.Tensor, local: torch.Tensor, config: FusionConfig) 
 
 
 def scatter_fill(fused: torch.Tensor, selected: torch.Tensor, size: int, fill: float) -> torch.Tensor:
-    """Released window output (size, H, W): row ``selected[i]`` is ``fused[i]``, ``fill`` elsewhere (``csg.scatter``)."""
+    """Released window output (size, H, W): row ``selected[i]`` is ``fused[i]``, ``fill`` elsewhere
+    (``csg.scatter``)."""
     out = fused.new_full((size, *fused.shape[-2:]), float(fill))
     out[selected] = fused
     return out

@@ -326,7 +326,8 @@ def dist(x: torch.Tensor) -> torch.Tensor:
 
 
 def positive_l1(x: torch.Tensor) -> torch.Tensor:
-    """Released step 1: ``relu(x) / (Σ relu(x) + 1e-6)``; uniform ``1/Q`` when the sum is 0 (``scoring._l1_positive``)."""
+    """Released step 1: ``relu(x) / (Σ relu(x) + 1e-6)``; uniform ``1/Q`` when the sum is 0
+    (``scoring._l1_positive``)."""
     r = x.clamp_min(0.0)
     total = r.sum()
     if float(total) <= 0.0:
@@ -340,7 +341,8 @@ def consistency_weight(g_bar: torch.Tensor, s_bar: torch.Tensor) -> torch.Tensor
 
 
 def bhattacharyya_weight(g_bar: torch.Tensor, s_bar: torch.Tensor) -> torch.Tensor:
-    """Released step 2: ``α = clamp(Σ_i √(ḡ_i·s̄_i), 0, 1)``, the Bhattacharyya coefficient (``scoring.cross_view_confidence``)."""
+    """Released step 2: ``α = clamp(Σ_i √(ḡ_i·s̄_i), 0, 1)``, the Bhattacharyya coefficient
+    (``scoring.cross_view_confidence``)."""
     return torch.sqrt(g_bar * s_bar).sum().clamp(0.0, 1.0)
 
 
@@ -498,7 +500,8 @@ def stage2_rerank(scores: Sequence[torch.Tensor], init: torch.Tensor, k_min: int
 
 def composite_score(g: torch.Tensor, s: torch.Tensor, c: torch.Tensor, weights: Sequence[float],
                     index: torch.Tensor | None = None) -> torch.Tensor:
-    """Released rerank: ``w_g·mm(g) + w_s·mm(s) + w_c·mm(c)`` over ``index`` (all by default) (``css.composite_score``)."""
+    """Released rerank: ``w_g·mm(g) + w_s·mm(s) + w_c·mm(c)`` over ``index`` (all by default)
+    (``css.composite_score``)."""
     if index is not None:
         g, s, c = g[index], s[index], c[index]
     w_g, w_s, w_c = weights

@@ -52,7 +52,8 @@ def to_rgb_uint8(img) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB. Missing file: ``FileNotFoundError``; corrupt file: :class:`ImageLoadError`; both name ``path``."""
+    """(H, W, 3) uint8 RGB. Missing file: ``FileNotFoundError``; corrupt file: :class:`ImageLoadError`;
+    both name ``path``."""
     from PIL import ImageOps
 
     img = _open(path)

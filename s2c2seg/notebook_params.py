@@ -12,8 +12,8 @@ import itertools
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["NOTEBOOKS", "ParameterError", "load_params", "key_lines", "notebook_key", "params_for", "declared_parameters",
-           "check_params", "grid_points"]
+__all__ = ["NOTEBOOKS", "ParameterError", "load_params", "key_lines", "notebook_key", "params_for",
+           "declared_parameters", "check_params", "grid_points"]
 
 NOTEBOOKS = ("00_quickstart", "01_scoring_terms", "02_css_score_subsets", "03_fusion_variants",
              "04_oracle_gap", "05_confusion", "06_hparam_robustness", "07_paper_tables")

@@ -8,8 +8,8 @@
 * Parameters come from YAML (papermill's ``-p`` would turn lists into strings): top-level keys go to every
   notebook that declares them, a key naming a notebook (``05``, ``"05"``, ``05_confusion``) holds overrides
   for that notebook only. A name no notebook declares is an error listing the known ones
-  (``--allow-unknown`` passes it on); a malformed file is an error naming the file and line. ``--grid`` is a YAML mapping
-  ``parameter: [values...]``; every point of the Cartesian product runs the selected notebooks into its own
+  (``--allow-unknown`` passes it on); a malformed file is an error naming the file and line. ``--grid`` is a YAML
+  mapping ``parameter: [values...]``; every point of the Cartesian product runs the selected notebooks into its own
   sub-folder.
 * The kernel is the interpreter running this command (``sys.executable``), given to papermill through an
   in-process kernel spec, so a fresh virtual environment needs no ``ipykernel install``.

@@ -70,7 +70,8 @@ def synonym_max(values: torch.Tensor, query_to_class: torch.Tensor, num_classes:
             out[c] = values[start] if n == 1 else values[start:start + n].amax(dim=0)
             start += n
         return out
-    # any other order: the r-th synonym of every class that has one, r = 0, 1, ...: a few vectorised steps, no (Q, H, W) index
+    # any other order: the r-th synonym of every class that has one, r = 0, 1, ...: a few vectorised steps,
+    # no (Q, H, W) index
     order = torch.sort(q2c, stable=True).indices
     cls = q2c[order]
     rank = torch.arange(cls.numel(), device=cls.device) - torch.searchsorted(cls, cls, side="left")
@@ -283,7 +284,8 @@ def _kept_classes(label: torch.Tensor, classes: torch.Tensor, num_classes: int, 
 
 
 def area_prune(class_probs: torch.Tensor, classes: torch.Tensor, num_classes: int, area_thd: float) -> None:
-    """SCLIP's ``area_thd`` (in place): zero every non-background class whose arg-max area is ≤ area_thd × foreground area."""
+    """SCLIP's ``area_thd`` (in place): zero every non-background class whose arg-max area is
+    ≤ area_thd × foreground area."""
     label, _ = _labels(class_probs, classes)
     class_probs[~_kept_classes(label, classes, num_classes, area_thd)] = 0.0
 
@@ -417,8 +419,9 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
             return_logits: bool = False, ignore_index: int = IGNORE_INDEX) -> Prediction:
     """The prediction for one bundle (see the module docstring for the three methods).
 
-    ``label`` (H, W) is only read by ``method="oracle"`` (``ignore_index``: its unlabelled value); ``background`` (the dataset's background class or
-    None) is kept in every subset when ``css.keep_background``. ``score_source`` picks CSS's ``s_spat``.
+    ``label`` (H, W) is only read by ``method="oracle"`` (``ignore_index``: its unlabelled value); ``background``
+    (the dataset's background class or None) is kept in every subset when ``css.keep_background``.
+    ``score_source`` picks CSS's ``s_spat``.
     ``preset`` (a ``presets.Preset``) sets ``method="s2c2seg"``'s computation: ``paper`` runs this path with
     its ``css`` / ``csg``, ``released`` / ``released++`` the released window pipeline (``released.py``;
     ``return_logits`` adds ``Prediction.logits``). ``preset=None`` is the paper path with ``css`` / ``csg``.

@@ -106,7 +106,8 @@ class Preset:
                 sec = getattr(self, key)
                 value = dataclasses.replace(sec, **value) if isinstance(value, Mapping) else value
                 if type(value) is not type(sec):
-                    raise ValueError(f"preset section {key!r} must be a {type(sec).__name__}, got {type(value).__name__}")
+                    raise ValueError(f"preset section {key!r} must be a {type(sec).__name__}, "
+                                     f"got {type(value).__name__}")
                 preset = dataclasses.replace(preset, **{key: value})
                 continue
             node, *path, leaf = self._check_key(key).split(".")
@@ -148,7 +149,8 @@ def _flat_keys(obj, prefix: str) -> list[str]:
 
 def _apply(obj, tree: dict):
     """``obj`` with the nested changes of ``tree`` (frozen dataclasses all the way down, validated on rebuild)."""
-    changes = {name: _apply(getattr(obj, name), sub) if isinstance(sub, dict) else _coerce(getattr(obj, name), sub, name)
+    changes = {name: _apply(getattr(obj, name), sub) if isinstance(sub, dict)
+               else _coerce(getattr(obj, name), sub, name)
                for name, sub in tree.items()}
     return dataclasses.replace(obj, **changes) if changes else obj
 

@@ -97,7 +97,8 @@ def high_confidence_counts(winner: torch.Tensor, mask: torch.Tensor, rows: int) 
 
 
 def feedback_signal(counts: torch.Tensor, total: int, selected: torch.Tensor, size: int) -> torch.Tensor:
-    """(Q,) each selected query's share ``count / (total + 1e-6)`` of the high pixels (``iterative.feedback_signal``)."""
+    """(Q,) each selected query's share ``count / (total + 1e-6)`` of the high pixels
+    (``iterative.feedback_signal``)."""
     signal = torch.zeros(size, dtype=torch.float32, device=selected.device)
     if total > 0:
         signal[selected] = counts / (total + FEEDBACK_EPS)
@@ -112,7 +113,8 @@ def expansion_pool(vocabulary_scores: torch.Tensor, selected: torch.Tensor, k: i
 
 
 def residual_evidence(local: torch.Tensor, low: torch.Tensor, entries: torch.Tensor) -> torch.Tensor:
-    """(E,) each entry's mean CLIPSeg map over the low-confidence pixels; 0 if none (``iterative.residual_evidence``)."""
+    """(E,) each entry's mean CLIPSeg map over the low-confidence pixels; 0 if none
+    (``iterative.residual_evidence``)."""
     if entries.numel() == 0 or not bool(low.any()):
         return torch.zeros(entries.numel(), dtype=torch.float32, device=entries.device)
     return local[entries][:, low].float().mean(dim=1)

@@ -316,7 +316,8 @@ def evaluate_points(session: Session, points: Mapping[str, Any], css=None, csg=N
         if index not in gt:
             gt[index] = oracle_categories(label, c, ignore_index=info.ignore_index).tolist()
         r.gt_classes.append(gt[index])
-        r.per_image_miou.append(100.0 * float(ConfusionMatrix(c, info.ignore_index).update(pred.label_map, label).miou()))
+        r.per_image_miou.append(
+            100.0 * float(ConfusionMatrix(c, info.ignore_index).update(pred.label_map, label).miou()))
         r.subsets.append(None if pred.subset is None else pred.subset.reshape(-1).tolist())
 
     tally = run_points(session.dataset, session.encoder, session.vocab, session.protocol, settings,

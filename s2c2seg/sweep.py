@@ -305,7 +305,8 @@ def registry_grid(names: str) -> list[dict]:
     try:
         return [p.grid_point() for p in experiments.group(*parts).values()]
     except ValueError as exc:
-        raise ValueError(f"--points {names!r}: {exc} (or a layout: {list(experiments.LAYOUT_TITLES)}, or 'all')") from exc
+        raise ValueError(f"--points {names!r}: {exc} "
+                         f"(or a layout: {list(experiments.LAYOUT_TITLES)}, or 'all')") from exc
 
 
 def _run_sweep(args) -> int:

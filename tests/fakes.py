@@ -48,13 +48,15 @@ class FakeBackend:
         regions = None if sample.regions is None else torch.from_numpy(sample.regions).int()
         # the released presets' per-window sources, from a second generator (the draws above stay as they were)
         gw_ = torch.Generator().manual_seed(seed + 1)
-        local = torch.stack([(present[q2c][:, y1:y2, x1:x2] * 0.8 + 0.2 * torch.rand(q, y2 - y1, x2 - x1, generator=gw_))
+        local = torch.stack([(present[q2c][:, y1:y2, x1:x2] * 0.8
+                              + 0.2 * torch.rand(q, y2 - y1, x2 - x1, generator=gw_))
                              for y1, y2, x1, x2 in boxes.tolist()]).clamp(0, 1)
         window_global = dense.mean((2, 3)) + self.noise * torch.randn(len(boxes), q, generator=gw_)
-        image = F.interpolate(torch.from_numpy(np.array(sample.image, copy=True)).permute(2, 0, 1)[None].float(), size=(rh, rw),
-                              mode="bilinear", align_corners=False)[0]
+        image = F.interpolate(torch.from_numpy(np.array(sample.image, copy=True)).permute(2, 0, 1)[None].float(),
+                              size=(rh, rw), mode="bilinear", align_corners=False)[0]
         return FeatureBundle(dense_logits=dense.float(), crop_boxes=boxes, resized_hw=torch.tensor([rh, rw]),
-                             image_hw=torch.tensor([h, w]), global_sim=glob.float(), clipseg_mean=maps.float().mean((1, 2)),
+                             image_hw=torch.tensor([h, w]), global_sim=glob.float(),
+                             clipseg_mean=maps.float().mean((1, 2)),
                              clipseg_maps=maps.half(), query_to_class=q2c, regions=regions,
                              window_local=local.float(), window_global=window_global.float(),
                              window_pad=torch.zeros(4, dtype=torch.long), input_image=(image - 128.0) / 64.0,

@@ -51,7 +51,8 @@ def model_for_grid(clip, gh, gw):
     g0 = int(round((pe.shape[0] - 1) ** 0.5))
     grid = pe[1:].reshape(1, g0, g0, -1).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, scale_factor=((gh + 0.1) / g0, (gw + 0.1) / g0), mode="bicubic", align_corners=False)
-    model.visual.positional_embedding = torch.nn.Parameter(torch.cat([pe[:1], grid.permute(0, 2, 3, 1).reshape(gh * gw, -1)]))
+    model.visual.positional_embedding = torch.nn.Parameter(
+        torch.cat([pe[:1], grid.permute(0, 2, 3, 1).reshape(gh * gw, -1)]))
     return model
 
 
@@ -102,11 +103,13 @@ def ref_dense(clip, name, x, **params):
         if name == "maskclip":
             attn = torch.eye(qh.shape[1]).expand(b, -1, -1)
         elif name == "sclip":
-            attn = torch.softmax(qh @ qh.transpose(1, 2) * scale, -1) + torch.softmax(kh @ kh.transpose(1, 2) * scale, -1)
+            attn = (torch.softmax(qh @ qh.transpose(1, 2) * scale, -1)
+                    + torch.softmax(kh @ kh.transpose(1, 2) * scale, -1))
         elif name == "clearclip":
             attn = torch.softmax(qh @ qh.transpose(1, 2) * scale, -1)
         elif name == "naclip":
-            attn = torch.softmax(kh @ kh.transpose(1, 2) * scale + naclip_omega(gh, gw, params.get("gaussian_std", 5.0)), -1)
+            attn = torch.softmax(kh @ kh.transpose(1, 2) * scale
+                                 + naclip_omega(gh, gw, params.get("gaussian_std", 5.0)), -1)
         outs.append(attn @ vh)
     a = ref_out_proj(blk, outs)
     if name == "sclip":

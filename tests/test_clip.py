@@ -1,4 +1,5 @@
-"""CLIP loading (random configs, fail-fast offline), positional-embedding interpolation, shared trunk, global embedding."""
+"""CLIP loading (random configs, fail-fast offline), positional-embedding interpolation, shared trunk,
+global embedding."""
 import math
 
 import pytest
@@ -132,7 +133,8 @@ def test_builtin_config_name_kept():
     assert math.isclose(cfg["embed_dim"], 512)
 
 
-@pytest.mark.parametrize("name,tag,quick", [("ViT-B-16", "openai", True), ("ViT-B-16-quickgelu", "metaclip_fullcc", True),
+@pytest.mark.parametrize("name,tag,quick", [("ViT-B-16", "openai", True),
+                                            ("ViT-B-16-quickgelu", "metaclip_fullcc", True),
                                             ("ViT-B-16", "laion2b_s34b_b88k", False)])
 def test_real_load_uses_the_tags_activation(monkeypatch, name, tag, quick):
     """OpenAI / MetaCLIP weights are QuickGELU: the loader asks open_clip for it (open_clip only warns)."""

@@ -56,7 +56,8 @@ def test_export_tables_and_missing_files(tmp_path):
     prov = figures.provenance(tmp_path / "run" / "07_paper_tables" / "record.json",
                               record={"notebook": "07_paper_tables", "backend": "random", "label": "RANDOM WEIGHTS",
                                       "n_images": 2, "params": {"datasets": ["voc21"]}})
-    out = figures.export_text({".tex": "\\begin{table}\\end{table}", ".md": "| a |"}, "table_main", tmp_path / "f", prov)
+    out = figures.export_text({".tex": "\\begin{table}\\end{table}", ".md": "| a |"}, "table_main",
+                              tmp_path / "f", prov)
     assert [p.name for p in out] == ["table_main.tex", "table_main.md"]
     side = json.loads((tmp_path / "f" / "table_main.md.json").read_text())
     assert side["label"] == "RANDOM WEIGHTS" and side["file"] == "table_main.md"

@@ -21,7 +21,8 @@ def _toy(path: Path, body: str, params: str = "value = 1\n") -> Path:
 
 def test_per_notebook_keys_int_string_and_full_name(tmp_path):
     p = tmp_path / "p.yaml"
-    p.write_text("n_images: 3\n05: {dataset: ade20k, top_n: 25}\n'02': {n_images: 1}\n06_hparam_robustness: {seed: 4}\n")
+    p.write_text("n_images: 3\n05: {dataset: ade20k, top_n: 25}\n'02': {n_images: 1}\n"
+                 "06_hparam_robustness: {seed: 4}\n")
     params = notebooks.load_params(p)
     assert 5 in params  # YAML reads 05 as the integer 5
     assert notebooks.params_for("05_confusion", params) == {"n_images": 3, "dataset": "ade20k", "top_n": 25}

@@ -251,7 +251,8 @@ def test_runner_failure_does_not_stop_others(tmp_path):
 def test_cli_exit_status(tmp_path):
     d = tmp_path / "nbs"
     d.mkdir()
-    _toy_notebook(d / "00_quickstart.py", "import json, pathlib\npathlib.Path(out_dir, 'record.json').write_text('{}')\n")
+    _toy_notebook(d / "00_quickstart.py",
+                  "import json, pathlib\npathlib.Path(out_dir, 'record.json').write_text('{}')\n")
     rc = notebooks.main(["notebooks", "run", str(d / "00_quickstart.py"), "--out", str(tmp_path / "r")])
     assert rc == 0
     _toy_notebook(d / "x.py", "pass\n")  # writes no record: a failure
@@ -311,7 +312,8 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert set(rel["selected"]) == set(rel["pool"])  # k_max = None keeps the whole union
     assert sum(rel["guide_weights"]) == pytest.approx(1.0, abs=1e-5)
     ref = rel["refine"]  # released++ on the same window: the admitted queries are new, and they are all it adds
-    assert not set(ref["admitted"]) & set(ref["before"]) and set(ref["after"]) == set(ref["before"]) | set(ref["admitted"])
+    assert not set(ref["admitted"]) & set(ref["before"])
+    assert set(ref["after"]) == set(ref["before"]) | set(ref["admitted"])
     v = recs["02_css_score_subsets"]["values"]
     # baseline, no_css, 3 single scores, 3 pairs, s2c2seg, oracle, and the preset's full method (released)
     assert len(v["table"]) == 11 and all(_finite(row["voc21"]) and _finite(row["Avg"]) for row in v["table"].values())
@@ -330,7 +332,7 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     for w, fx in v["scenarios"]["presets"].items():  # each preset's stated change is the table's difference
         m = worlds[w]["miou"]
         assert set(fx) == {"paper", "released", "released++"}
-        for name, e in fx.items():
+        for _name, e in fx.items():
             assert e["vs_baseline"] == pytest.approx(m[e["point"]] - m["baseline"])
     sel = v["scenarios"]["ideal_selection"]
     assert set(sel) == {"released", "released++"} and sel["released"]["⌊τQ⌋"] == 22

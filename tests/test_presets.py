@@ -13,7 +13,8 @@ from s2c2seg.predict import predict
 from s2c2seg.presets import PRESETS, extension_note, get_preset, preset_keys
 
 # The table of /work/shared/reference/s2c2seg_released.md section 4, typed in (facts-file dataset names):
-# run | dataset | tau | lam | t_max | global | rerank | local_text | res_beta | adapt_admit | SR (it, T) | Otsu C | prob_thd
+# run | dataset | tau | lam | t_max | global | rerank | local_text | res_beta | adapt_admit | SR (it, T) | Otsu C
+# | prob_thd
 FACTS = """
 conf | voc20   | 0.3 | 0.15 | 0 | patch_mean | 0.65,0.15,0.2 | plain    | 0   | no  | off    | off  | 0
 conf | voc21   | 0.4 | 0.15 | 0 | patch_mean | 0.65,0.15,0.2 | plain    | 0   | no  | off    | off  | 0.2
@@ -61,7 +62,8 @@ def test_operating_points_match_the_facts_table(row):
         assert (preset.post.spatial.iterations, preset.post.spatial.temperature) == (it, temp)
     assert preset.post.otsu_c == (None if otsu == "off" else float(otsu))
     # shared defaults of every run: k_min 6, k_max None, guide 0.07, the −1e9 fill
-    assert (preset.select.k_min, preset.select.k_max, preset.fusion.guide_weight, preset.fusion.fill) == (6, None, 0.07, -1e9)
+    assert (preset.select.k_min, preset.select.k_max, preset.fusion.guide_weight,
+            preset.fusion.fill) == (6, None, 0.07, -1e9)
     proto = get_protocol(OURS[ds], "proxyclip")  # prob_thd, resize and window are the protocol's
     assert proto.prob_thd == float(prob_thd) and proto.logit_scale == 40.0
     assert proto.short_side == RESIZE.get(ds, 336)
@@ -103,7 +105,8 @@ def test_to_json_states_everything():
     p = get_preset("released++", "voc21")
     d = json.loads(json.dumps(p.to_json("proxyclip")))
     assert d["preset"] == "released++" and d["dataset"] == "voc21" and "note" not in d
-    assert d["select"]["tau"] == 0.4 and d["post"]["spatial"]["iterations"] == 3 and d["encode"]["local_text"] == "plain"
+    assert d["select"]["tau"] == 0.4 and d["post"]["spatial"]["iterations"] == 3
+    assert d["encode"]["local_text"] == "plain"
     assert d["encode_side"] == ["encode.local_text", "encode.precision"]
     flat = sum(len(v) if isinstance(v, dict) else 0 for v in d.values())
     assert flat >= 6

@@ -166,8 +166,8 @@ def proxy(cache):
 
 def _padded_windows(seg, sample, b):
     image = seg.preprocess(sample.image, PROTO)
-    t, bo, l, r = b.window_pad.tolist()
-    return [F.pad(image[:, y1:y2, x1:x2], (l, r, t, bo)) for y1, y2, x1, x2 in b.crop_boxes.tolist()]
+    t, bo, left, r = b.window_pad.tolist()
+    return [F.pad(image[:, y1:y2, x1:x2], (left, r, t, bo)) for y1, y2, x1, x2 in b.crop_boxes.tolist()]
 
 
 def test_release_window_fields(proxy, sample):

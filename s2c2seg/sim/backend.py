@@ -115,8 +115,9 @@ def _dense_active(scene: _Scene, structure: CategoryStructure, cfg: SimConfig) -
 
 
 def dense_class_maps(onehot: torch.Tensor, structure: CategoryStructure, cfg: SimConfig) -> torch.Tensor:
-    """Dense cosine per class (C, H, W) before resizing and noise: ``floor + span·(B + leak_sim·W_sim B + leak_co·W_co B)
-    + class_bias·b_c`` with ``B`` the blurred one-hot maps (O(C·H·W): the backend keeps the active ones only)."""
+    """Dense cosine per class (C, H, W) before resizing and noise:
+    ``floor + span·(B + leak_sim·W_sim B + leak_co·W_co B) + class_bias·b_c`` with ``B`` the blurred one-hot maps
+    (O(C·H·W): the backend keeps the active ones only)."""
     active, maps = _dense_active(_scene_of(onehot), structure, cfg)
     out = _absent_dense(structure, cfg)[:, None, None].expand(onehot.shape).clone()
     out[active] = maps
@@ -201,13 +202,13 @@ def _window_pad(bh: int, bw: int, multiple: int) -> tuple[int, int, int, int]:
 
 def _cut_windows(maps: torch.Tensor, boxes: torch.Tensor, pad, fill: torch.Tensor) -> torch.Tensor:
     """(N, A, ph, pw): each box of (A, rh, rw) ``maps``, padded with ``fill`` (A,) per map."""
-    t, b, l, r = pad
+    t, b, left, r = pad
     out = []
     for y1, y2, x1, x2 in boxes.tolist():
         crop = maps[:, y1:y2, x1:x2]
-        if t or b or l or r:
-            full = fill[:, None, None].expand(crop.shape[0], y2 - y1 + t + b, x2 - x1 + l + r).clone()
-            full[:, t:t + y2 - y1, l:l + x2 - x1] = crop
+        if t or b or left or r:
+            full = fill[:, None, None].expand(crop.shape[0], y2 - y1 + t + b, x2 - x1 + left + r).clone()
+            full[:, t:t + y2 - y1, left:left + x2 - x1] = crop
             crop = full
         out.append(crop)
     return torch.stack(out)

@@ -170,7 +170,7 @@ class CategoryStructure:
                            SIMILAR_LOW)
         co = _group_edges(rng, _random_groups(rng, fg, lambda: cooccur_group), COOCCUR_LOW)
         return cls._with_biases(Neighbours.from_edges(num_classes, *sim), Neighbours.from_edges(num_classes, *co),
-                                rng, "generated(seed=%d)" % seed)
+                                rng, f"generated(seed={seed:d})")
 
     @classmethod
     def from_similarity(cls, similarity, *, neighbours: int = 2, cooccurrence=None, seed: int = 0,
