@@ -12,13 +12,15 @@
   the sliding-window crops and renormalised; no extra trunk forward. ``global_view="image"``: one extra vanilla
   CLIP forward on the whole resized image, bilinearly resized (anti-aliased) to the model's native input size.
 * ``clipseg_mean`` (Q,) / ``clipseg_maps`` (Q, s, s) float16: CLIPSeg on the whole image at 352 x 352
-  (encode once, decode all queries), the spatial mean of the full-resolution sigmoid maps and the maps
-  resized (bilinear, anti-aliased) to ``clipseg_store_size`` (the paper reading).
+  (encode once, decode the queries in chunks), the spatial mean of the full-resolution sigmoid maps and the maps
+  resized (bilinear, anti-aliased) to ``clipseg_store_size`` (the paper reading), reduced chunk by chunk so that
+  memory is linear in Q (never (Q, 352, 352) at once).
 * The S2C2Seg release's per-window sources (``window_sources=True``, default): ``window_pad`` (the baseline's
   official window padding, e.g. ProxyCLIP's multiple of 56), ``window_global`` (N, Q) (cosine of each padded
   window's vanilla CLS embedding, shared blocks 0..L-2 + the unmodified last block, ``ln_post``, ``proj``: the
   release's ``encode_image(..., return_cls=True)``), ``window_local`` (N, Q, ph, pw) (CLIPSeg fed each padded
-  window as the release does, :meth:`~s2c2seg.models.clipseg.ClipSeg.window_maps`) and ``input_image``.
+  window as the release does, :meth:`~s2c2seg.models.clipseg.ClipSeg.window_maps`, chunk by chunk; reduced to
+  ``window_store_size`` when set) and ``input_image``.
 
 :func:`build_backend` assembles a Segmenter with pretrained or random weights, or returns the simulation backend.
 """
