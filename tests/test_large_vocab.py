@@ -201,3 +201,47 @@ def test_compact_window_storage_reduces_and_the_release_upsamples(tiny, tmp_path
     for wrong in ("exact", "compact-float16", "compact-8-float16"):
         with pytest.raises(BundleError, match="storage"):
             FeatureBundle(**compact.tensors(), meta={**compact.meta, "storage": wrong})
+
+
+REAL_CAP_MB = 5632
+"""Address-space cap of the 20,000-class real-path run (RANDOM WEIGHTS). Torch + transformers alone reserve
+~3.9 GB of address space here; this run peaks at 4.97 GB (VmPeak). The code before chunking held all (Q, S, S)
+CLIPSeg maps (twice, in the decoder's concatenation) and each window's (Q, ph, pw) float32 maps: the same run
+(without ``window_store_size``, which it lacked) peaked at 6.85 GB, over the cap."""
+
+BIG_REAL = textwrap.dedent(f"""
+    import resource, tempfile
+    resource.setrlimit(resource.RLIMIT_AS, ({REAL_CAP_MB} * 2**20, {REAL_CAP_MB} * 2**20))
+    import numpy as np
+    from s2c2seg.data import Protocol, Sample, Vocabulary
+    from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
+    from s2c2seg.models.text import TextEncoder
+    from s2c2seg.predict import predict
+    from s2c2seg.presets import get_preset
+    from s2c2seg.segmenter import Segmenter, SegmenterConfig, build_backend
+    cache = tempfile.mkdtemp()
+    cfg = SegmenterConfig(window_storage="float16", window_store_size=16, clipseg_store_size=24)
+    tiny = build_backend("random", size="tiny", cache_dir=cache, config=cfg)
+    # CLIPSeg at 96² and one text template: the real path's code at a CPU test's speed
+    clipseg = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache,
+                      settings=ClipSegSettings(input_size=96, decoder_chunk=128))
+    seg = Segmenter(tiny.baseline, tiny.clip, clipseg, TextEncoder(tiny.clip, templates="raw"), config=cfg)
+    vocab = Vocabulary.from_names([f"class{{i}}" for i in range(20000)])
+    image = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    sample = Sample("big", image, np.zeros((32, 40), np.int64))
+    proto = Protocol(short_side=32, crop=0, stride=1)
+    bundle = seg.encode(sample, vocab, proto)
+    assert bundle.meta["storage"] == "compact-16-float16" and bundle.window_local.shape == (1, 20000, 13, 16)
+    for method, preset in (("baseline", None), ("s2c2seg", get_preset("paper", "custom")),
+                           ("s2c2seg", get_preset("released", "custom"))):
+        assert predict(bundle, proto, method, preset=preset).label_map.shape == (32, 40)
+    print("OK")
+""")
+
+
+def test_20000_classes_real_path_encode_and_predict_under_a_cap():
+    """RANDOM WEIGHTS: the real Segmenter (tiny) encodes 20,000 classes and predicts baseline, the paper preset
+    and the released preset on the compact storage, within the address-space cap."""
+    out = subprocess.run([sys.executable, "-c", BIG_REAL], capture_output=True, text=True, timeout=900, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("OK")
