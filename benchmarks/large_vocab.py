@@ -103,7 +103,7 @@ def main() -> None:
                     help="random: CLIPSeg input side (352 is the real processor's; smaller for CPU speed)")
     ap.add_argument("--window-store-size", type=int, default=32, help="random: SegmenterConfig.window_store_size")
     args = ap.parse_args()
-    print("load average (1, 5, 15 min) at start: %.2f %.2f %.2f" % os.getloadavg())
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print("| backend | C | encode s/image | downstream s/image | peak RSS MB |")
     print("|---|---|---|---|---|")
     for backend in args.backend:
@@ -120,7 +120,7 @@ def main() -> None:
             r = json.loads(run.stdout.strip().splitlines()[-1])
             print(f"| {label} | {c} | {r['encode_s']:.2f} | {r['downstream_s']:.2f} | {r['peak_rss_mb']:.0f} |",
                   flush=True)
-    print("load average (1, 5, 15 min) at end: %.2f %.2f %.2f" % os.getloadavg())
+    print("load average (1, 5, 15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

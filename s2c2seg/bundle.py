@@ -156,8 +156,9 @@ class FeatureBundle:
                               f"float32 needs 'exact', float16 'compact-float16' (reduced: 'compact-<size>-<dtype>')")
         if self.window_pad is None:
             return
-        t, b, l, r = (int(v) for v in self.window_pad)
-        sizes = {(int(y2 - y1) + t + b, int(x2 - x1) + l + r) for y1, y2, x1, x2 in self.crop_boxes.tolist()}
+        top, bottom, left, right = (int(v) for v in self.window_pad)
+        sizes = {(int(y2 - y1) + top + bottom, int(x2 - x1) + left + right)
+                 for y1, y2, x1, x2 in self.crop_boxes.tolist()}
         if {stored_window_hw(hw, size) for hw in sizes} != {stored}:
             raise BundleError(f"FeatureBundle.window_local is {stored} per window, but crop_boxes + window_pad give "
                               f"padded windows of sizes {sorted(sizes)} (meta['storage'] = {storage!r})")

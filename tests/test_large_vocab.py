@@ -109,7 +109,7 @@ def test_sim_scores_select_present_classes_at_scale():
         assert set(sample.meta["present"]) <= set(subset.tolist())
 
 
-# ---------------------------------------------------------------------------------------------- real path, RANDOM WEIGHTS
+# ------------------------------------------------------------------------------------ real path, RANDOM WEIGHTS
 REAL_VOCAB = [f"class{i}" for i in range(7)] + [["dog", "puppy"]]
 REAL_PROTO = Protocol(short_side=48, crop=32, stride=16)
 
@@ -152,9 +152,9 @@ def test_real_encode_in_chunks_equals_the_full_maps_and_one_chunk(tiny):
     assert torch.equal(chunked.clipseg_mean, maps.mean(dim=(1, 2)))
     ref = F.interpolate(maps[None], size=(88, 88), mode="bilinear", align_corners=False, antialias=True)[0]
     assert torch.equal(chunked.clipseg_maps, ref.clamp(0, 1).half())
-    t, b, l, r = chunked.window_pad.tolist()
+    top, bottom, left, right = chunked.window_pad.tolist()
     for n, (y1, y2, x1, x2) in enumerate(chunked.crop_boxes.tolist()):
-        window = F.pad(chunked.input_image[:, y1:y2, x1:x2], (l, r, t, b))
+        window = F.pad(chunked.input_image[:, y1:y2, x1:x2], (left, right, top, bottom))
         full = seg.clipseg.window_maps(window, vocab.queries, mean=seg.clip.mean, std=seg.clip.std)
         assert torch.equal(chunked.window_local[n], full)
     whole = _segmenter(tiny, 1000).encode(sample, vocab, REAL_PROTO)
