@@ -1,7 +1,8 @@
 """Peak RSS and downstream time per image for large vocabularies, each C in a fresh subprocess (one process each).
 
-SIMULATED (``--backend sim``) or RANDOM WEIGHTS (``--backend random``: tiny open_clip + tiny CLIPSeg,
-``build_backend("random", size="tiny")``); no number here is a segmentation result.
+SIMULATED (``--backend sim``) or RANDOM WEIGHTS (``--backend random``: the real Segmenter on tiny open_clip +
+tiny CLIPSeg, ``build_backend("random", size="tiny")``, one text template, CLIPSeg at ``--clipseg-input``² for CPU
+speed, ``window_local`` stored ``compact-<--window-store-size>-float16``); no number here is a segmentation result.
 
     .venv/bin/python benchmarks/large_vocab.py --classes 1000 4000 20000 --backend sim random
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -24,6 +26,7 @@ import textwrap
 CHILD = textwrap.dedent("""
     import json, resource, sys, time, tempfile
     c, backend_name, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    CLIPSEG_INPUT, WINDOW_STORE = int(sys.argv[4]), int(sys.argv[5])
     import torch
     from s2c2seg.data.protocols import Protocol
     from s2c2seg.predict import predict
@@ -66,7 +69,17 @@ CHILD = textwrap.dedent("""
     elif backend_name == "sim":
         backend = build_backend("sim", cfg=SimConfig(seed=0, released_sources=False))
     else:
-        backend = build_backend("random", size="tiny", cache_dir=tempfile.mkdtemp())
+        # RANDOM WEIGHTS, the real Segmenter: one text template, CLIPSeg at a reduced input (speed on CPU),
+        # window maps stored compact (window_store_size); encode decodes CLIPSeg in chunks of queries
+        from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
+        from s2c2seg.models.text import TextEncoder
+        from s2c2seg.segmenter import Segmenter, SegmenterConfig
+        cache = tempfile.mkdtemp()
+        cfg = SegmenterConfig(window_storage="float16", window_store_size=WINDOW_STORE)
+        tiny = build_backend("random", size="tiny", cache_dir=cache, config=cfg)
+        clipseg = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache,
+                          settings=ClipSegSettings(input_size=CLIPSEG_INPUT, decoder_chunk=128))
+        backend = Segmenter(tiny.baseline, tiny.clip, clipseg, TextEncoder(tiny.clip, templates="raw"), config=cfg)
         t = time.perf_counter(); backend.text.encode(ds.vocab); text_s = time.perf_counter() - t
     enc = down = 0.0
     for s in ds:
@@ -86,14 +99,20 @@ def main() -> None:
     ap.add_argument("--classes", type=int, nargs="+", default=[1000, 4000, 20000])
     ap.add_argument("--backend", nargs="+", default=["sim", "shapes", "random"], choices=["sim", "shapes", "random"])
     ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--clipseg-input", type=int, default=96,
+                    help="random: CLIPSeg input side (352 is the real processor's; smaller for CPU speed)")
+    ap.add_argument("--window-store-size", type=int, default=32, help="random: SegmenterConfig.window_store_size")
     args = ap.parse_args()
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print("| backend | C | encode s/image | downstream s/image | peak RSS MB |")
     print("|---|---|---|---|---|")
     for backend in args.backend:
         label = {"sim": "SIMULATED", "shapes": "RANDOM VALUES (real bundle shapes)",
-                 "random": "RANDOM WEIGHTS (tiny)"}[backend]
+                 "random": f"RANDOM WEIGHTS (tiny, CLIPSeg {args.clipseg_input}², "
+                           f"compact-{args.window_store_size}-float16)"}[backend]
         for c in args.classes:
-            run = subprocess.run([sys.executable, "-c", CHILD, str(c), backend, str(args.images)],
+            run = subprocess.run([sys.executable, "-c", CHILD, str(c), backend, str(args.images),
+                                  str(args.clipseg_input), str(args.window_store_size)],
                                  capture_output=True, text=True, check=False)
             if run.returncode != 0:
                 print(f"| {label} | {c} | failed: {run.stderr.strip().splitlines()[-1]} | | |")
@@ -101,6 +120,7 @@ def main() -> None:
             r = json.loads(run.stdout.strip().splitlines()[-1])
             print(f"| {label} | {c} | {r['encode_s']:.2f} | {r['downstream_s']:.2f} | {r['peak_rss_mb']:.0f} |",
                   flush=True)
+    print("load average (1, 5, 15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

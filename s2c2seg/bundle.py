@@ -6,13 +6,37 @@ downstream (``predict.py``), and the unit the evaluation cache stores on disk (s
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["FeatureBundle", "BundleError"]
+__all__ = ["FeatureBundle", "BundleError", "storage_label", "stored_window_hw"]
+
+EXACT_STORAGE = "exact"
+"""``meta["storage"]`` of a lossless ``window_local``: float32 at the window size."""
+_COMPACT_SIZE = re.compile(r"^compact-(\d+)-")
+
+
+def stored_window_hw(window_hw: tuple[int, int], store_size: int) -> tuple[int, int]:
+    """(hs, ws) at which ``window_local`` of a (ph, pw) window is stored: the long side reduced to ``store_size``
+    (aspect kept, each side rounded, at least 1); the window's own size when ``store_size`` is 0 or not smaller."""
+    h, w = window_hw
+    if store_size <= 0 or max(h, w) <= store_size:
+        return h, w
+    scale = store_size / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def storage_label(dtype: torch.dtype, store_size: int = 0) -> str:
+    """``meta["storage"]`` of ``window_local``: ``exact`` (float32, window size), ``compact-float16`` (float16,
+    window size) or ``compact-<s>-<dtype>`` (long side reduced to s, upsampled bilinearly downstream)."""
+    name = str(dtype).removeprefix("torch.")
+    if store_size > 0:
+        return f"compact-{store_size}-{name}"
+    return EXACT_STORAGE if dtype == torch.float32 else f"compact-{name}"
 
 
 class BundleError(ValueError):
@@ -45,8 +69,9 @@ class FeatureBundle:
     regions: torch.Tensor | None = None
     """(H, W) int32 region ids at the original size (CorrCLIP's vote), or None."""
     window_local: torch.Tensor | None = None
-    """(N, Q, ph, pw) float32 (float16 with the compact storage): CLIPSeg's sigmoid map of every query on each
-    (padded) window, fed as the S2C2Seg release feeds it, resized to the window; None when not produced."""
+    """(N, Q, ph, pw) float32 (float16 with the compact storage; (N, Q, hs, ws) reduced with ``compact-<s>-...``,
+    :func:`stored_window_hw`): CLIPSeg's sigmoid map of every query on each (padded) window, fed as the S2C2Seg
+    release feeds it, resized to the window; None when not produced."""
     window_global: torch.Tensor | None = None
     """(N, Q) float32: per-window cosine of the vanilla CLS embedding with the query text (release ``cls``)."""
     window_pad: torch.Tensor | None = None
@@ -62,8 +87,6 @@ class FeatureBundle:
                 "input_image")
     _OPTIONAL = ("regions", "window_local", "window_global", "window_pad", "input_image")
     """Fields a bundle may lack (older caches, backends that do not produce them)."""
-    STORAGES = ("exact", "compact-float16")
-    """``meta["storage"]`` of a bundle with ``window_local``: float32 (lossless) or float16 (lossy, half the bytes)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -112,23 +135,33 @@ class FeatureBundle:
             if not ok:
                 shape = tuple(getattr(self, name).shape)
                 raise BundleError(f"FeatureBundle.{name} has inconsistent shape {shape} (Q={q}, N={n})")
-        if self.window_local is not None and self.window_pad is not None:
-            t, b, l, r = (int(v) for v in self.window_pad)
-            sizes = {(int(y2 - y1) + t + b, int(x2 - x1) + l + r) for y1, y2, x1, x2 in self.crop_boxes.tolist()}
-            if sizes != {tuple(self.window_local.shape[-2:])}:
-                raise BundleError(f"FeatureBundle.window_local is {tuple(self.window_local.shape[-2:])} per window, "
-                                  f"but crop_boxes + window_pad give padded windows of sizes {sorted(sizes)}")
         if self.window_local is not None:
-            want = "exact" if self.window_local.dtype == torch.float32 else "compact-float16"
-            storage = self.meta.setdefault("storage", want)  # the label follows the dtype; a wrong one is an error
-            if self.window_local.dtype not in (torch.float32, torch.float16) or storage != want:
-                raise BundleError(f"FeatureBundle.window_local is {self.window_local.dtype} but meta['storage'] is "
-                                  f"{storage!r}: float32 needs 'exact', float16 'compact-float16'")
+            self._check_window_storage()
         for name in ("dense_logits", "global_sim", "clipseg_mean", "clipseg_maps", "window_local", "window_global",
                      "input_image"):
             t = getattr(self, name)
             if t is not None and not torch.isfinite(t).all():
                 raise BundleError(f"FeatureBundle.{name} contains NaN or inf")
+
+    def _check_window_storage(self) -> None:
+        """``window_local``'s dtype and stored size agree with ``meta["storage"]`` (:func:`storage_label`)."""
+        dtype, stored = self.window_local.dtype, tuple(self.window_local.shape[-2:])
+        if dtype not in (torch.float32, torch.float16):
+            raise BundleError(f"FeatureBundle.window_local is {dtype}: store it as float32 or float16")
+        storage = self.meta.setdefault("storage", storage_label(dtype))  # an absent label follows the dtype
+        match = _COMPACT_SIZE.match(str(storage))
+        size = int(match.group(1)) if match else 0
+        if storage != storage_label(dtype, size):
+            raise BundleError(f"FeatureBundle.window_local is {dtype} but meta['storage'] is {storage!r}: "
+                              f"float32 needs 'exact', float16 'compact-float16' (reduced: 'compact-<size>-<dtype>')")
+        if self.window_pad is None:
+            return
+        top, bottom, left, right = (int(v) for v in self.window_pad)
+        sizes = {(int(y2 - y1) + top + bottom, int(x2 - x1) + left + right)
+                 for y1, y2, x1, x2 in self.crop_boxes.tolist()}
+        if {stored_window_hw(hw, size) for hw in sizes} != {stored}:
+            raise BundleError(f"FeatureBundle.window_local is {stored} per window, but crop_boxes + window_pad give "
+                              f"padded windows of sizes {sorted(sizes)} (meta['storage'] = {storage!r})")
 
     def nbytes(self) -> int:
         """Bytes of tensor payload (what the cache stores, before the small JSON header)."""

@@ -253,7 +253,10 @@ class ReleasedView:
 
     def local(self, n: int) -> torch.Tensor:
         if n not in self._local:
-            self._local[n] = self.bundle.window_local[n].float()
+            local, hw = self.bundle.window_local[n].float(), self.bundle.window_size()
+            if tuple(local.shape[-2:]) != hw:  # compact-<s>-... storage: reduced maps, bilinear back to the window
+                local = F.interpolate(local[None], size=hw, mode="bilinear", align_corners=False)[0]
+            self._local[n] = local
         return self._local[n]
 
     def scores(self, n: int, global_score: str) -> tuple[torch.Tensor, torch.Tensor]:

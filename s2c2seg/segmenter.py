@@ -12,13 +12,15 @@
   the sliding-window crops and renormalised; no extra trunk forward. ``global_view="image"``: one extra vanilla
   CLIP forward on the whole resized image, bilinearly resized (anti-aliased) to the model's native input size.
 * ``clipseg_mean`` (Q,) / ``clipseg_maps`` (Q, s, s) float16: CLIPSeg on the whole image at 352 x 352
-  (encode once, decode all queries), the spatial mean of the full-resolution sigmoid maps and the maps
-  resized (bilinear, anti-aliased) to ``clipseg_store_size`` (the paper reading).
+  (encode once, decode the queries in chunks), the spatial mean of the full-resolution sigmoid maps and the maps
+  resized (bilinear, anti-aliased) to ``clipseg_store_size`` (the paper reading), reduced chunk by chunk so that
+  memory is linear in Q (never (Q, 352, 352) at once).
 * The S2C2Seg release's per-window sources (``window_sources=True``, default): ``window_pad`` (the baseline's
   official window padding, e.g. ProxyCLIP's multiple of 56), ``window_global`` (N, Q) (cosine of each padded
   window's vanilla CLS embedding, shared blocks 0..L-2 + the unmodified last block, ``ln_post``, ``proj``: the
   release's ``encode_image(..., return_cls=True)``), ``window_local`` (N, Q, ph, pw) (CLIPSeg fed each padded
-  window as the release does, :meth:`~s2c2seg.models.clipseg.ClipSeg.window_maps`) and ``input_image``.
+  window as the release does, :meth:`~s2c2seg.models.clipseg.ClipSeg.window_maps`, chunk by chunk; reduced to
+  ``window_store_size`` when set) and ``input_image``.
 
 :func:`build_backend` assembles a Segmenter with pretrained or random weights, or returns the simulation backend.
 """
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .bundle import FeatureBundle
+from .bundle import FeatureBundle, storage_label, stored_window_hw
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
@@ -43,8 +45,8 @@ __all__ = ["SegmenterConfig", "Segmenter", "build_backend", "full_vfm_config", "
 
 RANDOM_LABEL = "RANDOM WEIGHTS"
 
-WINDOW_STORAGE = {"float32": "exact", "float16": "compact-float16"}
-"""``SegmenterConfig.window_storage`` -> the bundle's ``meta["storage"]`` label."""
+WINDOW_STORAGES = ("float32", "float16")
+"""``SegmenterConfig.window_storage`` dtypes (the bundle's ``meta["storage"]`` label: :func:`storage_label`)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class SegmenterConfig:
     window_storage: str = "float32"
     """dtype of ``window_local``: ``float32`` (lossless, ``meta["storage"] = "exact"``) or ``float16``
     (half the bytes, lossy: ``"compact-float16"``)."""
+    window_store_size: int = 0
+    """0: ``window_local`` at the window's size. s > 0 (large vocabularies): each window's maps reduced
+    (bilinear, anti-aliased) to a long side of s (:func:`~s2c2seg.bundle.stored_window_hw`), lossy,
+    ``meta["storage"] = "compact-<s>-<dtype>"``; the released pipeline upsamples them bilinearly to the window."""
     precision: str = "fp32"
     """CLIP image tower + VFM precision: ``fp32`` or ``fp16`` (the release's; CUDA only)."""
 
@@ -87,8 +93,10 @@ class SegmenterConfig:
             raise ValueError(f"dense_dtype must be 'float32' or 'float16', got {self.dense_dtype!r}")
         if self.local_text not in ("plain", "template"):
             raise ValueError(f"local_text must be 'plain' or 'template', got {self.local_text!r}")
-        if self.window_storage not in WINDOW_STORAGE:
-            raise ValueError(f"window_storage must be one of {sorted(WINDOW_STORAGE)}, got {self.window_storage!r}")
+        if self.window_storage not in WINDOW_STORAGES:
+            raise ValueError(f"window_storage must be one of {WINDOW_STORAGES}, got {self.window_storage!r}")
+        if self.window_store_size < 0:
+            raise ValueError(f"window_store_size must be >= 0 (0: the window's own size), got {self.window_store_size}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be 'fp32' or 'fp16', got {self.precision!r}")
 
@@ -154,7 +162,8 @@ class Segmenter:
             "templates": getattr(self.text, "template_id", None),
             "weights": "random" if random else "pretrained",
             "precision": self.config.precision,
-            "storage": WINDOW_STORAGE[self.config.window_storage] if self.config.window_sources else None,
+            "storage": (storage_label(getattr(torch, self.config.window_storage), self.config.window_store_size)
+                        if self.config.window_sources else None),
             "local_text": self.config.local_text if self.config.window_sources else None,
             "config": asdict(self.config),
         }
@@ -232,10 +241,7 @@ class Segmenter:
                                                                     with_global=want_global or want_windows)
         glob = mean_direction(globals_) if want_global else self._global_image(image)
         global_sim = (text @ glob).float()
-        maps = self.clipseg(sample.image, vocab.queries).float()                      # (Q, 352, 352) sigmoid
-        s = self.config.clipseg_store_size
-        stored = F.interpolate(maps[None], size=(s, s), mode="bilinear", align_corners=False,
-                               antialias=True)[0] if maps.shape[-1] != s else maps
+        clipseg_mean, clipseg_maps = self.clipseg_summary(sample.image, vocab)
         h, w = sample.image.shape[:2]
         regions = None if sample.regions is None else torch.from_numpy(sample.regions.astype(np.int32))
         desc = self.describe()
@@ -255,24 +261,43 @@ class Segmenter:
             resized_hw=torch.tensor([rh, rw], dtype=torch.long),
             image_hw=torch.tensor([h, w], dtype=torch.long),
             global_sim=global_sim.cpu(),
-            clipseg_mean=maps.mean(dim=(1, 2)).cpu(),
-            clipseg_maps=stored.clamp(0, 1).to(torch.float16).cpu(),
+            clipseg_mean=clipseg_mean,
+            clipseg_maps=clipseg_maps,
             query_to_class=vocab.query_to_class,
             regions=regions,
             meta=meta,
             **windows,
         )
 
+    def clipseg_summary(self, image: np.ndarray, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+        """``clipseg_mean`` (Q,) (spatial mean at CLIPSeg's full resolution) and ``clipseg_maps`` (Q, s, s) float16
+        (bilinear, anti-aliased to ``clipseg_store_size``), one decoder chunk at a time: never (Q, 352, 352)."""
+        q, s = len(vocab.queries), self.config.clipseg_store_size
+        means, stored = torch.empty(q), torch.empty(q, s, s, dtype=torch.float16)
+        for i, maps in self.clipseg.map_chunks(image, vocab.queries):                # (k, 352, 352) sigmoid
+            means[i:i + len(maps)] = maps.mean(dim=(1, 2)).cpu()
+            if maps.shape[-1] != s:
+                maps = F.interpolate(maps[None], size=(s, s), mode="bilinear", align_corners=False, antialias=True)[0]
+            stored[i:i + len(maps)] = maps.clamp(0, 1).to(torch.float16).cpu()
+        return means, stored
+
     def window_local(self, image: torch.Tensor, boxes: torch.Tensor, pad, vocab: Vocabulary) -> torch.Tensor:
-        """(N, Q, ph, pw) CLIPSeg sigmoid maps of every padded window (``ClipSeg.window_maps``), stored dtype."""
+        """(N, Q, hs, ws) CLIPSeg sigmoid maps of every padded window (``ClipSeg.window_map_chunks``), in the stored
+        dtype and size (``window_store_size``), one decoder chunk at a time: never (Q, ph, pw) float32 for all Q."""
         top, bottom, left, right = pad
         dtype = getattr(torch, self.config.window_storage)
-        maps = []
-        for y1, y2, x1, x2 in boxes.tolist():
+        y1, y2, x1, x2 = boxes[0].tolist()
+        hs, ws = stored_window_hw((y2 - y1 + top + bottom, x2 - x1 + left + right), self.config.window_store_size)
+        out = torch.empty(len(boxes), len(vocab.queries), hs, ws, dtype=dtype)
+        for n, (y1, y2, x1, x2) in enumerate(boxes.tolist()):
             window = F.pad(image[:, y1:y2, x1:x2], (left, right, top, bottom))
-            maps.append(self.clipseg.window_maps(window, vocab.queries, mean=self.clip.mean, std=self.clip.std,
-                                                 local_text=self.config.local_text).to(dtype).cpu())
-        return torch.stack(maps)
+            for i, maps in self.clipseg.window_map_chunks(window, vocab.queries, mean=self.clip.mean,
+                                                          std=self.clip.std, local_text=self.config.local_text):
+                if tuple(maps.shape[-2:]) != (hs, ws):
+                    maps = F.interpolate(maps[None], size=(hs, ws), mode="bilinear", align_corners=False,
+                                         antialias=True)[0]
+                out[n, i:i + len(maps)] = maps.to(dtype).cpu()
+        return out
 
     def _global_image(self, image: torch.Tensor) -> torch.Tensor:
         """(D,) vanilla CLIP embedding of the whole normalised image resized to the model's native input size."""

@@ -27,7 +27,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -302,17 +302,29 @@ class ClipSeg:
     @torch.no_grad()
     def decode(self, activations: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
         """(K, S, S) logits: the decoder on one image's activations for K conditional embeddings, in chunks."""
+        return torch.cat([logits for _, logits in self.decode_chunks(activations, cond)])
+
+    @torch.no_grad()
+    def decode_chunks(self, activations: list[torch.Tensor], cond: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, (k, S, S) logits)`` of the decoder for ``cond[start:start + k]``, k = ``decoder_chunk``."""
         if cond.ndim != 2 or cond.shape[1] != self.projection_dim or cond.shape[0] == 0:
             raise ValueError(f"cond must be (K>0, {self.projection_dim}), got {tuple(cond.shape)}")
         k = self.settings.decoder_chunk
-        return torch.cat([self.model.decoder(activations, cond[i:i + k]).logits for i in range(0, len(cond), k)])
+        for i in range(0, len(cond), k):
+            yield i, self.model.decoder(activations, cond[i:i + k]).logits
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, queries: Sequence[str]) -> torch.Tensor:
         """(Q, S, S) float32 sigmoid maps of the (H, W, 3) uint8 image for each query, S = input_size."""
+        return torch.cat([maps for _, maps in self.map_chunks(image, queries)])
+
+    @torch.no_grad()
+    def map_chunks(self, image: np.ndarray, queries: Sequence[str]) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, (k, S, S) float32 sigmoid maps)`` of :meth:`__call__`, one decoder chunk at a time."""
         cond = self.text_embeddings(queries)
         acts = self.encode_image(self.preprocess(image))
-        return self.decode(acts, cond).sigmoid_()
+        for i, logits in self.decode_chunks(acts, cond):
+            yield i, logits.float().sigmoid_()
 
     @torch.no_grad()
     def window_maps(self, window: torch.Tensor, queries: Sequence[str], *, mean, std,
@@ -321,14 +333,23 @@ class ClipSeg:
 
         ``mean`` / ``std``: the normalisation to undo (CLIP's, 0-1). Vision once, decoder for all queries,
         sigmoid at S x S, then bilinear (align_corners=False) to the window's (h, w)."""
+        return torch.cat([maps for _, maps in self.window_map_chunks(window, queries, mean=mean, std=std,
+                                                                     local_text=local_text)])
+
+    @torch.no_grad()
+    def window_map_chunks(self, window: torch.Tensor, queries: Sequence[str], *, mean, std,
+                          local_text: str = "plain") -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, (k, h, w) float32 maps)`` of :meth:`window_maps`, one decoder chunk at a time."""
         if local_text not in LOCAL_TEXT_PROMPTS:
             raise ValueError(f"local_text must be one of {sorted(LOCAL_TEXT_PROMPTS)}, got {local_text!r}")
         cond = self.text_embeddings(queries, LOCAL_TEXT_PROMPTS[local_text], RELEASE_TEMPLATES)
         acts = self.encode_image(self.preprocess(window_uint8(window, mean, std)))
-        maps = self.decode(acts, cond).float().sigmoid_()
-        if tuple(maps.shape[-2:]) != tuple(window.shape[-2:]):
-            maps = F.interpolate(maps[None], size=tuple(window.shape[-2:]), mode="bilinear", align_corners=False)[0]
-        return maps
+        hw = tuple(window.shape[-2:])
+        for i, logits in self.decode_chunks(acts, cond):
+            maps = logits.float().sigmoid_()
+            if tuple(maps.shape[-2:]) != hw:
+                maps = F.interpolate(maps[None], size=hw, mode="bilinear", align_corners=False)[0]
+            yield i, maps
 
     @torch.no_grad()
     def naive_forward(self, image: np.ndarray, queries: Sequence[str]) -> torch.Tensor:
