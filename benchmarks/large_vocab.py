@@ -10,7 +10,8 @@ Per C: the vocabulary ``class0 .. class{C-1}`` (one name per class), ``--images`
 whole-image protocol at short side 64. Encode (sim: the simulated sources; random: text embeddings + models)
 then ``predict`` with ``method="s2c2seg"`` and ``"baseline"``. ``shapes``: RANDOM VALUES in the bundle shapes of
 the real segmenter on a VOC-sized 375 x 500 image (SCLIP's protocol: short side 336, crop 224, stride 112, a
-14 x 14 ViT-B/16 grid, 88-px CLIPSeg store), to measure the downstream at the real path's sizes. Printed: encode seconds per image, downstream
+14 x 14 ViT-B/16 grid, 88-px CLIPSeg store), to measure the downstream at the real path's sizes.
+Printed: encode seconds per image, downstream
 (both predicts) seconds per image, peak RSS of the subprocess. Targets: <= 4 GB at 20,000 classes, time roughly
 linear in C.
 """
@@ -47,7 +48,8 @@ CHILD = textwrap.dedent("""
             maps = torch.rand(q, 88, 88, generator=g).half()
             return FeatureBundle(dense_logits=0.2 + 0.05 * torch.randn(len(boxes), q, 14, 14, generator=g),
                                  crop_boxes=boxes, resized_hw=torch.tensor([rh, rw]), image_hw=torch.tensor([h, w]),
-                                 global_sim=0.2 + 0.02 * torch.randn(q, generator=g), clipseg_mean=maps.float().mean((1, 2)),
+                                 global_sim=0.2 + 0.02 * torch.randn(q, generator=g),
+                                 clipseg_mean=maps.float().mean((1, 2)),
                                  clipseg_maps=maps, query_to_class=vocab.query_to_class)
 
     class ShapesDataset:

@@ -59,7 +59,8 @@ def main(n_points: int = 100) -> None:
     print(f"RANDOM WEIGHTS inputs; torch threads {torch.get_num_threads()}")
     print(f"baseline post-processing       {base:7.3f} s/image")
     for name in ("released", "released++"):
-        t = median_time(lambda: predict(b, proto, "s2c2seg", preset=get_preset(name, "voc21")))
+        preset = get_preset(name, "voc21")
+        t = median_time(lambda preset=preset: predict(b, proto, "s2c2seg", preset=preset))
         print(f"{name:<12} downstream          {t:7.3f} s/image  ({t / base:.2f}x the baseline post-processing)")
     points = [dict(zip(SWEEP, vals)) for vals in itertools.product(*SWEEP.values())][:n_points]
     presets = [get_preset("released++", "voc21", **p) for p in points]

@@ -77,7 +77,8 @@ class WindowResult:
 
 # ------------------------------------------------------------------------------------------------ window steps
 def window_dense(bundle: FeatureBundle, n: int) -> torch.Tensor:
-    """(Q, ph, pw) float32: window ``n``'s dense logits bilinearly resized to the padded window (``forward_feature``)."""
+    """(Q, ph, pw) float32: window ``n``'s dense logits bilinearly resized to the padded window
+    (``forward_feature``)."""
     ph, pw = bundle.window_size()
     return F.interpolate(bundle.dense_logits[n:n + 1].float(), size=(ph, pw), mode="bilinear",
                          align_corners=False)[0]
@@ -151,7 +152,8 @@ def _pad(bundle: FeatureBundle) -> list[int]:
 
 def class_probabilities(logits: torch.Tensor, inverse: torch.Tensor, num_rows_classes: int,
                         scale: float) -> torch.Tensor:
-    """Per class, the max over its synonyms of ``softmax(scale · logits)`` over the queries (``_class_probabilities``)."""
+    """Per class, the max over its synonyms of ``softmax(scale · logits)`` over the queries
+    (``_class_probabilities``)."""
     probs = (logits * float(scale)).softmax(dim=0)
     return synonym_max(probs, inverse, num_rows_classes)
 

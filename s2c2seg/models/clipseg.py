@@ -93,7 +93,8 @@ def tiny_clipseg_config():
 
 
 def rd64_clipseg_config():
-    """The ``CIDAS/clipseg-rd64-refined`` architecture (ViT-B/16 vision, CLIP base text, reduce_dim 64), random weights."""
+    """The ``CIDAS/clipseg-rd64-refined`` architecture (ViT-B/16 vision, CLIP base text, reduce_dim 64), random
+    weights."""
     from transformers import CLIPSegConfig
 
     return CLIPSegConfig(text_config=dict(eos_token_id=2), vision_config=dict(patch_size=16, image_size=224),
@@ -211,7 +212,8 @@ class ClipSeg:
 
     # ------------------------------------------------------------------ inputs
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """(1, 3, S, S) float: PIL bilinear resize of the (H, W, 3) uint8 image to S = input_size, 1/255, ImageNet norm."""
+        """(1, 3, S, S) float: PIL bilinear resize of the (H, W, 3) uint8 image to S = input_size, 1/255, ImageNet
+        norm."""
         from PIL import Image
 
         if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
