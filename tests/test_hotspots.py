@@ -1,0 +1,49 @@
+"""The hot spots the benchmarks found and rewrote (docs/benchmarks.md), against plain re-derivations."""
+from __future__ import annotations
+
+import torch
+
+from s2c2seg.spatial_refine import SpatialRefineConfig, affinity, neighbours, propagate, spatial_refine
+
+OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+"""The 8 neighbours in the 3x3 unfold's row-major order, the centre left out."""
+
+
+def reference_propagate(maps, weights, dilations):
+    """float64 pixel loops: out[c, y, x] = Σ_dilation Σ_neighbour w[slot, y, x] · maps[c, y+dy·d, x+dx·d] (0 outside)."""
+    m, wt = maps.double(), weights.double()
+    c, h, w = m.shape
+    out = torch.zeros_like(m)
+    for j, d in enumerate(dilations):
+        for k, (dy, dx) in enumerate(OFFSETS):
+            for y in range(h):
+                for x in range(w):
+                    yy, xx = y + dy * d, x + dx * d
+                    if 0 <= yy < h and 0 <= xx < w:
+                        out[:, y, x] += wt[8 * j + k, y, x] * m[:, yy, xx]
+    return out
+
+
+def test_propagate_matches_pixel_loops():
+    g = torch.Generator().manual_seed(0)
+    maps, dil = torch.rand(3, 9, 11, generator=g), (1, 2, 4, 12)  # 12 > the image: every such neighbour is outside
+    weights = torch.rand(8 * len(dil), 9, 11, generator=g)
+    torch.testing.assert_close(propagate(maps, weights, dil).double(), reference_propagate(maps, weights, dil),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_propagate_equals_the_unfold_form():
+    g = torch.Generator().manual_seed(1)
+    maps, dil = torch.rand(70, 13, 17, generator=g), (1, 3, 8)  # more maps than one unfold chunk used to hold
+    weights = torch.rand(8 * len(dil), 13, 17, generator=g)
+    unfold = sum((neighbours(maps, d) * weights[None, 8 * j:8 * (j + 1)]).sum(dim=1) for j, d in enumerate(dil))
+    torch.testing.assert_close(propagate(maps, weights, dil), unfold, rtol=1e-5, atol=1e-6)
+
+
+def test_spatial_refine_keeps_a_constant_map_where_no_neighbour_is_outside():
+    image = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(2))
+    cfg = SpatialRefineConfig(iterations=2, dilations=(1, 2))
+    out = spatial_refine(image, torch.full((2, 40, 40), 0.5), cfg)
+    w = affinity(image, cfg.dilations)
+    assert torch.allclose(w.sum(0), torch.ones(40, 40), atol=1e-5)  # weights sum to one per pixel
+    torch.testing.assert_close(out[:, 4:-4, 4:-4], torch.full((2, 32, 32), 0.5), rtol=1e-5, atol=1e-5)
