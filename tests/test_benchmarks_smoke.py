@@ -73,3 +73,11 @@ def test_efficiency_suite_quick(tmp_path, capsys):
     assert rows["union303"]["flops"] == {}
     assert fig.stat().st_size > 0 and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "RANDOM WEIGHTS (tiny test models)" in capsys.readouterr().out
+
+
+def test_spatial_refine_speed_tiny(capsys):
+    import spatial_refine_speed
+
+    out = spatial_refine_speed.main(["--classes", "3", "--hw", "20", "30", "--repeats", "1"])
+    assert out["max_diff"] < 1e-5 and set(out["medians"]) == {"unfold", "shifted"}
+    assert "speed-up unfold / shifted" in capsys.readouterr().out
