@@ -28,6 +28,7 @@ to ``--figure``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -151,9 +152,11 @@ def parse(argv):
     ap.add_argument("--image-hw", type=int, nargs=2, default=(336, 336), metavar=("H", "W"),
                     help="the random image (default 336 x 336: one 336 window; a VOC image has two)")
     ap.add_argument("--vocabs", nargs="+", default=[v for v, _ in VOCABULARIES])
-    ap.add_argument("--flops-vocabs", nargs="*", default=["voc21", "union303"],
-                    help="vocabularies whose stages also run once under torch.profiler for FLOPs")
+    ap.add_argument("--flops-vocabs", nargs="*", default=["voc21"],
+                    help="vocabularies whose stages also run once under torch.profiler for FLOPs (the profiler's "
+                         "records cost memory: union303 took the process to ~10 GB RSS)")
     ap.add_argument("--figure", default=None, help="PNG of time against vocabulary size (default: none)")
+    ap.add_argument("--json", default=None, help="write the results (seconds, GB, FLOPs) to this JSON file")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     add_protocol_arguments(ap)
     args = ap.parse_args(argv)
@@ -234,6 +237,9 @@ def main(argv=None) -> dict:
                             "total": {k: sum(models.values()) + sum(d.values()) for k, d in down.items()},
                             "peak_rss_gb": peaks, "flops": flops})
     report(results, args, protocol, start, text_s)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"header": start, "image_hw": list(args.image_hw),
+                                               "results": results}, indent=1))
     if args.figure:
         figure(results, args, Path(args.figure), start)
     return {"results": results, "header": start}
@@ -277,27 +283,34 @@ def report(results, args, protocol, start, text_s) -> None:
 
 
 def figure(results, args, path: Path, start: str) -> None:
-    """Per image time against the number of queries, one line per downstream setting plus the models alone."""
+    """Left: per image time against the number of queries, per downstream setting and the models alone. Right: the
+    vocabulary-dependent part alone (CLIPSeg decoder + the setting's downstream), free of the dense pass's noise."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = [r["queries"] for r in results]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.4))
     ax.plot(x, [sum(r["models"].values()) for r in results], "k--", marker=".", label="models only")
+    bx.plot(x, [r["models"]["clipseg decoder"] for r in results], "k--", marker=".", label="CLIPSeg decoder only")
     for k in SETTINGS:
         ax.plot(x, [r["total"][k] for r in results], marker="o", label=k)
+        bx.plot(x, [r["models"]["clipseg decoder"] + sum(r["downstream"][k].values()) for r in results],
+                marker="o", label=f"decoder + {k} downstream")
     for r in results:
         ax.annotate(r["vocab"], (r["queries"], r["total"]["no CSS"]), fontsize=7, rotation=35,
                     textcoords="offset points", xytext=(2, 4))
-    ax.set_xlabel("vocabulary size (queries)")
     ax.set_ylabel("seconds per image")
-    ax.set_title(f"ProxyCLIP + S2C2Seg per image vs vocabulary — {start.split(';')[0]}\n"
-                 f"image {args.image_hw[1]}x{args.image_hw[0]}, {results[0]['windows']} window(s), "
-                 f"{start.split(';')[1].strip()}", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    ax.set_title("per image (models + downstream)", fontsize=9)
+    bx.set_title("vocabulary-dependent stages", fontsize=9)
+    for a in (ax, bx):
+        a.set_xlabel("vocabulary size (queries)")
+        a.legend(fontsize=7)
+        a.grid(alpha=0.3)
+    fig.suptitle(f"ProxyCLIP + S2C2Seg vs vocabulary size — {start.split(';')[0]} — image {args.image_hw[1]}x"
+                 f"{args.image_hw[0]}, {results[0]['windows']} window(s), CPU, {start.split(';')[1].strip()}",
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -2,7 +2,7 @@
 they run end to end and report what they promise (behaviour only, never wall time)."""
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,8 @@ def test_efficiency_suite_quick(tmp_path, capsys):
     import efficiency_suite
 
     fig = tmp_path / "scaling.png"
-    out = efficiency_suite.main(["--quick", "--figure", str(fig)])  # stops if a timed label map differs from predict
+    out = efficiency_suite.main(["--quick", "--figure", str(fig), "--json", str(tmp_path / "suite.json")])
+    # (main stops if a timed label map differs from predict())
     rows = {r["vocab"]: r for r in out["results"]}
     assert list(rows) == ["cityscapes", "voc21", "union303"]
     assert (rows["cityscapes"]["queries"], rows["voc21"]["classes"], rows["union303"]["queries"]) == (19, 21, 303)
@@ -73,6 +74,8 @@ def test_efficiency_suite_quick(tmp_path, capsys):
     assert rows["union303"]["flops"] == {}
     assert fig.stat().st_size > 0 and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "RANDOM WEIGHTS (tiny test models)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "suite.json").read_text())
+    assert [r["queries"] for r in saved["results"]] == [19, 46, 303] and "RANDOM WEIGHTS" in saved["header"]
 
 
 def test_spatial_refine_speed_tiny(capsys):
