@@ -31,14 +31,14 @@ from .css import released_confidence, released_select
 from .data.protocols import Protocol
 from .predict import BACKGROUND_LABEL, BundleView, Prediction, synonym_max
 from .refine import RoundLog, refine_window
-from .spatial_refine import SpatialRefineConfig, spatial_refine
+from .spatial_refine import SpatialRefineConfig, guide_weights, spatial_refine
 
 if TYPE_CHECKING:
     from .presets import Preset
 
 __all__ = ["PostConfig", "WindowResult", "ReleasedView", "window_dense", "window_scores", "select_window",
            "run_window", "assemble", "class_probabilities", "otsu_threshold", "background_threshold",
-           "released_postprocess", "predict_released"]
+           "guide_image", "released_postprocess", "predict_released"]
 
 OTSU_BINS = 256
 """Histogram bins of the Otsu threshold on [0, 1] (bin centres ``(i + 0.5)/256``)."""
@@ -177,11 +177,17 @@ def background_threshold(max_prob: torch.Tensor, prob_thd: float, otsu_c: float 
     return min(max(otsu_threshold(max_prob.reshape(-1)), float(prob_thd)), float(otsu_c))
 
 
+def guide_image(image: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W): the network input image bilinearly resized to the probabilities' size (the refinement's guide)."""
+    return F.interpolate(image[None].float(), size=tuple(hw), mode="bilinear", align_corners=False)[0]
+
+
 def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, protocol: Protocol, post: PostConfig,
-                         image: torch.Tensor | None) -> torch.Tensor:
+                         image: torch.Tensor | None, weights: torch.Tensor | None = None) -> torch.Tensor:
     """(H, W) labels from the queries' logits (``postprocess_result``): class probabilities at the logit scale,
     the spatial refinement (labels from the ``temperature`` probabilities, the background test from the
-    logit-scale ones, refined only when prob_thd > 0), then the background threshold."""
+    logit-scale ones, refined only when prob_thd > 0), then the background threshold. ``weights``: the
+    refinement's ``guide_weights`` of :func:`guide_image`, when already computed (:meth:`ReleasedView.guide`)."""
     classes, inverse = torch.unique(query_to_class.long(), sorted=True, return_inverse=True)
     probs = class_probabilities(logits, inverse, classes.numel(), protocol.logit_scale)
     sr = post.spatial
@@ -189,13 +195,15 @@ def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, pro
     if sr.iterations > 0:
         if image is None:
             raise ValueError("bundle.input_image is None: the spatial refinement needs it (re-encode the bundle)")
-        image = F.interpolate(image[None].float(), size=probs.shape[-2:], mode="bilinear", align_corners=False)[0]
+        image = guide_image(image, probs.shape[-2:])
+        if weights is None:
+            weights = guide_weights(image, probs.shape[-2:], sr)
         temp = sr.temperature
         if temp is not None and float(temp) != float(protocol.logit_scale):
             sharp = class_probabilities(logits, inverse, classes.numel(), temp)
-            winner = spatial_refine(image, sharp, sr).argmax(0)
+            winner = spatial_refine(image, sharp, sr, weights).argmax(0)
         if winner is None or protocol.prob_thd > 0:
-            probs = spatial_refine(image, probs, sr)
+            probs = spatial_refine(image, probs, sr, weights)
     if winner is None:
         winner = probs.argmax(0)
     label = classes[winner]
@@ -209,7 +217,7 @@ class ReleasedView:
     """A bundle's per-window quantities computed once and shared by every setting (a sweep over one bundle).
 
     Memoised: the resized dense maps and CLIPSeg maps per window, the scores per (window, global score), the
-    selections per (window, the fields that decide them). Everything after the selection depends on the fusion
+    selections per (window, the fields that decide them), the spatial refinement's neighbour weights. Everything after the selection depends on the fusion
     and refinement settings and is recomputed per call.
     """
 
@@ -225,6 +233,17 @@ class ReleasedView:
         self._local: dict[int, torch.Tensor] = {}
         self._scores: dict = {}
         self._selections: dict = {}
+        self._guides: dict = {}
+
+    def guide(self, config: SpatialRefineConfig) -> torch.Tensor:
+        """The spatial refinement's neighbour weights of this image at its size (image-only: once per view)."""
+        key = (config.dilations, config.max_side)
+        if key not in self._guides:
+            if self.bundle.input_image is None:
+                raise ValueError("bundle.input_image is None: the spatial refinement needs it (re-encode the bundle)")
+            hw = tuple(int(v) for v in self.bundle.image_hw)
+            self._guides[key] = guide_weights(guide_image(self.bundle.input_image, hw), hw, config)
+        return self._guides[key]
 
     def dense(self, n: int) -> torch.Tensor:
         if n not in self._dense:
@@ -307,7 +326,9 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
     fill = preset.fusion.fill
     logits_union = assemble(rows, union.numel(), b, fill)
     q2c = view.query_to_class
-    label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image)
+    sr = preset.post.spatial
+    weights = view.guide(sr) if sr.iterations > 0 and b.input_image is not None else None
+    label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image, weights)
     logits = None
     if return_logits:
         fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused[:0]) for r in results], 1, b, fill)

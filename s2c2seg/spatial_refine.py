@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "spatial_refine"]
+__all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "work_size", "guide_weights",
+           "spatial_refine"]
 
 NEIGHBOUR_SLOTS = (0, 1, 2, 3, 5, 6, 7, 8)
 """The 8 neighbours of a 3×3 unfold (the centre, slot 4, left out)."""
@@ -81,20 +82,37 @@ def propagate(maps: torch.Tensor, weights: torch.Tensor, dilations: tuple[int, .
     return out
 
 
-def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefineConfig) -> torch.Tensor:
-    """(C, H, W) refined ``probs`` guided by ``image`` (3, h, w), both resized to the capped work size (``refine``)."""
+def work_size(hw: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The refinement's work size for an (h, w) map: (h, w), or scaled down so that the long side is ``max_side``."""
+    h, w = hw
+    scale = max(h, w) / float(max_side)
+    return (h, w) if scale <= 1 else (int(round(h / scale)), int(round(w / scale)))
+
+
+def guide_weights(image: torch.Tensor, hw: tuple[int, int], config: SpatialRefineConfig) -> torch.Tensor:
+    """The :func:`affinity` of ``image`` (3, h', w') resized to the work size of an (h, w) map (image-only:
+    a sweep computes it once per image)."""
+    work = work_size(tuple(hw), config.max_side)
+    img = image.float()[None]
+    if img.shape[-2:] != work:
+        img = F.interpolate(img, size=work, mode="bilinear", align_corners=False)
+    return affinity(img[0], config.dilations)
+
+
+def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefineConfig,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, H, W) refined ``probs`` guided by ``image`` (3, h, w), both resized to the capped work size (``refine``);
+    ``weights``: :func:`guide_weights` of ``image`` for this size, when already computed."""
     if config.iterations <= 0:
         return probs
     h, w = probs.shape[-2:]
-    scale = max(h, w) / float(config.max_side)
-    work = (h, w) if scale <= 1 else (int(round(h / scale)), int(round(w / scale)))
-    img, maps = image.float()[None], probs.float()[None]
-    if img.shape[-2:] != work:
-        img = F.interpolate(img, size=work, mode="bilinear", align_corners=False)
+    work = work_size((h, w), config.max_side)
+    if weights is None:
+        weights = guide_weights(image, (h, w), config)
+    maps = probs.float()[None]
     if maps.shape[-2:] != work:
         maps = F.interpolate(maps, size=work, mode="bilinear", align_corners=False)
-    img, maps = img[0], maps[0]
-    weights = affinity(img, config.dilations)
+    maps = maps[0]
     for _ in range(config.iterations):
         maps = propagate(maps, weights, config.dilations)
     if maps.shape[-2:] != (h, w):

@@ -47,3 +47,34 @@ def test_spatial_refine_keeps_a_constant_map_where_no_neighbour_is_outside():
     w = affinity(image, cfg.dilations)
     assert torch.allclose(w.sum(0), torch.ones(40, 40), atol=1e-5)  # weights sum to one per pixel
     torch.testing.assert_close(out[:, 4:-4, 4:-4], torch.full((2, 32, 32), 0.5), rtol=1e-5, atol=1e-5)
+
+
+def test_released_view_computes_the_refinement_weights_once_and_changes_no_label():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_released import make_bundle
+
+    from s2c2seg.data.protocols import get_protocol
+    from s2c2seg.predict import BundleView, predict
+    from s2c2seg.presets import get_preset
+    from s2c2seg.released import released_view
+
+    proto = get_protocol("voc21", "proxyclip")
+    bundle = make_bundle(seed=3)
+    view = BundleView(bundle)
+    for iterations in (3, 1):  # two settings on one view: one set of weights
+        preset = get_preset("released++", "voc21", **{"post.spatial.iterations": iterations})
+        shared = predict(view, proto, method="s2c2seg", preset=preset).label_map
+        fresh = predict(bundle, proto, method="s2c2seg", preset=preset).label_map  # a bare bundle: no memo
+        assert torch.equal(shared, fresh)
+    assert len(released_view(view)._guides) == 1
+    image, hw, cfg = bundle.input_image, (25, 37), SpatialRefineConfig(iterations=2)
+    from s2c2seg.released import guide_image
+    from s2c2seg.spatial_refine import guide_weights
+
+    guide = guide_image(image, hw)
+    probs = torch.rand(4, *hw, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(spatial_refine(guide, probs, cfg, guide_weights(guide, hw, cfg)),
+                               spatial_refine(guide, probs, cfg), rtol=0, atol=0)
