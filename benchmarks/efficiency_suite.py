@@ -23,7 +23,7 @@ per-vocabulary, cached cost) are computed before timing, CLIP's with one templat
 to ``--figure``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/efficiency_suite.py [--repeats 1] [--image-hw 336 336]
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/efficiency_suite.py --quick   # tiny models, seconds (smoke test)
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/efficiency_suite.py --quick   # tiny models, small image (smoke test)
 """
 from __future__ import annotations
 
@@ -38,7 +38,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_common import add_protocol_arguments, header, peak_rss_gb, protocol_from_args, reset_peak_rss
+from bench_common import (
+    add_protocol_arguments,
+    header,
+    peak_rss_gb,
+    protocol_from_args,
+    reset_peak_rss,
+)
 
 VOCABULARIES = (("cityscapes", "proxyclip"), ("voc20", "proxyclip"), ("voc21", "proxyclip"),
                 ("context59", "proxyclip"), ("context60", "proxyclip"), ("coco_object", "proxyclip"),
@@ -52,8 +58,8 @@ SETTINGS = {"released": ("released", {}), "no CSS": ("released", {"select.tau": 
 """Downstream setting -> (preset, overrides)."""
 MODEL_STAGES = ("dense", "clipseg vision", "clipseg decoder")
 DOWNSTREAM_STAGES = ("css", "csg", "refinement", "post")
-QUICK = dict(size="tiny", image_hw=(48, 64), short_side=48, crop=32, stride=16, repeats=1,
-             vocabs=("cityscapes", "voc21", "union303"), flops_vocabs=("voc21",))
+QUICK = {"size": "tiny", "image_hw": (48, 64), "short_side": 48, "crop": 32, "stride": 16, "repeats": 1,
+         "vocabs": ("cityscapes", "voc21", "union303"), "flops_vocabs": ("voc21",)}
 """``--quick``: tiny models, a small image and protocol, three vocabularies (the smoke test)."""
 
 
@@ -130,7 +136,8 @@ def downstream(bundle, protocol, preset, timer: Timer) -> torch.Tensor:
         fused = timer("csg", preset.fusion.fuse, dense[selected], local[selected])
         if preset.refine.t_max > 0:
             selected, fused, _ = timer("refinement", refine_window, selected, fused, (g, s, c), local,
-                                       lambda idx: preset.fusion.fuse(dense[idx], local[idx]), preset.refine,
+                                       lambda idx, d=dense, lo=local: preset.fusion.fuse(d[idx], lo[idx]),
+                                       preset.refine,
                                        weights, preset.select.k_min, protocol.logit_scale)
         rows_sel.append(selected)
         rows_fused.append(fused)
@@ -228,7 +235,7 @@ def main(argv=None) -> dict:
                     dt = Timer(flops=True)
                     downstream(bundle, protocol, preset, dt)
                     flops[k] = dt.flops
-            med = lambda runs, s: statistics.median(r.get(s, 0.0) for r in runs)  # noqa: E731
+            med = lambda runs, s: statistics.median(r.get(s, 0.0) for r in runs)
             models = {s: med(model_runs, s) for s in MODEL_STAGES}
             down = {k: {s: med(v, s) for s in DOWNSTREAM_STAGES} for k, v in down_runs.items()}
             results.append({"vocab": name, "queries": len(vocab.queries), "classes": vocab.num_classes,
@@ -251,8 +258,8 @@ def report(results, args, protocol, start, text_s) -> None:
           f"{results[0]['windows']} window(s); median of {args.repeats} run(s) after a warm-up; text features "
           f"(excluded) {text_s:.1f} s")
     print("\nPer image time (s) = models + downstream; peak RSS (GB) of the encode / of each downstream setting")
-    print(f"| vocabulary | classes | queries | models | released | no CSS | released++ | peak RSS encode | "
-          f"released | no CSS | released++ |")
+    print("| vocabulary | classes | queries | models | released | no CSS | released++ | peak RSS encode | "
+          "released | no CSS | released++ |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         t, p = r["total"], r["peak_rss_gb"]

@@ -48,8 +48,8 @@ def main(argv=None) -> dict:
     diff = float((outs["unfold"] - outs["shifted"]).abs().max())
     print(f"spatial refinement, one iteration: {args.classes} maps x {args.hw[0]}x{args.hw[1]}, dilations {dil}; "
           f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
-    for k in times:
-        print(f"  {k:<8} {med[k] * 1000:8.0f} ms  (runs: {[round(t, 3) for t in times[k]]})")
+    for k, runs in times.items():
+        print(f"  {k:<8} {med[k] * 1000:8.0f} ms  (runs: {[round(t, 3) for t in runs]})")
     print(f"speed-up unfold / shifted: {med['unfold'] / med['shifted']:.1f}x; max |difference| {diff:.2e}")
     return {"medians": med, "max_diff": diff}
 

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from s2c2seg.spatial_refine import SpatialRefineConfig, affinity, neighbours, propagate, spatial_refine
+from s2c2seg.spatial_refine import (
+    SpatialRefineConfig,
+    affinity,
+    neighbours,
+    propagate,
+    spatial_refine,
+)
 
 OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 """The 8 neighbours in the 3x3 unfold's row-major order, the centre left out."""
@@ -12,7 +18,7 @@ OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 def reference_propagate(maps, weights, dilations):
     """float64 pixel loops: out[c, y, x] = Σ_dilation Σ_neighbour w[slot, y, x] · maps[c, y+dy·d, x+dx·d] (0 outside)."""
     m, wt = maps.double(), weights.double()
-    c, h, w = m.shape
+    h, w = m.shape[-2:]
     out = torch.zeros_like(m)
     for j, d in enumerate(dilations):
         for k, (dy, dx) in enumerate(OFFSETS):
