@@ -1,0 +1,78 @@
+"""Smoke runs of the released-pipeline benchmarks with tiny random-weight models, a small image and protocol:
+they run end to end and report what they promise (behaviour only, never wall time)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SMALL = ["--size", "tiny", "--image-hw", "48", "64", "--short-side", "48", "--crop", "32", "--stride", "16"]
+
+
+@pytest.fixture(autouse=True)
+def _bench_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+def test_released_overhead_tiny(capsys):
+    import released_overhead
+
+    out = released_overhead.main(["--images", "1", *SMALL])
+    assert set(out["ratios"]) == {"released", "released++"}
+    assert all(r > 0 for r in out["ratios"].values())
+    med = out["medians"]
+    assert med["released"] == pytest.approx(med["encode"] + med["predict released"])
+    assert med["released++"] == pytest.approx(med["encode"] + med["predict released++"])
+    text = capsys.readouterr().out
+    assert "RANDOM WEIGHTS (tiny test models)" in text and "ratio released / ProxyCLIP" in text
+
+
+def test_released_grid_covers_the_issue_keys():
+    import sweep_cost
+
+    grid = sweep_cost.released_grid()
+    assert len(grid) == 100 and grid[0] == {}
+    assert set(grid[1]) == {"select.tau", "fusion.lam", "fusion.guide_weight", "select.conf_weight", "select.k_max",
+                            "refine.t_max", "refine.theta_high", "refine.admit_cap", "post.otsu_c",
+                            "post.spatial.iterations"}
+    for key, values in sweep_cost.RELEASED_AXES.items():  # every value of every axis is drawn at least once
+        assert {p[key] for p in grid[1:]} == set(values), key
+    assert sweep_cost.released_grid() == grid  # seeded
+
+
+def test_sweep_cost_released_reads_each_bundle_once(tmp_path, capsys):
+    import sweep_cost
+
+    out = sweep_cost.main(["--images", "2", "--preset", "released++", "--points", "4", "--workdir", str(tmp_path),
+                           *SMALL])
+    assert out["points"] == 4 and out["ratio"] > 0
+    assert out["eval_cache"]["misses"] == 2 and out["sweep_cache"]["hits"] == 2
+    assert out["sweep_cache"]["misses"] == 0
+    assert [r.parameters["preset"] for r in out["records"]] == ["released++"] * 4
+    assert "RANDOM WEIGHTS" in capsys.readouterr().out
+
+
+def test_efficiency_suite_quick(tmp_path, capsys):
+    import efficiency_suite
+
+    fig = tmp_path / "scaling.png"
+    out = efficiency_suite.main(["--quick", "--figure", str(fig), "--json", str(tmp_path / "suite.json")])
+    # (main stops if a timed label map differs from predict())
+    rows = {r["vocab"]: r for r in out["results"]}
+    assert list(rows) == ["cityscapes", "voc21", "union303"]
+    assert (rows["cityscapes"]["queries"], rows["voc21"]["classes"], rows["union303"]["queries"]) == (19, 21, 303)
+    assert rows["union303"]["operating_point"] == "ade20k"
+    for r in rows.values():
+        assert set(r["total"]) == {"released", "no CSS", "released++"}
+        assert r["downstream"]["released"]["refinement"] == 0.0  # the conference run has no refinement round
+        assert r["downstream"]["released++"]["refinement"] > 0.0
+        assert r["peak_rss_gb"]["encode"] > 0
+    flops = rows["voc21"]["flops"]
+    assert flops["dense"] > 0 and flops["clipseg decoder"] > 0 and flops["released"]["csg"] > 0
+    assert rows["union303"]["flops"] == {}
+    assert fig.stat().st_size > 0 and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "RANDOM WEIGHTS (tiny test models)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "suite.json").read_text())
+    assert [r["queries"] for r in saved["results"]] == [19, 46, 303] and "RANDOM WEIGHTS" in saved["header"]
