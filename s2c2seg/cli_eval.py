@@ -84,9 +84,11 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     """The method, its preset and the paper preset's CSS / CSG options (unset = the preset's values)."""
     g = p.add_argument_group("method (preset; CSS / CSG of the paper preset)")
     g.add_argument("--method", default="s2c2seg", choices=list(METHODS))
-    g.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                   help="method s2c2seg's computation: the authors' conference run (released, default), their "
-                        "journal run (released++), or the paper's formulas (paper); see docs/released.md")
+    g.add_argument("--preset", choices=list(PRESETS),
+                   help="method s2c2seg's computation: the authors' conference run (released, the default), their "
+                        "journal run (released++), or the paper's formulas (paper; the default when an option "
+                        "only the paper reading has is given: --mode, --use, --stage2-pool, --temperature, "
+                        "--no-keep-background, --score-source baseline, --no-select); see docs/released.md")
     g.add_argument("--set", dest="preset_set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset value by its dotted key, e.g. select.tau=0.5 (repeatable; keys: "
                         "s2c2seg.presets.preset_keys)")
@@ -117,14 +119,20 @@ def _parse_set(items) -> dict:
     return out
 
 
-def method_from_args(args, dataset: str):
-    """``(preset, css, csg)`` of the method options for ``dataset`` (:func:`s2c2seg.presets.resolve_preset`)."""
+def method_from_args(args, dataset: str, *, per_point: bool = False):
+    """``(preset, css, csg)`` of the method options for ``dataset`` (:func:`s2c2seg.presets.resolve_preset`'s
+    rule: a named ``--preset``; else the paper reading when an option only it has is given; else the default).
+    ``per_point`` (sweeps): with no method option at all, ``(None, None, None)``: each grid point resolves its own."""
     given = {k: getattr(args, k) for k in PAPER_OPTIONS if getattr(args, k, None) is not None}
     overrides = _parse_set(args.preset_set)
     if args.method != "s2c2seg":
         css, csg = _paper_configs(given)
         return None, css, csg
-    preset = get_preset(args.preset, dataset)
+    paper_only = bool(set(given) - set(RELEASED_ALIASES)) or args.score_source != SCORE_SOURCES[0] or args.no_select
+    if per_point and args.preset is None and not given and not overrides and not paper_only:
+        return None, None, None
+    name = args.preset or ("paper" if paper_only else DEFAULT_PRESET)
+    preset = get_preset(name, dataset)
     if preset.css is not None:  # the paper preset: its options set CSSConfig / CSGConfig
         css, csg = _paper_configs(given, preset.css, preset.csg)
         try:
@@ -134,8 +142,8 @@ def method_from_args(args, dataset: str):
         return preset, preset.css, preset.csg
     other = sorted(set(given) - set(RELEASED_ALIASES))
     if other:
-        raise ValueError(f"--{other[0].replace('_', '-')} is an option of --preset paper; preset {args.preset!r} "
-                         f"takes --set KEY=VALUE (keys: s2c2seg.presets.preset_keys({args.preset!r}))")
+        raise ValueError(f"--{other[0].replace('_', '-')} is an option of --preset paper; preset {name!r} "
+                         f"takes --set KEY=VALUE (keys: s2c2seg.presets.preset_keys({name!r}))")
     try:
         preset = preset.override({**{RELEASED_ALIASES[k]: v for k, v in given.items()}, **overrides})
     except ValueError as exc:
@@ -195,10 +203,12 @@ def segmenter_config(encode: EncodeSide, device: str | None) -> SegmenterConfig:
     return SegmenterConfig(local_text=encode.local_text, precision="fp16" if fp16 else "fp32")
 
 
-def method_setup(args):
-    """``(dataset, backend, vocab, protocol, preset, css, csg)`` of ``eval`` / ``sweep``'s arguments."""
-    preset, css, csg = method_from_args(args, benchmark_key(args.dataset))
-    dataset, backend, vocab, protocol = setup_from_args(args, None if preset is None else preset.encode)
+def method_setup(args, *, per_point: bool = False):
+    """``(dataset, backend, vocab, protocol, preset, css, csg)`` of ``eval`` / ``sweep``'s arguments (``per_point``:
+    see :func:`method_from_args`)."""
+    preset, css, csg = method_from_args(args, benchmark_key(args.dataset), per_point=per_point)
+    encode = preset.encode if preset is not None else (EncodeSide() if args.method == "s2c2seg" else None)
+    dataset, backend, vocab, protocol = setup_from_args(args, encode)
     return dataset, backend, vocab, protocol, preset, css, csg
 
 

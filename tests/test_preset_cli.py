@@ -98,3 +98,18 @@ def test_sweep_produces_the_registrys_points_and_tables_recognise_them(voc_root,
     assert "RANDOM WEIGHTS" in table
     with pytest.raises(ValueError, match="--points 'mian'"):
         main(["sweep", "voc21", "--data-root", str(voc_root), "--points", "mian", *TINY, "--out", str(tmp_path / "x")])
+
+
+def test_without_preset_the_paper_options_mean_the_paper_reading(voc_root, tmp_path):
+    out = tmp_path / "run"
+    assert main(["eval", "voc21", "--data-root", str(voc_root), "--mode", "uniform", *TINY, "--out", str(out)]) == 0
+    rec = RunRecord.load(out / "record.json")
+    assert rec.parameters["preset"] == "paper" and rec.parameters["csg"]["mode"] == "uniform"
+    grid = tmp_path / "grid.yaml"  # each point resolves its own preset when the command names none
+    grid.write_text("- {method: baseline}\n- {tau: 0.2, mode: uniform}\n- {preset: released, select.tau: 0.5}\n"
+                    "- {}\n", encoding="utf-8")
+    assert main(["sweep", "voc21", "--data-root", str(voc_root), "--grid", str(grid), *TINY,
+                 "--out", str(tmp_path / "sweep")]) == 0
+    recs = [RunRecord.load(p) for p in sorted((tmp_path / "sweep" / "points").glob("*/record.json"))]
+    assert [r.parameters["preset"] for r in recs] == [None, "paper", "released", "released"]
+    assert recs[1].parameters["css"]["tau"] == 0.2 and recs[2].parameters["preset_values"]["select"]["tau"] == 0.5
