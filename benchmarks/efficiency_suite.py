@@ -58,6 +58,9 @@ SETTINGS = {"released": ("released", {}), "no CSS": ("released", {"select.tau": 
 """Downstream setting -> (preset, overrides)."""
 MODEL_STAGES = ("dense", "clipseg vision", "clipseg decoder")
 DOWNSTREAM_STAGES = ("css", "csg", "refinement", "post")
+STAGE_HEADER = ("| vocabulary | dense | clipseg vision | clipseg decoder | released css/csg/ref/post | "
+                "no CSS css/csg/ref/post | released++ css/csg/ref/post |\n|---|---|---|---|---|---|---|")
+"""Header of the per-stage tables (times and FLOPs share its columns)."""
 QUICK = {"size": "tiny", "image_hw": (48, 64), "short_side": 48, "crop": 32, "stride": 16, "repeats": 1,
          "vocabs": ("cityscapes", "voc21", "union303"), "flops_vocabs": ("voc21",)}
 """``--quick``: tiny models, a small image and protocol, three vocabularies (the smoke test)."""
@@ -269,9 +272,7 @@ def report(results, args, protocol, start, text_s) -> None:
               f"{t['released']:.2f} | {t['no CSS']:.2f} | {t['released++']:.2f} | {p['encode']:.2f} | "
               f"{p['released']:.2f} | {p['no CSS']:.2f} | {p['released++']:.2f} |")
     print("\nPer stage (ms): models, then downstream per setting (css / csg / refinement / post)")
-    print("| vocabulary | dense | clipseg vision | clipseg decoder | released css/csg/ref/post | "
-          "no CSS css/csg/ref/post | released++ css/csg/ref/post |")
-    print("|---|---|---|---|---|---|---|")
+    print(STAGE_HEADER)
     for r in results:
         m = r["models"]
         cells = ["/".join(f"{1000 * r['downstream'][k][s]:.0f}" for s in DOWNSTREAM_STAGES) for k in SETTINGS]
@@ -281,9 +282,7 @@ def report(results, args, protocol, start, text_s) -> None:
     if flops:
         print("\nFLOPs per stage (GFLOP, torch.profiler with_flops; ops without a FLOP formula, e.g. the fused "
               "attention kernel, count 0)")
-        print("| vocabulary | dense | clipseg vision | clipseg decoder | released css/csg/ref/post | "
-              "no CSS css/csg/ref/post | released++ css/csg/ref/post |")
-        print("|---|---|---|---|---|---|---|")
+        print(STAGE_HEADER)
         for r in flops:
             f = r["flops"]
             cells = ["/".join(f"{f[k].get(s, 0) / 1e9:.3g}" for s in DOWNSTREAM_STAGES) for k in SETTINGS]

@@ -58,11 +58,7 @@ def test_spatial_refine_keeps_a_constant_map_where_no_neighbour_is_outside():
 
 
 def test_released_view_computes_the_refinement_weights_once_and_changes_no_label():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_released import make_bundle
+    from test_released import make_bundle  # tests/ is on the path, as for fakes
 
     from s2c2seg.data.protocols import get_protocol
     from s2c2seg.predict import BundleView, predict
