@@ -67,17 +67,14 @@ def main() -> None:
         t0 = time.perf_counter()
         seg = build_backend("random", baseline="corrclip", size="full", cache_dir=cache)
         t_load = time.perf_counter() - t0
-        q = len(vocab.queries)
         seen = {}
 
         def corrclip_alone():
             logits, boxes, (rh, rw), _, _, _ = seg.dense(sample, vocab, protocol, with_global=False)
             seen.update(crops=len(boxes), resized=(rh, rw))
-            bundle = FeatureBundle(  # the S2C2Seg fields are zeros: not computed, not used by the baseline path
+            bundle = FeatureBundle(  # no S2C2Seg source: the baseline path reads none
                 dense_logits=logits, crop_boxes=boxes, resized_hw=torch.tensor([rh, rw]),
-                image_hw=torch.tensor(image.shape[:2]), global_sim=torch.zeros(q), clipseg_mean=torch.zeros(q),
-                clipseg_maps=torch.zeros(q, 1, 1, dtype=torch.float16),
-                query_to_class=torch.as_tensor(vocab.query_to_class),
+                image_hw=torch.tensor(image.shape[:2]), query_to_class=torch.as_tensor(vocab.query_to_class),
                 regions=torch.from_numpy(sample.regions))
             return predict(bundle, protocol, method="baseline")
 

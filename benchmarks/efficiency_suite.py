@@ -111,11 +111,8 @@ def encode_parts(seg, sample, vocab, protocol, timer: Timer):
             return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
 
         local.append(timer("clipseg decoder", decode))
-    q = len(vocab.queries)
-    zeros = torch.zeros(q)
     h, w = sample.image.shape[:2]
-    return FeatureBundle(logits, boxes, torch.tensor([rh, rw]), torch.tensor([h, w]), zeros, zeros,
-                         torch.zeros(q, 1, 1, dtype=torch.float16), vocab.query_to_class,
+    return FeatureBundle(logits, boxes, torch.tensor([rh, rw]), torch.tensor([h, w]), vocab.query_to_class,
                          window_local=torch.stack(local), window_global=globals_.float() @ text.T,
                          window_pad=torch.tensor(pad, dtype=torch.long), input_image=image.float())
 

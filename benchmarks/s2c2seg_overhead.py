@@ -58,9 +58,8 @@ def main() -> None:
 
         def sclip_alone(sample):
             logits, boxes, hw, _, _, _ = seg.dense(sample, vocab, protocol)
-            zeros = torch.zeros(q)
-            bundle = FeatureBundle(logits, boxes, torch.tensor(hw), torch.tensor(sample.image.shape[:2]), zeros,
-                                   zeros, torch.zeros(q, 1, 1, dtype=torch.float16), vocab.query_to_class)
+            bundle = FeatureBundle(logits, boxes, torch.tensor(hw), torch.tensor(sample.image.shape[:2]),
+                                   vocab.query_to_class)  # the baseline reads no S2C2Seg source
             return predict(bundle, protocol, method="baseline").label_map
 
         def with_s2c2seg(sample):

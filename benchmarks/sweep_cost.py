@@ -10,7 +10,8 @@ images, the VOC size).
 
 Steps: (1) the vocabulary's text embeddings are computed once and cached (a per-vocabulary cost, not a
 per-image one, so it is excluded from both sides); (2) one uncached evaluation of ``--images`` images with
-``method=s2c2seg`` under ``--preset``, writing the bundle cache; (3) a sweep of 100 grid points read from that
+``method=s2c2seg`` under ``--preset``, writing the bundle cache (the Segmenter computes the sources that preset
+reads, as ``s2c2seg eval`` builds it); (3) a sweep of 100 grid points read from that
 cache. Target: (3) <= 2 x (2).
 
 * ``--preset paper`` (SCLIP, the anchors' VOC21/SCLIP protocol): 5 tau x 5 lambda x 4 fusion modes.
@@ -34,9 +35,12 @@ from pathlib import Path
 import torch
 from bench_common import add_protocol_arguments, protocol_from_args
 
+from s2c2seg.cli_eval import segmenter_config
 from s2c2seg.data import get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import evaluate
+from s2c2seg.predict import bundle_sources
+from s2c2seg.presets import get_preset
 from s2c2seg.segmenter import build_backend
 from s2c2seg.slide import rescale_size, slide_boxes
 from s2c2seg.sweep import sweep
@@ -108,9 +112,12 @@ def main(argv=None) -> dict:
     vocab = vocabulary("voc21", proto.name_variant)
     grid = released_grid(args.points) if released else GRID
     preset = args.preset
-    backend = build_backend("random", baseline=baseline, size=args.size, cache_dir=work / "text")
+    resolved = get_preset(preset, "voc21")  # the Segmenter that `s2c2seg eval --preset <preset>` builds:
+    config = segmenter_config(resolved.encode, "cpu", bundle_sources("s2c2seg", resolved))  # its sources only
+    backend = build_backend("random", baseline=baseline, size=args.size, cache_dir=work / "text", config=config)
     vfm = "" if backend.vfm is None else f", VFM {backend.vfm.name} {_params(backend.vfm.model):.1f} M params"
-    print(f"RANDOM WEIGHTS, size={args.size}, preset {preset}, baseline {baseline}: CLIP "
+    print(f"RANDOM WEIGHTS, size={args.size}, preset {preset}, baseline {baseline}, bundle sources "
+          f"{backend.describe()['sources']}: CLIP "
           f"{backend.clip.model_name} {_params(backend.clip.model):.1f} M params, CLIPSeg "
           f"{_params(backend.clipseg.model):.1f} M params{vfm}; torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["FeatureBundle", "BundleError", "storage_label", "stored_window_hw"]
+__all__ = ["FeatureBundle", "BundleError", "PAPER_SOURCES", "WINDOW_SOURCES", "SOURCE_GROUPS", "storage_label",
+           "stored_window_hw"]
 
 EXACT_STORAGE = "exact"
 """``meta["storage"]`` of a lossless ``window_local``: float32 at the window size."""
@@ -39,6 +40,16 @@ def storage_label(dtype: torch.dtype, store_size: int = 0) -> str:
     return EXACT_STORAGE if dtype == torch.float32 else f"compact-{name}"
 
 
+PAPER_SOURCES = ("global_sim", "clipseg_mean", "clipseg_maps")
+"""The paper reading's whole-image sources (CLIP's global embedding, CLIPSeg on the whole image): read by the
+``paper`` preset and the oracle, never by the released presets; optional (``SegmenterConfig.paper_sources``)."""
+WINDOW_SOURCES = ("window_local", "window_global", "input_image")
+"""The release's per-window sources (``SegmenterConfig.window_sources``); ``window_local`` marks the group.
+``window_pad`` is geometry, not a source: every bundle whose windows were padded has it."""
+SOURCE_GROUPS = {"paper": PAPER_SOURCES, "window": WINDOW_SOURCES}
+"""The optional source groups of a bundle, by the name a backend's ``describe()["sources"]`` lists."""
+
+
 class BundleError(ValueError):
     """A bundle (in memory or on disk) is malformed, truncated or belongs to another key."""
 
@@ -58,14 +69,15 @@ class FeatureBundle:
     """(2,) int64: size of the short-side-resized image that the crops tile."""
     image_hw: torch.Tensor
     """(2,) int64: original image (= label) size; predictions are made at this size."""
-    global_sim: torch.Tensor
-    """(Q,) float32: cosine of the vanilla global CLIP image embedding with each query's text embedding."""
-    clipseg_mean: torch.Tensor
-    """(Q,) float32: spatial mean of CLIPSeg's sigmoid map per query, over its full-resolution output."""
-    clipseg_maps: torch.Tensor
-    """(Q, hs, ws) float16: CLIPSeg's sigmoid maps per query, stored at a reduced size."""
     query_to_class: torch.Tensor
     """(Q,) int64: class index of each query (synonyms share one class)."""
+    global_sim: torch.Tensor | None = None
+    """(Q,) float32: cosine of the vanilla global CLIP image embedding with each query's text embedding (a paper
+    source: None in a released-only bundle, ``SegmenterConfig(paper_sources=False)``)."""
+    clipseg_mean: torch.Tensor | None = None
+    """(Q,) float32: spatial mean of CLIPSeg's sigmoid map per query, over its full-resolution output (paper)."""
+    clipseg_maps: torch.Tensor | None = None
+    """(Q, hs, ws) float16: CLIPSeg's whole-image sigmoid maps per query, stored at a reduced size (paper)."""
     regions: torch.Tensor | None = None
     """(H, W) int32 region ids at the original size (CorrCLIP's vote), or None."""
     window_local: torch.Tensor | None = None
@@ -85,8 +97,9 @@ class FeatureBundle:
     _TENSORS = ("dense_logits", "crop_boxes", "resized_hw", "image_hw", "global_sim", "clipseg_mean",
                 "clipseg_maps", "query_to_class", "regions", "window_local", "window_global", "window_pad",
                 "input_image")
-    _OPTIONAL = ("regions", "window_local", "window_global", "window_pad", "input_image")
-    """Fields a bundle may lack (older caches, backends that do not produce them)."""
+    _OPTIONAL = ("global_sim", "clipseg_mean", "clipseg_maps", "regions", "window_local", "window_global",
+                 "window_pad", "input_image")
+    """Fields a bundle may lack (older caches, backends or configurations that do not produce them)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -116,10 +129,13 @@ class FeatureBundle:
             "crop_boxes": self.crop_boxes.shape == (self.dense_logits.shape[0], 4),
             "resized_hw": tuple(self.resized_hw.shape) == (2,),
             "image_hw": tuple(self.image_hw.shape) == (2,),
-            "global_sim": tuple(self.global_sim.shape) == (q,),
-            "clipseg_mean": tuple(self.clipseg_mean.shape) == (q,),
-            "clipseg_maps": self.clipseg_maps.ndim == 3 and self.clipseg_maps.shape[0] == q,
         }
+        if self.global_sim is not None:
+            checks["global_sim"] = tuple(self.global_sim.shape) == (q,)
+        if self.clipseg_mean is not None:
+            checks["clipseg_mean"] = tuple(self.clipseg_mean.shape) == (q,)
+        if self.clipseg_maps is not None:
+            checks["clipseg_maps"] = self.clipseg_maps.ndim == 3 and self.clipseg_maps.shape[0] == q
         if self.regions is not None:
             checks["regions"] = tuple(self.regions.shape) == tuple(int(v) for v in self.image_hw)
         n = self.dense_logits.shape[0]
@@ -162,6 +178,38 @@ class FeatureBundle:
         if {stored_window_hw(hw, size) for hw in sizes} != {stored}:
             raise BundleError(f"FeatureBundle.window_local is {stored} per window, but crop_boxes + window_pad give "
                               f"padded windows of sizes {sorted(sizes)} (meta['storage'] = {storage!r})")
+
+    def require_paper_sources(self, reader: str) -> None:
+        """Raise :class:`BundleError` naming the fix when a paper source (:data:`PAPER_SOURCES`) is missing."""
+        missing = [n for n in PAPER_SOURCES if getattr(self, n) is None]
+        if missing:
+            raise BundleError(f"FeatureBundle lacks {', '.join(missing)} ({reader} reads the paper reading's "
+                              "whole-image sources): encode with SegmenterConfig(paper_sources=True)")
+
+    def source_groups(self) -> frozenset[str]:
+        """The :data:`SOURCE_GROUPS` this bundle has (``paper``: every paper field; ``window``: ``window_local``)."""
+        groups = set()
+        if all(getattr(self, n) is not None for n in PAPER_SOURCES):
+            groups.add("paper")
+        if self.window_local is not None:
+            groups.add("window")
+        return frozenset(groups)
+
+    def extended(self, other: FeatureBundle) -> FeatureBundle:
+        """This bundle plus the source groups only ``other`` has: ``other`` must be an encode of the same image,
+        models and settings that computed other groups (a cache entry being extended, never narrowed)."""
+        new = other.source_groups() - self.source_groups()
+        if not new:
+            return self
+        if other.query_to_class.shape != self.query_to_class.shape or not torch.equal(other.crop_boxes,
+                                                                                       self.crop_boxes):
+            raise BundleError("FeatureBundle.extended: the other bundle is of another image or vocabulary")
+        fields_ = {n: getattr(other, n) for g in new for n in SOURCE_GROUPS[g] if getattr(other, n) is not None}
+        meta = dict(self.meta)
+        if "window" in new:
+            meta.update({k: other.meta[k] for k in ("storage", "local_text") if k in other.meta})
+        meta["sources"] = sorted(self.source_groups() | new)
+        return FeatureBundle(**{**self.tensors(), **fields_}, meta=meta)
 
     def nbytes(self) -> int:
         """Bytes of tensor payload (what the cache stores, before the small JSON header)."""

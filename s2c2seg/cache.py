@@ -102,6 +102,21 @@ def _package_version() -> str:
     return __version__
 
 
+SOURCE_GROUP_KEYS = ("sources", "storage", "local_text")
+"""``describe()`` entries that only say which source groups a backend computes (its ``config`` keeps the settings
+that shape them: CLIPSeg text, window storage); left out of the key, so one entry serves every run on the image."""
+SOURCE_GROUP_CONFIG = ("paper_sources", "window_sources")
+
+
+def without_source_groups(desc: dict) -> dict:
+    """``desc`` less the parts that only choose source groups (:data:`SOURCE_GROUP_KEYS`): an entry's groups are
+    checked when read (:meth:`BundleCache.get`), and extended when a run needs one it lacks."""
+    out = {k: v for k, v in desc.items() if k not in SOURCE_GROUP_KEYS}
+    if isinstance(out.get("config"), dict):
+        out["config"] = {k: v for k, v in out["config"].items() if k not in SOURCE_GROUP_CONFIG}
+    return out
+
+
 def key_payload(backend_description: dict, protocol: Protocol, vocab: Vocabulary, sample: Sample,
                 dataset: str | None = None) -> dict[str, Any]:
     """The JSON-able dict whose canonical form is hashed into the cache key (also stored for inspection)."""
@@ -110,7 +125,7 @@ def key_payload(backend_description: dict, protocol: Protocol, vocab: Vocabulary
         "schema": 2,
         "package": _package_version(),
         "code": code_fingerprint(),
-        "backend": backend_description,
+        "backend": without_source_groups(backend_description),
         "protocol": {k: proto[k] for k in ENCODER_PROTOCOL_FIELDS},
         "vocabulary": vocab.to_json(),
         "dataset": dataset,
@@ -149,6 +164,7 @@ class BundleCache:
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = CacheStats()
+        self._partial: tuple[str, FeatureBundle] | None = None
 
     def __repr__(self) -> str:
         return f"BundleCache({str(self.root)!r})"
@@ -158,8 +174,11 @@ class BundleCache:
             raise ValueError(f"key must be a 64-character lowercase hex SHA-256, got {key!r}")
         return self.root / key[:2] / f"{key}{self.SUFFIX}"
 
-    def get(self, key: str) -> FeatureBundle | None:
-        """The bundle stored under ``key``, or None (missing, or unreadable/foreign: then deleted)."""
+    def get(self, key: str, need=frozenset()) -> FeatureBundle | None:
+        """The bundle stored under ``key``, or None (missing, or unreadable/foreign: then deleted). An entry that
+        lacks one of the source groups ``need`` is not served: it is kept aside and the next :meth:`put` under
+        ``key`` extends it with the new encode's groups (``FeatureBundle.extended``)."""
+        self._partial = None
         path = self.path(key)
         if not path.is_file():
             return None
@@ -171,11 +190,18 @@ class BundleCache:
             self.stats.corrupt += 1
             path.unlink(missing_ok=True)
             return None
+        if not set(need) <= bundle.source_groups():
+            self._partial = (key, bundle)
+            return None
         self.stats.hits += 1
         return bundle
 
     def put(self, key: str, bundle: FeatureBundle) -> Path:
-        """Store ``bundle`` under ``key`` (its ``meta`` gets ``key`` and the tensors' ``checksum``); atomic."""
+        """Store ``bundle`` under ``key`` (its ``meta`` gets ``key`` and the tensors' ``checksum``); atomic. An entry
+        that :meth:`get` found lacking a group is extended with it, not replaced; returns the entry's path."""
+        if self._partial is not None and self._partial[0] == key:
+            bundle = bundle.extended(self._partial[1])  # the new encode, plus what only the entry had
+        self._partial = None
         path = self.path(key)
         bundle.meta = {**bundle.meta, "key": key, "checksum": tensor_checksum(bundle)}
         bundle.save(path)

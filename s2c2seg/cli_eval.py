@@ -16,15 +16,15 @@ from .data.datasets import DATASETS
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
 from .distributed import env_rank
-from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, evaluate
+from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, dataset_info, evaluate
 from .factories import SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
-from .predict import METHODS, SCORE_SOURCES
+from .predict import METHODS, SCORE_SOURCES, bundle_sources
 from .presets import DEFAULT_PRESET, PRESETS, EncodeSide, get_preset
 from .records import claim_out_dir
 from .segmenter import SegmenterConfig
 
-__all__ = ["add_common_arguments", "add_method_arguments", "setup_from_args", "method_from_args", "method_setup",
-           "segmenter_config", "register_cli"]
+__all__ = ["add_common_arguments", "add_method_arguments", "setup_from_args", "data_from_args", "backend_from_args",
+           "method_from_args", "method_setup", "segmenter_config", "register_cli", "SOURCE_CHOICES"]
 
 
 METHOD_OPTIONS = "--tau, --k-min, --k-max, --use, --stage2-pool, --mode, --lam, --temperature"
@@ -34,6 +34,9 @@ PAPER_OPTIONS = {"tau": "css", "k_min": "css", "k_max": "css", "use": "css", "st
 """The paper preset's options (argument dest -> the config it sets)."""
 MODEL_BACKENDS = ("pretrained", "random", "auto")
 """``--backend`` values that build a Segmenter (the others take no Segmenter settings)."""
+SOURCE_CHOICES = ("needed", "all")
+"""``--sources``: the bundle sources a model backend computes: what the run reads, or every group (one cache
+entry then serves the baseline, the paper reading and the released presets alike)."""
 RELEASED_ALIASES = {"tau": "select.tau", "k_min": "select.k_min", "k_max": "select.k_max", "lam": "fusion.lam"}
 """Paper options that a released preset has too, as its dotted keys; the others need ``--preset paper``."""
 
@@ -59,6 +62,10 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                         "module:factory")
     g.add_argument("--size", default="full", choices=["full", "tiny"], help="model size for --backend random")
     g.add_argument("--device", default=None, help="torch device for the models (default: the backend's)")
+    g.add_argument("--sources", choices=SOURCE_CHOICES, default=SOURCE_CHOICES[0],
+                   help="bundle sources to compute: those the run reads (default; a released run skips the paper "
+                        "reading's whole-image CLIPSeg, a baseline run every S2C2Seg source), or all of them, so "
+                        "that one --cache-dir serves later runs of every method")
     g = p.add_argument_group("vocabulary")
     g.add_argument("--names", help="a name file (one class per line, synonyms on the line) instead of the packaged one")
     g.add_argument("--names-sep", default=None, help="synonym separator of --names (default: ', ' or '; ' by variant)")
@@ -166,9 +173,16 @@ def _paper_configs(given: dict, css: CSSConfig | None = None, csg: CSGConfig | N
         raise ValueError(f"{exc} (fix the method option that sets it: {METHOD_OPTIONS})") from exc
 
 
-def setup_from_args(args, encode: EncodeSide | None = None) -> tuple[Any, Any, Vocabulary, Protocol]:
+def setup_from_args(args, encode: EncodeSide | None = None, sources=None) -> tuple[Any, Any, Vocabulary, Protocol]:
     """(dataset, backend, vocabulary, protocol) from the common arguments; ``encode`` (a preset's encode side:
-    CLIPSeg text, precision) configures a model backend's Segmenter."""
+    CLIPSeg text, precision) and ``sources`` (the source groups the run reads, :func:`s2c2seg.predict.bundle_sources`;
+    None or ``--sources all``: every group) configure a model backend's Segmenter."""
+    dataset, vocab, protocol = data_from_args(args)
+    return dataset, backend_from_args(args, encode, sources), vocab, protocol
+
+
+def data_from_args(args) -> tuple[Any, Vocabulary, Protocol]:
+    """(dataset, vocabulary, protocol) from the common arguments (no model is loaded)."""
     from .data.names import vocabulary
     from .data.protocols import get_protocol
 
@@ -187,29 +201,48 @@ def setup_from_args(args, encode: EncodeSide | None = None) -> tuple[Any, Any, V
         vocab = dataset.vocab
     else:
         vocab = vocabulary(key, protocol.name_variant)
+    return dataset, vocab, protocol
+
+
+def backend_from_args(args, encode: EncodeSide | None = None, sources=None):
+    """The backend of ``--backend`` (see :func:`setup_from_args` for ``encode`` / ``sources``)."""
     extra = {}
     if args.cache_dir and ":" not in args.backend and args.backend != "sim":
         extra["cache_dir"] = str(Path(args.cache_dir) / "text")  # the text-embedding cache
-    if encode is not None and args.backend in MODEL_BACKENDS:
-        extra["config"] = segmenter_config(encode, args.device)
-    backend = backend_by_name(args.backend, baseline=args.baseline, size=args.size, device=args.device, **extra)
-    return dataset, backend, vocab, protocol
+    if args.backend in MODEL_BACKENDS:
+        if getattr(args, "sources", SOURCE_CHOICES[0]) == "all":
+            sources = None
+        extra["config"] = segmenter_config(encode or EncodeSide(), args.device, sources)
+    return backend_by_name(args.backend, baseline=args.baseline, size=args.size, device=args.device, **extra)
 
 
-def segmenter_config(encode: EncodeSide, device: str | None) -> SegmenterConfig:
-    """The Segmenter settings of a preset's encode side: its CLIPSeg text, and fp16 for ``precision="auto"``
-    where the device supports it (CUDA), else fp32."""
+def segmenter_config(encode: EncodeSide, device: str | None, sources=None) -> SegmenterConfig:
+    """The Segmenter settings of a preset's encode side: its CLIPSeg text, fp16 for ``precision="auto"`` where the
+    device supports it (CUDA), else fp32, and the source groups in ``sources`` (None: all of them)."""
     fp16 = encode.precision == "auto" and str(device or "cpu").startswith("cuda")
-    return SegmenterConfig(local_text=encode.local_text, precision="fp16" if fp16 else "fp32")
+    groups = {"paper", "window"} if sources is None else set(sources)
+    return SegmenterConfig(local_text=encode.local_text, precision="fp16" if fp16 else "fp32",
+                           paper_sources="paper" in groups, window_sources="window" in groups)
 
 
-def method_setup(args, *, per_point: bool = False):
+def method_setup(args, *, per_point: bool = False, grid=None):
     """``(dataset, backend, vocab, protocol, preset, css, csg)`` of ``eval`` / ``sweep``'s arguments (``per_point``:
-    see :func:`method_from_args`)."""
+    see :func:`method_from_args`); with ``grid`` (a sweep's), also its validated points, and the backend computes
+    the sources that any of them reads."""
+    from .sweep import make_points  # sweep imports this module
+
     preset, css, csg = method_from_args(args, benchmark_key(args.dataset), per_point=per_point)
     encode = preset.encode if preset is not None else (EncodeSide() if args.method == "s2c2seg" else None)
-    dataset, backend, vocab, protocol = setup_from_args(args, encode)
-    return dataset, backend, vocab, protocol, preset, css, csg
+    dataset, vocab, protocol = data_from_args(args)
+    if grid is None:
+        sources, points = bundle_sources(args.method, preset), None
+    else:
+        points = make_points(grid, protocol, dataset=dataset_info(dataset).name, method=args.method, preset=preset,
+                             css=css, csg=csg, score_source=args.score_source, select=not args.no_select)
+        sources = frozenset().union(*(bundle_sources(p.method, p.preset) for p in points))
+    backend = backend_from_args(args, encode, sources)
+    out = (dataset, backend, vocab, protocol, preset, css, csg)
+    return out if grid is None else (*out, points)
 
 
 def _run_eval(args) -> int:

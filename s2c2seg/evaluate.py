@@ -34,13 +34,13 @@ from .data.sample import Sample
 from .data.vocab import Vocabulary
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, finish, init_from_env, shard
 from .metrics import ConfusionMatrix
-from .predict import METHODS, SCORE_SOURCES, BundleView, predict
+from .predict import METHODS, SCORE_SOURCES, BundleView, bundle_sources, predict
 from .presets import Preset, resolve_preset
 from .records import RunRecord, claim_out_dir, environment_info
 
 __all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally",
            "make_record", "load_item", "iter_bundles", "Item", "DatasetInfo", "dataset_info", "image_id",
-           "check_bundle", "describe_backend", "image_indices"]
+           "check_bundle", "check_sources", "describe_backend", "image_indices"]
 
 
 ON_ERROR = ("stop", "skip")
@@ -131,7 +131,7 @@ def load_item(dataset, backend, vocab: Vocabulary, protocol: Protocol, index: in
     bundle, key = None, None
     if cache is not None:
         key = bundle_key(desc, protocol, vocab, sample, dataset=dataset_info(dataset).name)
-        bundle = cache.get(key)
+        bundle = cache.get(key, need=desc.get("sources", ()))
     t1 = time.perf_counter()
     cached = bundle is not None
     if not cached:
@@ -259,6 +259,21 @@ class Tally:
         return {"dir": str(cache_dir), "hits": hits, "misses": misses, "corrupt": corrupt}
 
 
+def check_sources(backend_desc: dict, settings: Sequence[Setting]) -> None:
+    """Refuse, before any image is encoded, settings that read sources the backend does not produce (its
+    ``describe()["sources"]``, when it states them: :func:`s2c2seg.predict.bundle_sources`)."""
+    if "sources" not in backend_desc:
+        return
+    have = set(backend_desc["sources"])
+    for p in settings:
+        missing = bundle_sources(p.method, p.preset) - have
+        if missing:
+            name = f" (preset {p.preset.name!r})" if p.preset is not None else ""
+            raise ValueError(f"method {p.method!r}{name} reads the {sorted(missing)[0]} sources, which this backend "
+                             f"does not compute (it has {sorted(have)}): build it with "
+                             f"SegmenterConfig({sorted(missing)[0]}_sources=True)")
+
+
 def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings: Sequence[Setting], *,
                info: DatasetInfo, background: int | None, indices: Sequence[int], cache_dir, ctx: DistContext,
                progress: bool, desc: str, on_error: str = ON_ERROR_DEFAULT,
@@ -272,6 +287,7 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
     mine = shard(indices, ctx)
     cache = BundleCache(cache_dir) if cache_dir is not None else None
     backend_desc = describe_backend(backend)
+    check_sources(backend_desc, settings)
     cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in settings]
     sums = torch.zeros(len(settings), 8, dtype=torch.float64)
     bundle_time = torch.zeros(1, dtype=torch.float64)

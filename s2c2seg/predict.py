@@ -46,7 +46,7 @@ from .slide import slide_average
 
 __all__ = ["METHODS", "SCORE_SOURCES", "BACKGROUND_LABEL", "Prediction", "ViewConfig", "BundleView",
            "synonym_max", "dense_logits", "clipseg_maps", "class_scores", "postprocess", "streamed_postprocess",
-           "fuse_subset", "predict"]
+           "fuse_subset", "bundle_sources", "predict"]
 
 METHODS = ("baseline", "s2c2seg", "oracle")
 SCORE_SOURCES = ("clipseg", "baseline")
@@ -405,6 +405,16 @@ class Prediction:
     """(Q, H, W) float32 pre-softmax logits at the image size (released presets, on request: ``return_logits``)."""
 
 
+def bundle_sources(method: str, preset=None) -> frozenset[str]:
+    """The source groups ``predict(method=..., preset=...)`` reads besides the baseline's dense logits: ``paper``
+    (``bundle.PAPER_SOURCES``: the paper reading and the oracle) or ``window`` (the released presets)."""
+    if method == "baseline":
+        return frozenset()
+    if method == "s2c2seg" and preset is not None and preset.css is None:
+        return frozenset({"window"})
+    return frozenset({"paper"})
+
+
 def _background_keep(css: CSSConfig, background: int | None, num_classes: int) -> tuple[int, ...]:
     if background is None or not css.keep_background:
         return ()
@@ -451,6 +461,7 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
             label_map, voted = postprocess(view.dense(), q2c, c, protocol, b.regions)
         return Prediction(label_map, None, voted=voted)
 
+    b.require_paper_sources(f"method={method!r} with the paper reading")
     keep = _background_keep(css, background, c)
     s_glob = s_spat = None
     if method == "oracle":

@@ -1,12 +1,13 @@
 """Image + vocabulary -> :class:`~s2c2seg.bundle.FeatureBundle`: the one place where models run.
 
 :class:`Segmenter` follows the anchors' test pipeline (mmseg ``Resize(scale=(2048, S), keep_ratio=True)``,
-``SegDataPreProcessor`` with CLIP's mean/std in 0-255, ``slide_inference``) and adds S2C2Seg's two extra sources:
+``SegDataPreProcessor`` with CLIP's mean/std in 0-255, ``slide_inference``) and adds S2C2Seg's sources:
 
 * ``dense_logits`` (N, Q, gh, gw): cosine of the baseline's L2-normalised patch embeddings with the
   L2-normalised query text embeddings, on each crop's own grid (the full map is rebuilt downstream by
   :func:`s2c2seg.slide.slide_average`, as the anchors' ``forward_slide``).
-* ``global_sim`` (Q,): cosine of CLIP's vanilla global image embedding with the query text embeddings.
+* The paper reading's sources (``paper_sources=True``, default; a released-only encode sets it False):
+  ``global_sim`` (Q,): cosine of CLIP's vanilla global image embedding with the query text embeddings.
   ``global_view="crops"`` (default): the per-crop embeddings that the baseline computes on blocks ``0..L-2``
   shared with its dense pass (vanilla last block, CLS, ``ln_post``, ``proj``), each L2-normalised, averaged over
   the sliding-window crops and renormalised; no extra trunk forward. ``global_view="image"``: one extra vanilla
@@ -67,6 +68,10 @@ class SegmenterConfig:
     pixel_std: tuple[float, float, float] = (68.501, 66.632, 70.323)
     long_max: int = 2048
     """Long-side cap of mmcv's ``Resize(scale=(long_max, short_side), keep_ratio=True)``."""
+    paper_sources: bool = True
+    """Compute the paper reading's whole-image sources (``global_sim``, ``clipseg_mean``, ``clipseg_maps``); False
+    gives a bundle for the baseline and the released presets only (no whole-image CLIPSeg pass, ~1.9 s per VOC
+    image at full size on this CPU), which ``method="oracle"`` and the ``paper`` preset refuse."""
     window_sources: bool = True
     """Also compute the release's per-window sources (``window_local``, ``window_global``, ``window_pad``,
     ``input_image``); False gives the baseline + paper-reading sources only."""
@@ -162,6 +167,8 @@ class Segmenter:
             "templates": getattr(self.text, "template_id", None),
             "weights": "random" if random else "pretrained",
             "precision": self.config.precision,
+            "sources": [name for name, on in (("paper", self.config.paper_sources),
+                                              ("window", self.config.window_sources)) if on],
             "storage": (storage_label(getattr(torch, self.config.window_storage), self.config.window_store_size)
                         if self.config.window_sources else None),
             "local_text": self.config.local_text if self.config.window_sources else None,
@@ -236,36 +243,37 @@ class Segmenter:
     @torch.no_grad()
     def encode(self, sample: Sample, vocab: Vocabulary, protocol: Protocol) -> FeatureBundle:
         """The FeatureBundle of ``sample`` for ``vocab`` under ``protocol`` (short side, crop, stride)."""
-        want_global, want_windows = self.config.global_view == "crops", self.config.window_sources
+        want_paper, want_windows = self.config.paper_sources, self.config.window_sources
+        want_global = want_paper and self.config.global_view == "crops"
         logits, boxes, (rh, rw), text, globals_, image = self.dense(sample, vocab, protocol,
                                                                     with_global=want_global or want_windows)
-        glob = mean_direction(globals_) if want_global else self._global_image(image)
-        global_sim = (text @ glob).float()
-        clipseg_mean, clipseg_maps = self.clipseg_summary(sample.image, vocab)
+        paper = {}
+        if want_paper:
+            glob = mean_direction(globals_) if want_global else self._global_image(image)
+            clipseg_mean, clipseg_maps = self.clipseg_summary(sample.image, vocab)
+            paper = {"global_sim": (text @ glob).float().cpu(), "clipseg_mean": clipseg_mean,
+                     "clipseg_maps": clipseg_maps}
         h, w = sample.image.shape[:2]
         regions = None if sample.regions is None else torch.from_numpy(sample.regions.astype(np.int32))
         desc = self.describe()
         meta = {"image_id": sample.id, "backend": desc["backend"], "label": desc["label"],
-                "baseline": desc["baseline"], "global_view": self.config.global_view, "precision": desc["precision"]}
-        windows = {}
+                "baseline": desc["baseline"], "global_view": self.config.global_view, "precision": desc["precision"],
+                "sources": desc["sources"]}
+        pad = self.window_pad(boxes, protocol)  # geometry: the dense logits are of the padded windows
+        windows = {"window_pad": torch.tensor(pad, dtype=torch.long)}
         if want_windows:
-            pad = self.window_pad(boxes, protocol)
-            windows = {"window_local": self.window_local(image, boxes, pad, vocab),
-                       "window_global": (globals_.float() @ text.T).cpu(),
-                       "window_pad": torch.tensor(pad, dtype=torch.long),
-                       "input_image": image.float().cpu()}
+            windows.update(window_local=self.window_local(image, boxes, pad, vocab),
+                           window_global=(globals_.float() @ text.T).cpu(), input_image=image.float().cpu())
             meta.update(storage=desc["storage"], local_text=desc["local_text"])
         return FeatureBundle(
             dense_logits=logits,
             crop_boxes=boxes,
             resized_hw=torch.tensor([rh, rw], dtype=torch.long),
             image_hw=torch.tensor([h, w], dtype=torch.long),
-            global_sim=global_sim.cpu(),
-            clipseg_mean=clipseg_mean,
-            clipseg_maps=clipseg_maps,
             query_to_class=vocab.query_to_class,
             regions=regions,
             meta=meta,
+            **paper,
             **windows,
         )
 

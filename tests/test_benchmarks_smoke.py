@@ -20,7 +20,7 @@ def test_released_overhead_tiny(capsys):
     import released_overhead
 
     out = released_overhead.main(["--images", "1", *SMALL])
-    assert set(out["ratios"]) == {"released", "released++"}
+    assert set(out["ratios"]) == {"released", "released++", "released, all sources"}
     assert all(r > 0 for r in out["ratios"].values())
     med = out["medians"]
     assert med["released"] == pytest.approx(med["encode"] + med["predict released"])

@@ -237,6 +237,7 @@ class SimBackend:
 
     def describe(self) -> dict:
         return {"backend": "sim", "label": LABEL, "model": "simulation (no weights)", "config": self.cfg.to_json(),
+                "sources": ["paper", "window"] if self.cfg.released_sources else ["paper"],
                 "structure": self._structure.source if self._structure is not None else (
                     f"file {self.cfg.similarity}" if self.cfg.similarity else f"generated(seed={self.cfg.seed})")}
 
