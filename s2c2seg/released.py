@@ -134,12 +134,15 @@ def assemble(rows: list[tuple[torch.Tensor, torch.Tensor]], num_rows: int, bundl
     top, _, left, _ = _pad(bundle)
     total = torch.zeros(num_rows, rh, rw, dtype=torch.float32)
     count = torch.zeros(1, rh, rw, dtype=torch.float32)
+    every = torch.ones(num_rows, dtype=torch.bool)
     for (positions, fused), (y1, y2, x1, x2) in zip(rows, bundle.crop_boxes.tolist()):
-        window = fused.new_full((num_rows, *fused.shape[-2:]), float(fill))
-        window[positions] = fused
-        total[:, y1:y2, x1:x2] += window[:, top:top + y2 - y1, left:left + x2 - x1]
+        region = total[:, y1:y2, x1:x2]  # per element ``total + window`` as with the whole window built
+        region[positions] += fused[:, top:top + y2 - y1, left:left + x2 - x1]
+        unselected = every.clone()
+        unselected[positions] = False
+        region[unselected] += float(fill)
         count[:, y1:y2, x1:x2] += 1
-    out = total / count
+    out = total.div_(count)
     hw = tuple(int(v) for v in bundle.image_hw)
     if hw == (rh, rw):
         return out
@@ -187,9 +190,10 @@ def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, pro
     logit-scale ones, refined only when prob_thd > 0), then the background threshold. ``weights``: the
     refinement's affinities of ``image`` at this size (``spatial_refine.image_affinity``), if known."""
     classes, inverse = torch.unique(query_to_class.long(), sorted=True, return_inverse=True)
-    probs = class_probabilities(logits, inverse, classes.numel(), protocol.logit_scale)
+    k = classes.numel()
+    probs = class_probabilities(logits, inverse, k, protocol.logit_scale)
     sr = post.spatial
-    winner = None
+    sharp = None
     if sr.iterations > 0:
         if image is None:
             raise ValueError("bundle.input_image is None: the spatial refinement needs it (re-encode the bundle)")
@@ -197,14 +201,18 @@ def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, pro
             weights = image_affinity(_image_at(image, probs.shape[-2:]), probs.shape[-2:], sr)
         temp = sr.temperature
         if temp is not None and float(temp) != float(protocol.logit_scale):
-            sharp = class_probabilities(logits, inverse, classes.numel(), temp)
-            winner = spatial_refine(image, sharp, sr, weights).argmax(0)
-        if winner is None or protocol.prob_thd > 0:
+            sharp = class_probabilities(logits, inverse, k, temp)
+            if protocol.prob_thd > 0:  # both refined in one call: the maps are independent along the classes
+                both = spatial_refine(image, torch.cat([sharp, probs]), sr, weights)
+                sharp, probs = both[:k], both[k:]
+            else:
+                sharp = spatial_refine(image, sharp, sr, weights)
+        else:
             probs = spatial_refine(image, probs, sr, weights)
-    if winner is None:
-        winner = probs.argmax(0)
+    max_prob, winner = probs.max(0)  # max's index is argmax's (the first maximum), at a third of the time
+    if sharp is not None:
+        winner = sharp.max(0)[1]
     label = classes[winner]
-    max_prob = probs.max(0)[0]
     label[max_prob < background_threshold(max_prob, protocol.prob_thd, post.otsu_c)] = BACKGROUND_LABEL
     return label
 
