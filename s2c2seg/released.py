@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,11 +39,14 @@ if TYPE_CHECKING:
     from .presets import Preset
 
 __all__ = ["PostConfig", "WindowResult", "ReleasedView", "window_dense", "window_scores", "select_window",
-           "run_window", "assemble", "class_probabilities", "otsu_threshold", "background_threshold",
+           "run_window", "assemble", "IMAGE_MEMO", "class_probabilities", "otsu_threshold", "background_threshold",
            "released_postprocess", "predict_released"]
 
 OTSU_BINS = 256
 """Histogram bins of the Otsu threshold on [0, 1] (bin centres ``(i + 0.5)/256``)."""
+IMAGE_MEMO = 4
+"""Assembled images a :class:`ReleasedView` keeps, the least recently used dropped first (each the window results
+and the union's logits at the image size: (U, H, W) float32, ~20 MB at VOC21 sizes)."""
 
 
 @dataclass(frozen=True)
@@ -227,8 +231,10 @@ class ReleasedView:
     """A bundle's per-window quantities computed once and shared by every setting (a sweep over one bundle).
 
     Memoised: the resized dense maps and CLIPSeg maps per window, the scores per (window, global score), the
-    selections per (window, the fields that decide them). Everything after the selection depends on the fusion
-    and refinement settings and is recomputed per call.
+    selections per (window, the fields that decide them), the refinement's affinities per (dilations, work cap),
+    and the last :data:`IMAGE_MEMO` assembled images keyed on every field before the post-processing (a sweep
+    over ``post.*`` reuses them). The fusion, the refinement round and the post-processing of a setting not in
+    the memo are computed for it.
     """
 
     def __init__(self, bundle: FeatureBundle):
@@ -244,7 +250,7 @@ class ReleasedView:
         self._scores: dict = {}
         self._selections: dict = {}
         self._affinity: dict = {}
-        self._last_image: tuple | None = None
+        self._images: OrderedDict[str, tuple] = OrderedDict()
 
     def affinity(self, sr: SpatialRefineConfig) -> torch.Tensor | None:
         """The spatial refinement's affinities at the image size (per dilations and work cap), or None."""
@@ -314,16 +320,20 @@ class ReleasedView:
         return out
 
     def image(self, preset: Preset, logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
-        """(window results, union of the selected queries, the union's logits at the image size); the last
-        setting's are kept, keyed on everything before the post-processing (a sweep over ``post.*`` reuses them)."""
+        """(window results, union of the selected queries, the union's logits at the image size), memoised for
+        the last :data:`IMAGE_MEMO` settings of everything before the post-processing."""
         key = json.dumps([preset.score.to_json(), preset.select.to_json(), preset.fusion.to_json(),
                           preset.refine.to_json(), float(logit_scale)], sort_keys=True)
-        if self._last_image is None or self._last_image[0] != key:
-            results = self.windows(preset, logit_scale)
-            union = torch.unique(torch.cat([r.selected for r in results]))
-            rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
-            self._last_image = (key, results, union, assemble(rows, union.numel(), self.bundle, preset.fusion.fill))
-        return self._last_image[1:]
+        if key in self._images:
+            self._images.move_to_end(key)
+            return self._images[key]
+        results = self.windows(preset, logit_scale)
+        union = torch.unique(torch.cat([r.selected for r in results]))
+        rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+        self._images[key] = (results, union, assemble(rows, union.numel(), self.bundle, preset.fusion.fill))
+        while len(self._images) > IMAGE_MEMO:
+            self._images.popitem(last=False)
+        return self._images[key]
 
 
 _VIEWS: weakref.WeakKeyDictionary[BundleView, ReleasedView] = weakref.WeakKeyDictionary()
