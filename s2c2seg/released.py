@@ -33,7 +33,7 @@ from .css import released_confidence, released_select
 from .data.protocols import Protocol
 from .predict import BACKGROUND_LABEL, BundleView, Prediction, synonym_max
 from .refine import RoundLog, refine_window
-from .spatial_refine import SpatialRefineConfig, image_affinity, spatial_refine
+from .spatial_refine import SpatialRefineConfig, image_affinity, spatial_refine, spatial_refine_many
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -206,9 +206,8 @@ def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, pro
         temp = sr.temperature
         if temp is not None and float(temp) != float(protocol.logit_scale):
             sharp = class_probabilities(logits, inverse, k, temp)
-            if protocol.prob_thd > 0:  # both refined in one call: the maps are independent along the classes
-                both = spatial_refine(image, torch.cat([sharp, probs]), sr, weights)
-                sharp, probs = both[:k], both[k:]
+            if protocol.prob_thd > 0:
+                sharp, probs = spatial_refine_many(image, [sharp, probs], sr, weights)
             else:
                 sharp = spatial_refine(image, sharp, sr, weights)
         else:

@@ -8,19 +8,20 @@ neighbours (zero outside the image). The work runs at most ``max_side`` on the l
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 __all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "work_size", "image_affinity",
-           "spatial_refine"]
+           "spatial_refine", "spatial_refine_many"]
 
 NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 """(dy, dx) of the 8 neighbours, in the order of a 3×3 unfold's slots without the centre."""
 
 AFFINITY_EPS = 1e-8
 """Added to the mean difference before dividing (the release's ``_affinity`` eps)."""
-BAND_BYTES = 2 * 2**20
+BAND_BYTES = 4 * 2**20
 """Bytes of the band of rows (all maps) that :func:`propagate` sums its 48 terms over at a time: a band stays in
 the CPU's cache across the terms, the whole maps would not (about twice faster at VOC sizes)."""
 
@@ -137,27 +138,46 @@ def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefi
     """
     if config.iterations <= 0:
         return probs
-    h, w = probs.shape[-2:]
+    return spatial_refine_many(image, [probs], config, weights)[0]
+
+
+def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], config: SpatialRefineConfig,
+                        weights: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """:func:`spatial_refine` of several (C_i, H, W) stacks of one size, propagated together: the maps are
+    independent along the classes, so each stack's numbers are those of its own call."""
+    if config.iterations <= 0:
+        return list(maps)
+    h, w = maps[0].shape[-2:]
+    if any(tuple(m.shape[-2:]) != (h, w) for m in maps):
+        raise ValueError(f"spatial_refine_many: every stack must be (C, {h}, {w}), got "
+                         f"{[tuple(m.shape) for m in maps]}")
     work = work_size((h, w), config)
     if weights is None:
         weights = image_affinity(image, (h, w), config)
-    maps = probs.float()[None]
-    if maps.shape[-2:] != work:
-        maps = F.interpolate(maps, size=work, mode="bilinear", align_corners=False)
-    maps = _iterate(maps[0], weights, config)
-    if maps.shape[-2:] != (h, w):
-        maps = F.interpolate(maps[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-    return maps
-
-
-def _iterate(maps: torch.Tensor, weights: torch.Tensor, config: SpatialRefineConfig) -> torch.Tensor:
-    """``config.iterations`` × :func:`propagate` in two zero-bordered buffers used in turn: each iteration
-    writes inside the other one's border, so nothing is padded or allocated per iteration."""
     margin = max(config.dilations)
-    h, w = maps.shape[-2:]
-    first = F.pad(maps, (margin,) * 4)
-    buffers = (first, torch.zeros_like(first))
+    sizes = [int(m.shape[0]) for m in maps]
+    padded = torch.zeros(sum(sizes), work[0] + 2 * margin, work[1] + 2 * margin, dtype=torch.float32)
+    for part, m in zip(_inside(padded, margin).split(sizes), maps):
+        m = m.float()
+        if tuple(m.shape[-2:]) != work:
+            m = F.interpolate(m[None], size=work, mode="bilinear", align_corners=False)[0]
+        part.copy_(m)
+    out = _iterate(padded, margin, weights, config)
+    if work != (h, w):
+        out = F.interpolate(out[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    return list(out.split(sizes))
+
+
+def _inside(padded: torch.Tensor, margin: int) -> torch.Tensor:
+    """The maps inside a zero border ``margin`` wide (a view)."""
+    return padded[:, margin:padded.shape[1] - margin, margin:padded.shape[2] - margin]
+
+
+def _iterate(padded: torch.Tensor, margin: int, weights: torch.Tensor, config: SpatialRefineConfig) -> torch.Tensor:
+    """``config.iterations`` × :func:`propagate` of the maps inside ``padded``, in it and a second zero-bordered
+    buffer used in turn (each iteration writes inside the other's border: nothing is padded per iteration)."""
+    buffers = (padded, torch.zeros_like(padded))
     for i in range(config.iterations):
         src, dst = buffers[i % 2], buffers[(i + 1) % 2]
-        _propagate_into(src, margin, weights, config.dilations, dst[:, margin:margin + h, margin:margin + w])
-    return buffers[config.iterations % 2][:, margin:margin + h, margin:margin + w]
+        _propagate_into(src, margin, weights, config.dilations, _inside(dst, margin))
+    return _inside(buffers[config.iterations % 2], margin)

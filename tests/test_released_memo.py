@@ -104,21 +104,25 @@ def test_propagate_in_bands_is_the_whole_image_sum(monkeypatch):
     torch.testing.assert_close(banded.double(), reference_propagate(maps, weights, dil), rtol=1e-6, atol=1e-6)
 
 
-def test_spatial_refine_iterates_the_reference_and_refines_stacked_maps_independently(monkeypatch):
+def test_spatial_refine_iterates_the_reference_and_refines_stacks_independently(monkeypatch):
     g = torch.Generator().manual_seed(12)
     image, a, b = torch.randn(3, 10, 13, generator=g), torch.rand(2, 10, 13, generator=g), torch.rand(3, 10, 13,
                                                                                                         generator=g)
-    cfg = spatial_refine.SpatialRefineConfig(iterations=3, dilations=(1, 3))
-    monkeypatch.setattr(spatial_refine, "BAND_BYTES", 4 * 5 * 13 * 3)
-    weights = spatial_refine.image_affinity(image, (10, 13), cfg).double()
-    expect = a.double()
-    for _ in range(3):
-        expect = reference_propagate(expect, weights, cfg.dilations)
-    torch.testing.assert_close(spatial_refine.spatial_refine(image, a, cfg).double(), expect, rtol=1e-6, atol=1e-7)
-    for c in (cfg, dataclasses.replace(cfg, max_side=8)):  # also through the capped work size and back
-        both = spatial_refine.spatial_refine(image, torch.cat([a, b]), c)
-        assert torch.equal(both[:2], spatial_refine.spatial_refine(image, a, c))
-        assert torch.equal(both[2:], spatial_refine.spatial_refine(image, b, c))
+    monkeypatch.setattr(spatial_refine, "BAND_BYTES", 4 * 5 * 13 * 3)  # several bands
+    for cfg in (spatial_refine.SpatialRefineConfig(iterations=3, dilations=(1, 3)),
+                spatial_refine.SpatialRefineConfig(iterations=2, dilations=(1, 2), max_side=8)):  # capped: 6 x 8
+        work = spatial_refine.work_size((10, 13), cfg)
+        weights = spatial_refine.image_affinity(image, (10, 13), cfg).double()
+        expect = F.interpolate(a[None], size=work, mode="bilinear", align_corners=False)[0].double()
+        for _ in range(cfg.iterations):
+            expect = reference_propagate(expect, weights, cfg.dilations)
+        expect = F.interpolate(expect[None], size=(10, 13), mode="bilinear", align_corners=False)[0]
+        alone = spatial_refine.spatial_refine(image, a, cfg)
+        torch.testing.assert_close(alone.double(), expect, rtol=1e-6, atol=1e-7)
+        both = spatial_refine.spatial_refine_many(image, [a, b], cfg)
+        assert torch.equal(both[0], alone) and torch.equal(both[1], spatial_refine.spatial_refine(image, b, cfg))
+    with pytest.raises(ValueError, match="every stack"):
+        spatial_refine.spatial_refine_many(image, [a, b[:, :5]], cfg)
 
 
 def test_residual_evidence_is_the_mean_over_the_low_pixels():
