@@ -156,7 +156,7 @@ def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], confi
         weights = image_affinity(image, (h, w), config)
     margin = max(config.dilations)
     sizes = [int(m.shape[0]) for m in maps]
-    padded = torch.zeros(sum(sizes), work[0] + 2 * margin, work[1] + 2 * margin, dtype=torch.float32)
+    padded = _bordered(sum(sizes), work, margin)
     for part, m in zip(_inside(padded, margin).split(sizes), maps):
         m = m.float()
         if tuple(m.shape[-2:]) != work:
@@ -168,6 +168,18 @@ def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], confi
     return list(out.split(sizes))
 
 
+def _bordered(channels: int, hw: tuple[int, int], margin: int) -> torch.Tensor:
+    """An uninitialised float32 buffer (channels, h + 2·margin, w + 2·margin) with a zero border ``margin``
+    wide (only the border is written: the maps inside are filled by the caller)."""
+    h, w = hw
+    buf = torch.empty(channels, h + 2 * margin, w + 2 * margin, dtype=torch.float32)
+    buf[:, :margin].zero_()
+    buf[:, margin + h:].zero_()
+    buf[:, margin:margin + h, :margin].zero_()
+    buf[:, margin:margin + h, margin + w:].zero_()
+    return buf
+
+
 def _inside(padded: torch.Tensor, margin: int) -> torch.Tensor:
     """The maps inside a zero border ``margin`` wide (a view)."""
     return padded[:, margin:padded.shape[1] - margin, margin:padded.shape[2] - margin]
@@ -176,7 +188,8 @@ def _inside(padded: torch.Tensor, margin: int) -> torch.Tensor:
 def _iterate(padded: torch.Tensor, margin: int, weights: torch.Tensor, config: SpatialRefineConfig) -> torch.Tensor:
     """``config.iterations`` × :func:`propagate` of the maps inside ``padded``, in it and a second zero-bordered
     buffer used in turn (each iteration writes inside the other's border: nothing is padded per iteration)."""
-    buffers = (padded, torch.zeros_like(padded))
+    c, hp, wp = padded.shape
+    buffers = (padded, _bordered(c, (hp - 2 * margin, wp - 2 * margin), margin))
     for i in range(config.iterations):
         src, dst = buffers[i % 2], buffers[(i + 1) % 2]
         _propagate_into(src, margin, weights, config.dilations, _inside(dst, margin))
