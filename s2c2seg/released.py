@@ -45,8 +45,8 @@ __all__ = ["PostConfig", "WindowResult", "ReleasedView", "window_dense", "window
 OTSU_BINS = 256
 """Histogram bins of the Otsu threshold on [0, 1] (bin centres ``(i + 0.5)/256``)."""
 IMAGE_MEMO = 4
-"""Assembled images a :class:`ReleasedView` keeps, the least recently used dropped first (each the window results
-and the union's logits at the image size: (U, H, W) float32, ~20 MB at VOC21 sizes)."""
+"""Assembled images a :class:`ReleasedView` keeps, the least recently used dropped first (each the union's logits
+at the image size, (U, H, W) float32: at most 35 MB at VOC21 sizes, all 46 queries selected)."""
 
 
 @dataclass(frozen=True)
@@ -320,7 +320,8 @@ class ReleasedView:
 
     def image(self, preset: Preset, logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
         """(window results, union of the selected queries, the union's logits at the image size), memoised for
-        the last :data:`IMAGE_MEMO` settings of everything before the post-processing."""
+        the last :data:`IMAGE_MEMO` settings of everything before the post-processing. The results' fused rows
+        are dropped once assembled (``WindowResult.fused`` is (0, ph, pw) here)."""
         key = json.dumps([preset.score.to_json(), preset.select.to_json(), preset.fusion.to_json(),
                           preset.refine.to_json(), float(logit_scale)], sort_keys=True)
         if key in self._images:
@@ -329,7 +330,10 @@ class ReleasedView:
         results = self.windows(preset, logit_scale)
         union = torch.unique(torch.cat([r.selected for r in results]))
         rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
-        self._images[key] = (results, union, assemble(rows, union.numel(), self.bundle, preset.fusion.fill))
+        logits = assemble(rows, union.numel(), self.bundle, preset.fusion.fill)
+        for r in results:  # assembled: the memo keeps the selections and logs, not the window-size rows
+            r.fused = r.fused.new_empty((0, *r.fused.shape[1:]))
+        self._images[key] = (results, union, logits)
         while len(self._images) > IMAGE_MEMO:
             self._images.popitem(last=False)
         return self._images[key]
@@ -364,7 +368,7 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
                                  view.affinity(preset.post.spatial))
     logits = None
     if return_logits:
-        fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused[:0]) for r in results], 1, b, fill)
+        fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused) for r in results], 1, b, fill)
         logits = fill_row.expand(b.num_queries, *fill_row.shape[-2:]).clone()
         logits[union] = logits_union
     meta = {"preset": preset.name, "selected_per_window": [r.selected.tolist() for r in results],
