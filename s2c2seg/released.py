@@ -33,7 +33,7 @@ from .css import released_confidence, released_select
 from .data.protocols import Protocol
 from .predict import BACKGROUND_LABEL, BundleView, Prediction, synonym_max
 from .refine import RoundLog, refine_window
-from .spatial_refine import SpatialRefineConfig, image_affinity, spatial_refine, spatial_refine_many
+from .spatial_refine import RefineWorkspace, SpatialRefineConfig, image_affinity, spatial_refine_many
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -188,11 +188,13 @@ def background_threshold(max_prob: torch.Tensor, prob_thd: float, otsu_c: float 
 
 
 def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, protocol: Protocol, post: PostConfig,
-                         image: torch.Tensor | None, weights: torch.Tensor | None = None) -> torch.Tensor:
+                         image: torch.Tensor | None, weights: torch.Tensor | None = None,
+                         workspace: RefineWorkspace | None = None) -> torch.Tensor:
     """(H, W) labels from the queries' logits (``postprocess_result``): class probabilities at the logit scale,
     the spatial refinement (labels from the ``temperature`` probabilities, the background test from the
     logit-scale ones, refined only when prob_thd > 0), then the background threshold. ``weights``: the
-    refinement's affinities of ``image`` at this size (``spatial_refine.image_affinity``), if known."""
+    refinement's affinities of ``image`` at this size (``spatial_refine.image_affinity``), if known;
+    ``workspace``: the refinement's buffers kept between calls (``spatial_refine.RefineWorkspace``)."""
     classes, inverse = torch.unique(query_to_class.long(), sorted=True, return_inverse=True)
     k = classes.numel()
     probs = class_probabilities(logits, inverse, k, protocol.logit_scale)
@@ -206,12 +208,11 @@ def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, pro
         temp = sr.temperature
         if temp is not None and float(temp) != float(protocol.logit_scale):
             sharp = class_probabilities(logits, inverse, k, temp)
-            if protocol.prob_thd > 0:
-                sharp, probs = spatial_refine_many(image, [sharp, probs], sr, weights)
-            else:
-                sharp = spatial_refine(image, sharp, sr, weights)
+            both = protocol.prob_thd > 0
+            refined = spatial_refine_many(image, [sharp, probs] if both else [sharp], sr, weights, workspace)
+            sharp, probs = refined if both else (refined[0], probs)
         else:
-            probs = spatial_refine(image, probs, sr, weights)
+            probs = spatial_refine_many(image, [probs], sr, weights, workspace)[0]
     max_prob, winner = probs.max(0)  # max's index is argmax's (the first maximum), at a third of the time
     if sharp is not None:
         winner = sharp.max(0)[1]
@@ -232,7 +233,7 @@ class ReleasedView:
     Memoised: the resized dense maps and CLIPSeg maps per window, the scores per (window, global score), the
     selections per (window, the fields that decide them), the refinement's affinities per (dilations, work cap),
     and the last :data:`IMAGE_MEMO` assembled images keyed on every field before the post-processing (a sweep
-    over ``post.*`` reuses them). The fusion, the refinement round and the post-processing of a setting not in
+    over ``post.*`` reuses them); the spatial refinement's buffers are kept too (:attr:`workspace`). The fusion, the refinement round and the post-processing of a setting not in
     the memo are computed for it.
     """
 
@@ -250,6 +251,8 @@ class ReleasedView:
         self._selections: dict = {}
         self._affinity: dict = {}
         self._images: OrderedDict[str, tuple] = OrderedDict()
+        self.workspace = RefineWorkspace()
+        """The spatial refinement's buffers, reused by every setting (two of the largest stack refined)."""
 
     def affinity(self, sr: SpatialRefineConfig) -> torch.Tensor | None:
         """The spatial refinement's affinities at the image size (per dilations and work cap), or None."""
@@ -365,7 +368,7 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
     fill = preset.fusion.fill
     q2c = view.query_to_class
     label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image,
-                                 view.affinity(preset.post.spatial))
+                                 view.affinity(preset.post.spatial), view.workspace)
     logits = None
     if return_logits:
         fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused) for r in results], 1, b, fill)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "work_size", "image_affinity",
-           "spatial_refine", "spatial_refine_many"]
+           "spatial_refine", "spatial_refine_many", "RefineWorkspace"]
 
 NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 """(dy, dx) of the 8 neighbours, in the order of a 3×3 unfold's slots without the centre."""
@@ -141,10 +141,32 @@ def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefi
     return spatial_refine_many(image, [probs], config, weights)[0]
 
 
+class RefineWorkspace:
+    """The two zero-bordered buffers of :func:`spatial_refine_many`, kept from call to call: a sweep refines maps
+    of one size at every point, and fresh buffers of tens of MB cost their page faults at every call. Holds two
+    buffers of the largest stack seen (channels × the padded work size, float32); the maps a call returns are
+    views into them, valid until the workspace's next call."""
+
+    def __init__(self):
+        self._key: tuple | None = None
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def buffers(self, channels: int, hw: tuple[int, int], margin: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two (channels, h + 2·margin, w + 2·margin) buffers whose border ``margin`` wide is zero (inside: any)."""
+        key = (tuple(hw), margin)
+        if self._buffers is None or self._key != key or self._buffers[0].shape[0] < channels:
+            h, w = hw
+            self._key = key
+            self._buffers = tuple(torch.zeros(channels, h + 2 * margin, w + 2 * margin) for _ in range(2))
+        return self._buffers[0][:channels], self._buffers[1][:channels]
+
+
 def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], config: SpatialRefineConfig,
-                        weights: torch.Tensor | None = None) -> list[torch.Tensor]:
+                        weights: torch.Tensor | None = None, workspace: RefineWorkspace | None = None
+                        ) -> list[torch.Tensor]:
     """:func:`spatial_refine` of several (C_i, H, W) stacks of one size, propagated together: the maps are
-    independent along the classes, so each stack's numbers are those of its own call."""
+    independent along the classes, so each stack's numbers are those of its own call. ``workspace``: buffers
+    kept between calls (the results are then views into it, valid until its next use)."""
     if config.iterations <= 0:
         return list(maps)
     h, w = maps[0].shape[-2:]
@@ -156,41 +178,20 @@ def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], confi
         weights = image_affinity(image, (h, w), config)
     margin = max(config.dilations)
     sizes = [int(m.shape[0]) for m in maps]
-    padded = _bordered(sum(sizes), work, margin)
-    for part, m in zip(_inside(padded, margin).split(sizes), maps):
+    buffers = (workspace or RefineWorkspace()).buffers(sum(sizes), work, margin)
+    for part, m in zip(_inside(buffers[0], margin).split(sizes), maps):
         m = m.float()
         if tuple(m.shape[-2:]) != work:
             m = F.interpolate(m[None], size=work, mode="bilinear", align_corners=False)[0]
         part.copy_(m)
-    out = _iterate(padded, margin, weights, config)
+    for i in range(config.iterations):  # each iteration writes inside the other buffer's zero border
+        _propagate_into(buffers[i % 2], margin, weights, config.dilations, _inside(buffers[(i + 1) % 2], margin))
+    out = _inside(buffers[config.iterations % 2], margin)
     if work != (h, w):
         out = F.interpolate(out[None], size=(h, w), mode="bilinear", align_corners=False)[0]
     return list(out.split(sizes))
 
 
-def _bordered(channels: int, hw: tuple[int, int], margin: int) -> torch.Tensor:
-    """An uninitialised float32 buffer (channels, h + 2·margin, w + 2·margin) with a zero border ``margin``
-    wide (only the border is written: the maps inside are filled by the caller)."""
-    h, w = hw
-    buf = torch.empty(channels, h + 2 * margin, w + 2 * margin, dtype=torch.float32)
-    buf[:, :margin].zero_()
-    buf[:, margin + h:].zero_()
-    buf[:, margin:margin + h, :margin].zero_()
-    buf[:, margin:margin + h, margin + w:].zero_()
-    return buf
-
-
 def _inside(padded: torch.Tensor, margin: int) -> torch.Tensor:
     """The maps inside a zero border ``margin`` wide (a view)."""
     return padded[:, margin:padded.shape[1] - margin, margin:padded.shape[2] - margin]
-
-
-def _iterate(padded: torch.Tensor, margin: int, weights: torch.Tensor, config: SpatialRefineConfig) -> torch.Tensor:
-    """``config.iterations`` × :func:`propagate` of the maps inside ``padded``, in it and a second zero-bordered
-    buffer used in turn (each iteration writes inside the other's border: nothing is padded per iteration)."""
-    c, hp, wp = padded.shape
-    buffers = (padded, _bordered(c, (hp - 2 * margin, wp - 2 * margin), margin))
-    for i in range(config.iterations):
-        src, dst = buffers[i % 2], buffers[(i + 1) % 2]
-        _propagate_into(src, margin, weights, config.dilations, _inside(dst, margin))
-    return _inside(buffers[config.iterations % 2], margin)

@@ -155,3 +155,16 @@ def test_assemble_is_the_window_scatter_average():
     expect = F.interpolate(torch.from_numpy(total / count)[None], size=b.image_hw.tolist(), mode="bilinear",
                            align_corners=False)[0]
     assert torch.equal(released.assemble(rows, n_rows, b, fill), expect)
+
+
+def test_a_reused_workspace_gives_the_numbers_of_fresh_buffers():
+    g = torch.Generator().manual_seed(15)
+    ws = spatial_refine.RefineWorkspace()
+    # channel counts up and down, another size, and a padded size equal to the first one's with another margin
+    for c, hw, dil in [(5, (12, 15), (1, 2)), (2, (12, 15), (1, 2)), (7, (12, 15), (1, 2)), (3, (8, 9), (1, 2)),
+                       (4, (12, 15), (1, 2)), (4, (10, 13), (1, 3))]:  # the last: 16 x 19 padded as the first
+        cfg = spatial_refine.SpatialRefineConfig(iterations=2, dilations=dil)
+        image, maps = torch.randn(3, *hw, generator=g), torch.rand(c, *hw, generator=g)
+        reused = spatial_refine.spatial_refine_many(image, [maps[:1], maps[1:]], cfg, workspace=ws)
+        fresh = spatial_refine.spatial_refine_many(image, [maps[:1], maps[1:]], cfg)
+        assert all(torch.equal(a, b) for a, b in zip(reused, fresh)), (c, hw, dil)
