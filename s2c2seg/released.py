@@ -233,8 +233,8 @@ class ReleasedView:
     Memoised: the resized dense maps and CLIPSeg maps per window, the scores per (window, global score), the
     selections per (window, the fields that decide them), the refinement's affinities per (dilations, work cap),
     and the last :data:`IMAGE_MEMO` assembled images keyed on every field before the post-processing (a sweep
-    over ``post.*`` reuses them); the spatial refinement's buffers are kept too (:attr:`workspace`). The fusion, the refinement round and the post-processing of a setting not in
-    the memo are computed for it.
+    over ``post.*`` reuses them); the spatial refinement's buffers are kept too (:attr:`workspace`). The fusion,
+    the refinement round and the post-processing of a setting not in the memo are computed for it.
     """
 
     def __init__(self, bundle: FeatureBundle):
