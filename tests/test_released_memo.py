@@ -168,3 +168,20 @@ def test_a_reused_workspace_gives_the_numbers_of_fresh_buffers():
         reused = spatial_refine.spatial_refine_many(image, [maps[:1], maps[1:]], cfg, workspace=ws)
         fresh = spatial_refine.spatial_refine_many(image, [maps[:1], maps[1:]], cfg)
         assert all(torch.equal(a, b) for a, b in zip(reused, fresh)), (c, hw, dil)
+
+
+def test_released_downstream_benchmark_runs_both_codes_and_says_random_tensors(monkeypatch, capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    import released_downstream
+
+    out = released_downstream.main(["--points", "2", "--no-per-image", "--before", str(root),
+                                    "--threads", str(torch.get_num_threads())])  # leaves the session's threads
+    assert out["points"] == 2 and out["same_labels"] == 2  # this checkout against itself: the same label maps
+    assert all(len(t["shared"]) == len(t["fresh"]) == 2 for t in out["times"].values()) and len(out["times"]) == 2
+    text = capsys.readouterr().out
+    assert "RANDOM-TENSOR inputs" in text and "speed-up before / this code" in text
+    with pytest.raises(ValueError, match="--before"):
+        released_downstream.load_package(root / "docs")
