@@ -118,7 +118,7 @@ def residual_evidence(local: torch.Tensor, low: torch.Tensor, entries: torch.Ten
     if entries.numel() == 0 or not bool(low.any()):
         return torch.zeros(entries.numel(), dtype=torch.float32, device=entries.device)
     pixels = torch.nonzero(low.reshape(-1)).flatten()  # the low pixels' columns first: one small gather
-    return local.reshape(local.shape[0], -1).index_select(1, pixels)[entries].float().mean(dim=1)
+    return local.reshape(local.shape[0], -1).index_select(1, pixels).index_select(0, entries).float().mean(dim=1)
 
 
 def score_gap_k(ranked: torch.Tensor, k_min: int, k_max: int) -> int:

@@ -118,7 +118,7 @@ def run_window(dense: torch.Tensor, local: torch.Tensor, scores: tuple[torch.Ten
     refinement rounds when ``t_max`` > 0. ``scores`` = (g, s, c) of every query."""
 
     def fuse_rows(idx: torch.Tensor) -> torch.Tensor:
-        return preset.fusion.fuse(dense[idx], local[idx])
+        return preset.fusion.fuse(dense.index_select(0, idx), local.index_select(0, idx))  # row copies: 3x `[idx]`
 
     fused = fuse_rows(selected)
     if preset.refine.t_max == 0:
