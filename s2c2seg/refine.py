@@ -117,7 +117,8 @@ def residual_evidence(local: torch.Tensor, low: torch.Tensor, entries: torch.Ten
     (``iterative.residual_evidence``)."""
     if entries.numel() == 0 or not bool(low.any()):
         return torch.zeros(entries.numel(), dtype=torch.float32, device=entries.device)
-    return local[entries][:, low].float().mean(dim=1)
+    pixels = torch.nonzero(low.reshape(-1)).flatten()  # the low pixels' columns first: one small gather
+    return local.reshape(local.shape[0], -1).index_select(1, pixels).index_select(0, entries).float().mean(dim=1)
 
 
 def score_gap_k(ranked: torch.Tensor, k_min: int, k_max: int) -> int:
@@ -150,8 +151,9 @@ def refine_window(selected: torch.Tensor, fused: torch.Tensor, scores: tuple[tor
     q = g.numel()
     log = RoundLog()
     vocabulary = composite_score(g, s, c, weights)
+    known = None  # window_confidence(fused) when the admit trial computed it already
     for _ in range(config.t_max):
-        conf, winner = window_confidence(fused, logit_scale)
+        conf, winner = known if known is not None else window_confidence(fused, logit_scale)
         high = conf > config.theta_high
         n_high = int(high.sum())
         log.rounds_run += 1
@@ -182,13 +184,13 @@ def refine_window(selected: torch.Tensor, fused: torch.Tensor, scores: tuple[tor
         provisional = pool_idx[torch.topk(pool_scores, min(quota, pool_idx.numel()))[1]]
         updated = torch.sort(torch.unique(torch.cat([selected, provisional])))[0]
         fused_new = fuse_rows(updated)
-        kept = _admit_trial(provisional, updated, fused_new, ~high, config, logit_scale)
+        kept, known = _admit_trial(provisional, updated, fused_new, ~high, config, logit_scale)
         if kept.numel() == 0:
             log.set_iou = 1.0
             break
         if kept.numel() != provisional.numel():
             updated = torch.sort(torch.unique(torch.cat([selected, kept])))[0]
-            fused_new = fuse_rows(updated)
+            fused_new, known = fuse_rows(updated), None
         log.set_iou = set_iou(updated, selected)
         log.admitted += tuple(int(i) for i in updated[torch.isin(updated, selected, invert=True)])
         selected, fused = updated, fused_new
@@ -212,12 +214,13 @@ def _quota(ranked_scores: torch.Tensor, n_candidates: int, k: int, n_pool: int, 
 
 
 def _admit_trial(provisional: torch.Tensor, updated: torch.Tensor, fused_new: torch.Tensor, low: torch.Tensor,
-                 config: RefineConfig, logit_scale: float) -> torch.Tensor:
-    """The admitted queries that win at least one previously low-confidence pixel (all without the trial)."""
+                 config: RefineConfig, logit_scale: float) -> tuple[torch.Tensor, tuple | None]:
+    """(the admitted queries that win at least one previously low-confidence pixel (all without the trial),
+    ``window_confidence(fused_new)`` if it was computed, else None)."""
     if not config.admit_trial:
-        return provisional
+        return provisional, None
     if not bool(low.any()):
-        return provisional.new_empty((0,))
-    _, winner = window_confidence(fused_new, logit_scale)
-    counts = high_confidence_counts(winner, low, updated.numel())
-    return provisional[counts[torch.searchsorted(updated, provisional)] > 0]
+        return provisional.new_empty((0,)), None
+    confidence = window_confidence(fused_new, logit_scale)
+    counts = high_confidence_counts(confidence[1], low, updated.numel())
+    return provisional[counts[torch.searchsorted(updated, provisional)] > 0], confidence

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,17 +33,20 @@ from .css import released_confidence, released_select
 from .data.protocols import Protocol
 from .predict import BACKGROUND_LABEL, BundleView, Prediction, synonym_max
 from .refine import RoundLog, refine_window
-from .spatial_refine import SpatialRefineConfig, image_affinity, spatial_refine
+from .spatial_refine import RefineWorkspace, SpatialRefineConfig, image_affinity, spatial_refine_many
 
 if TYPE_CHECKING:
     from .presets import Preset
 
 __all__ = ["PostConfig", "WindowResult", "ReleasedView", "window_dense", "window_scores", "select_window",
-           "run_window", "assemble", "class_probabilities", "otsu_threshold", "background_threshold",
+           "run_window", "assemble", "IMAGE_MEMO", "class_probabilities", "otsu_threshold", "background_threshold",
            "released_postprocess", "predict_released"]
 
 OTSU_BINS = 256
 """Histogram bins of the Otsu threshold on [0, 1] (bin centres ``(i + 0.5)/256``)."""
+IMAGE_MEMO = 4
+"""Assembled images a :class:`ReleasedView` keeps, the least recently used dropped first (each the union's logits
+at the image size, (U, H, W) float32: at most 35 MB at VOC21 sizes, all 46 queries selected)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def run_window(dense: torch.Tensor, local: torch.Tensor, scores: tuple[torch.Ten
     refinement rounds when ``t_max`` > 0. ``scores`` = (g, s, c) of every query."""
 
     def fuse_rows(idx: torch.Tensor) -> torch.Tensor:
-        return preset.fusion.fuse(dense[idx], local[idx])
+        return preset.fusion.fuse(dense.index_select(0, idx), local.index_select(0, idx))  # row copies: 3x `[idx]`
 
     fused = fuse_rows(selected)
     if preset.refine.t_max == 0:
@@ -134,12 +138,15 @@ def assemble(rows: list[tuple[torch.Tensor, torch.Tensor]], num_rows: int, bundl
     top, _, left, _ = _pad(bundle)
     total = torch.zeros(num_rows, rh, rw, dtype=torch.float32)
     count = torch.zeros(1, rh, rw, dtype=torch.float32)
+    every = torch.ones(num_rows, dtype=torch.bool)
     for (positions, fused), (y1, y2, x1, x2) in zip(rows, bundle.crop_boxes.tolist()):
-        window = fused.new_full((num_rows, *fused.shape[-2:]), float(fill))
-        window[positions] = fused
-        total[:, y1:y2, x1:x2] += window[:, top:top + y2 - y1, left:left + x2 - x1]
+        region = total[:, y1:y2, x1:x2]  # per element ``total + window`` as with the whole window built
+        region[positions] += fused[:, top:top + y2 - y1, left:left + x2 - x1]
+        unselected = every.clone()
+        unselected[positions] = False
+        region[unselected] += float(fill)
         count[:, y1:y2, x1:x2] += 1
-    out = total / count
+    out = total.div_(count)
     hw = tuple(int(v) for v in bundle.image_hw)
     if hw == (rh, rw):
         return out
@@ -181,15 +188,18 @@ def background_threshold(max_prob: torch.Tensor, prob_thd: float, otsu_c: float 
 
 
 def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, protocol: Protocol, post: PostConfig,
-                         image: torch.Tensor | None, weights: torch.Tensor | None = None) -> torch.Tensor:
+                         image: torch.Tensor | None, weights: torch.Tensor | None = None,
+                         workspace: RefineWorkspace | None = None) -> torch.Tensor:
     """(H, W) labels from the queries' logits (``postprocess_result``): class probabilities at the logit scale,
     the spatial refinement (labels from the ``temperature`` probabilities, the background test from the
     logit-scale ones, refined only when prob_thd > 0), then the background threshold. ``weights``: the
-    refinement's affinities of ``image`` at this size (``spatial_refine.image_affinity``), if known."""
+    refinement's affinities of ``image`` at this size (``spatial_refine.image_affinity``), if known;
+    ``workspace``: the refinement's buffers kept between calls (``spatial_refine.RefineWorkspace``)."""
     classes, inverse = torch.unique(query_to_class.long(), sorted=True, return_inverse=True)
-    probs = class_probabilities(logits, inverse, classes.numel(), protocol.logit_scale)
+    k = classes.numel()
+    probs = class_probabilities(logits, inverse, k, protocol.logit_scale)
     sr = post.spatial
-    winner = None
+    sharp = None
     if sr.iterations > 0:
         if image is None:
             raise ValueError("bundle.input_image is None: the spatial refinement needs it (re-encode the bundle)")
@@ -197,14 +207,16 @@ def released_postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, pro
             weights = image_affinity(_image_at(image, probs.shape[-2:]), probs.shape[-2:], sr)
         temp = sr.temperature
         if temp is not None and float(temp) != float(protocol.logit_scale):
-            sharp = class_probabilities(logits, inverse, classes.numel(), temp)
-            winner = spatial_refine(image, sharp, sr, weights).argmax(0)
-        if winner is None or protocol.prob_thd > 0:
-            probs = spatial_refine(image, probs, sr, weights)
-    if winner is None:
-        winner = probs.argmax(0)
+            sharp = class_probabilities(logits, inverse, k, temp)
+            both = protocol.prob_thd > 0
+            refined = spatial_refine_many(image, [sharp, probs] if both else [sharp], sr, weights, workspace)
+            sharp, probs = refined if both else (refined[0], probs)
+        else:
+            probs = spatial_refine_many(image, [probs], sr, weights, workspace)[0]
+    max_prob, winner = probs.max(0)  # max's index is argmax's (the first maximum), at a third of the time
+    if sharp is not None:
+        winner = sharp.max(0)[1]
     label = classes[winner]
-    max_prob = probs.max(0)[0]
     label[max_prob < background_threshold(max_prob, protocol.prob_thd, post.otsu_c)] = BACKGROUND_LABEL
     return label
 
@@ -219,8 +231,10 @@ class ReleasedView:
     """A bundle's per-window quantities computed once and shared by every setting (a sweep over one bundle).
 
     Memoised: the resized dense maps and CLIPSeg maps per window, the scores per (window, global score), the
-    selections per (window, the fields that decide them). Everything after the selection depends on the fusion
-    and refinement settings and is recomputed per call.
+    selections per (window, the fields that decide them), the refinement's affinities per (dilations, work cap),
+    and the last :data:`IMAGE_MEMO` assembled images keyed on every field before the post-processing (a sweep
+    over ``post.*`` reuses them); the spatial refinement's buffers are kept too (:attr:`workspace`). The fusion,
+    the refinement round and the post-processing of a setting not in the memo are computed for it.
     """
 
     def __init__(self, bundle: FeatureBundle):
@@ -236,7 +250,9 @@ class ReleasedView:
         self._scores: dict = {}
         self._selections: dict = {}
         self._affinity: dict = {}
-        self._last_image: tuple | None = None
+        self._images: OrderedDict[str, tuple] = OrderedDict()
+        self.workspace = RefineWorkspace()
+        """The spatial refinement's buffers, reused by every setting (two of the largest stack refined)."""
 
     def affinity(self, sr: SpatialRefineConfig) -> torch.Tensor | None:
         """The spatial refinement's affinities at the image size (per dilations and work cap), or None."""
@@ -306,16 +322,24 @@ class ReleasedView:
         return out
 
     def image(self, preset: Preset, logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
-        """(window results, union of the selected queries, the union's logits at the image size); the last
-        setting's are kept, keyed on everything before the post-processing (a sweep over ``post.*`` reuses them)."""
+        """(window results, union of the selected queries, the union's logits at the image size), memoised for
+        the last :data:`IMAGE_MEMO` settings of everything before the post-processing. The results' fused rows
+        are dropped once assembled (``WindowResult.fused`` is (0, ph, pw) here)."""
         key = json.dumps([preset.score.to_json(), preset.select.to_json(), preset.fusion.to_json(),
                           preset.refine.to_json(), float(logit_scale)], sort_keys=True)
-        if self._last_image is None or self._last_image[0] != key:
-            results = self.windows(preset, logit_scale)
-            union = torch.unique(torch.cat([r.selected for r in results]))
-            rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
-            self._last_image = (key, results, union, assemble(rows, union.numel(), self.bundle, preset.fusion.fill))
-        return self._last_image[1:]
+        if key in self._images:
+            self._images.move_to_end(key)
+            return self._images[key]
+        results = self.windows(preset, logit_scale)
+        union = torch.unique(torch.cat([r.selected for r in results]))
+        rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+        logits = assemble(rows, union.numel(), self.bundle, preset.fusion.fill)
+        for r in results:  # assembled: the memo keeps the selections and logs, not the window-size rows
+            r.fused = r.fused.new_empty((0, *r.fused.shape[1:]))
+        self._images[key] = (results, union, logits)
+        while len(self._images) > IMAGE_MEMO:
+            self._images.popitem(last=False)
+        return self._images[key]
 
 
 _VIEWS: weakref.WeakKeyDictionary[BundleView, ReleasedView] = weakref.WeakKeyDictionary()
@@ -344,10 +368,10 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
     fill = preset.fusion.fill
     q2c = view.query_to_class
     label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image,
-                                 view.affinity(preset.post.spatial))
+                                 view.affinity(preset.post.spatial), view.workspace)
     logits = None
     if return_logits:
-        fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused[:0]) for r in results], 1, b, fill)
+        fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused) for r in results], 1, b, fill)
         logits = fill_row.expand(b.num_queries, *fill_row.shape[-2:]).clone()
         logits[union] = logits_union
     meta = {"preset": preset.name, "selected_per_window": [r.selected.tolist() for r in results],

@@ -8,18 +8,22 @@ neighbours (zero outside the image). The work runs at most ``max_side`` on the l
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 __all__ = ["SpatialRefineConfig", "neighbours", "affinity", "propagate", "work_size", "image_affinity",
-           "spatial_refine"]
+           "spatial_refine", "spatial_refine_many", "RefineWorkspace"]
 
 NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 """(dy, dx) of the 8 neighbours, in the order of a 3×3 unfold's slots without the centre."""
 
 AFFINITY_EPS = 1e-8
 """Added to the mean difference before dividing (the release's ``_affinity`` eps)."""
+BAND_BYTES = 4 * 2**20
+"""Bytes of the band of rows (all maps) that :func:`propagate` sums its 48 terms over at a time: a band stays in
+the CPU's cache across the terms, the whole maps would not (1.6× faster on VOC-sized post-processing, idle)."""
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,42 @@ def affinity(image: torch.Tensor, dilations: tuple[int, ...]) -> torch.Tensor:
 def propagate(maps: torch.Tensor, weights: torch.Tensor, dilations: tuple[int, ...]) -> torch.Tensor:
     """One iteration: every map becomes the affinity-weighted sum of its neighbours (``refine``'s loop body);
     per dilation the 8 terms are summed in slot order, then the dilations in order, as the release sums."""
-    out = torch.zeros_like(maps)
-    for j, d in enumerate(dilations):
-        terms = neighbours(maps, d)
-        acc = terms[0] * weights[8 * j]
-        for k in range(1, 8):
-            acc.addcmul_(terms[k], weights[8 * j + k])
-        out += acc
+    margin = max(dilations)
+    out = torch.empty_like(maps)
+    _propagate_into(F.pad(maps, (margin,) * 4), margin, weights, dilations, out)
     return out
+
+
+def _propagate_into(padded: torch.Tensor, margin: int, weights: torch.Tensor, dilations: tuple[int, ...],
+                    out: torch.Tensor) -> None:
+    """:func:`propagate` of the maps inside ``padded`` (a zero border ``margin`` ≥ every dilation wide), written
+    into ``out`` (C, H, W; may be a view), band of rows by band of rows (``BAND_BYTES``)."""
+    c, h, w = out.shape
+    rows = max(1, BAND_BYTES // (out.element_size() * c * w))
+    acc = out.new_empty((c, min(rows, h), w))
+    for top in range(0, h, rows):
+        end = min(h, top + rows)
+        _propagate_band(padded[:, top:end + 2 * margin], margin, weights[:, top:end], dilations, out[:, top:end],
+                        acc[:, :end - top])
+
+
+def _propagate_band(padded: torch.Tensor, margin: int, weights: torch.Tensor, dilations: tuple[int, ...],
+                    out: torch.Tensor, acc: torch.Tensor) -> None:
+    """One band of :func:`_propagate_into`. Per element the release's operations in its order: each dilation's
+    8 products summed in slot order (in ``acc``; the first dilation's straight into ``out``, which is
+    ``0 + acc`` exactly), then ``out += acc``."""
+    h, w = out.shape[-2:]
+    for j, d in enumerate(dilations):
+        target = out if j == 0 else acc
+        for k, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS):
+            y, x = margin + dy * d, margin + dx * d
+            term = padded[:, y:y + h, x:x + w]
+            if k == 0:
+                torch.mul(term, weights[8 * j], out=target)
+            else:
+                target.addcmul_(term, weights[8 * j + k])
+        if j > 0:
+            out += acc
 
 
 def work_size(hw: tuple[int, int], config: SpatialRefineConfig) -> tuple[int, int]:
@@ -106,16 +138,60 @@ def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefi
     """
     if config.iterations <= 0:
         return probs
-    h, w = probs.shape[-2:]
+    return spatial_refine_many(image, [probs], config, weights)[0]
+
+
+class RefineWorkspace:
+    """The two zero-bordered buffers of :func:`spatial_refine_many`, kept from call to call: a sweep refines maps
+    of one size at every point, and fresh buffers of tens of MB cost their page faults at every call. Holds two
+    buffers of the largest stack seen (channels × the padded work size, float32); the maps a call returns are
+    views into them, valid until the workspace's next call."""
+
+    def __init__(self):
+        self._key: tuple | None = None
+        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def buffers(self, channels: int, hw: tuple[int, int], margin: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two (channels, h + 2·margin, w + 2·margin) buffers whose border ``margin`` wide is zero (inside: any)."""
+        key = (tuple(hw), margin)
+        if self._buffers is None or self._key != key or self._buffers[0].shape[0] < channels:
+            h, w = hw
+            self._key = key
+            self._buffers = tuple(torch.zeros(channels, h + 2 * margin, w + 2 * margin) for _ in range(2))
+        return self._buffers[0][:channels], self._buffers[1][:channels]
+
+
+def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], config: SpatialRefineConfig,
+                        weights: torch.Tensor | None = None, workspace: RefineWorkspace | None = None
+                        ) -> list[torch.Tensor]:
+    """:func:`spatial_refine` of several (C_i, H, W) stacks of one size, propagated together: the maps are
+    independent along the classes, so each stack's numbers are those of its own call. ``workspace``: buffers
+    kept between calls (the results are then views into it, valid until its next use)."""
+    if config.iterations <= 0:
+        return list(maps)
+    h, w = maps[0].shape[-2:]
+    if any(tuple(m.shape[-2:]) != (h, w) for m in maps):
+        raise ValueError(f"spatial_refine_many: every stack must be (C, {h}, {w}), got "
+                         f"{[tuple(m.shape) for m in maps]}")
     work = work_size((h, w), config)
     if weights is None:
         weights = image_affinity(image, (h, w), config)
-    maps = probs.float()[None]
-    if maps.shape[-2:] != work:
-        maps = F.interpolate(maps, size=work, mode="bilinear", align_corners=False)
-    maps = maps[0]
-    for _ in range(config.iterations):
-        maps = propagate(maps, weights, config.dilations)
-    if maps.shape[-2:] != (h, w):
-        maps = F.interpolate(maps[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-    return maps
+    margin = max(config.dilations)
+    sizes = [int(m.shape[0]) for m in maps]
+    buffers = (workspace or RefineWorkspace()).buffers(sum(sizes), work, margin)
+    for part, m in zip(_inside(buffers[0], margin).split(sizes), maps):
+        m = m.float()
+        if tuple(m.shape[-2:]) != work:
+            m = F.interpolate(m[None], size=work, mode="bilinear", align_corners=False)[0]
+        part.copy_(m)
+    for i in range(config.iterations):  # each iteration writes inside the other buffer's zero border
+        _propagate_into(buffers[i % 2], margin, weights, config.dilations, _inside(buffers[(i + 1) % 2], margin))
+    out = _inside(buffers[config.iterations % 2], margin)
+    if work != (h, w):
+        out = F.interpolate(out[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    return list(out.split(sizes))
+
+
+def _inside(padded: torch.Tensor, margin: int) -> torch.Tensor:
+    """The maps inside a zero border ``margin`` wide (a view)."""
+    return padded[:, margin:padded.shape[1] - margin, margin:padded.shape[2] - margin]
