@@ -271,20 +271,23 @@ def report(results, args, protocol, start, text_s) -> None:
     print("\nPer stage (ms): models, then downstream per setting (css / csg / refinement / post)")
     print(STAGE_HEADER)
     for r in results:
-        m = r["models"]
-        cells = ["/".join(f"{1000 * r['downstream'][k][s]:.0f}" for s in DOWNSTREAM_STAGES) for k in SETTINGS]
-        print(f"| {r['vocab']} | {1000 * m['dense']:.0f} | {1000 * m['clipseg vision']:.0f} | "
-              f"{1000 * m['clipseg decoder']:.0f} | " + " | ".join(cells) + " |")
+        print(_stage_row(r["vocab"], r["models"], r["downstream"], lambda v: f"{1000 * v:.0f}",
+                         lambda v: f"{1000 * v:.0f}"))
     flops = [r for r in results if r["flops"]]
     if flops:
         print("\nFLOPs per stage (GFLOP, torch.profiler with_flops; ops without a FLOP formula, e.g. the fused "
               "attention kernel, count 0)")
         print(STAGE_HEADER)
         for r in flops:
-            f = r["flops"]
-            cells = ["/".join(f"{f[k].get(s, 0) / 1e9:.3g}" for s in DOWNSTREAM_STAGES) for k in SETTINGS]
-            print(f"| {r['vocab']} | {f.get('dense', 0) / 1e9:.1f} | {f.get('clipseg vision', 0) / 1e9:.1f} | "
-                  f"{f.get('clipseg decoder', 0) / 1e9:.1f} | " + " | ".join(cells) + " |")
+            print(_stage_row(r["vocab"], r["flops"], r["flops"], lambda v: f"{v / 1e9:.1f}",
+                             lambda v: f"{v / 1e9:.3g}"))
+
+
+def _stage_row(vocab: str, models: dict, downstream: dict, model_fmt, downstream_fmt) -> str:
+    """One row of the per-stage tables: the three model stages, then each setting's downstream stages."""
+    cells = [model_fmt(models.get(k, 0)) for k in ("dense", "clipseg vision", "clipseg decoder")]
+    cells += ["/".join(downstream_fmt(downstream[k].get(s, 0)) for s in DOWNSTREAM_STAGES) for k in SETTINGS]
+    return f"| {vocab} | " + " | ".join(cells) + " |"
 
 
 def figure(results, args, path: Path, start: str) -> None:

@@ -1,7 +1,7 @@
 """``s2c2seg eval`` (the command line of ``evaluate.py``), and the options it shares with ``s2c2seg sweep``:
 data, backend, vocabulary, protocol, cache and output (:func:`add_common_arguments`), the method, its preset and
 the paper preset's CSS / CSG (:func:`add_method_arguments`), and their reading into the objects the API takes
-(:func:`setup_from_args`, :func:`method_from_args`, :func:`method_setup`)."""
+(:func:`data_from_args`, :func:`backend_from_args`, :func:`method_from_args`, :func:`method_setup`)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .bundle import SOURCE_GROUPS
 from .css import STAGE2_POOLS, CSSConfig
 from .csg import FUSION_MODES, CSGConfig
 from .data.datasets import DATASETS
@@ -23,7 +24,7 @@ from .presets import DEFAULT_PRESET, PRESETS, EncodeSide, get_preset
 from .records import claim_out_dir
 from .segmenter import SegmenterConfig
 
-__all__ = ["add_common_arguments", "add_method_arguments", "setup_from_args", "data_from_args", "backend_from_args",
+__all__ = ["add_common_arguments", "add_method_arguments", "data_from_args", "backend_from_args",
            "method_from_args", "method_setup", "segmenter_config", "register_cli", "SOURCE_CHOICES"]
 
 
@@ -173,14 +174,6 @@ def _paper_configs(given: dict, css: CSSConfig | None = None, csg: CSGConfig | N
         raise ValueError(f"{exc} (fix the method option that sets it: {METHOD_OPTIONS})") from exc
 
 
-def setup_from_args(args, encode: EncodeSide | None = None, sources=None) -> tuple[Any, Any, Vocabulary, Protocol]:
-    """(dataset, backend, vocabulary, protocol) from the common arguments; ``encode`` (a preset's encode side:
-    CLIPSeg text, precision) and ``sources`` (the source groups the run reads, :func:`s2c2seg.predict.bundle_sources`;
-    None or ``--sources all``: every group) configure a model backend's Segmenter."""
-    dataset, vocab, protocol = data_from_args(args)
-    return dataset, backend_from_args(args, encode, sources), vocab, protocol
-
-
 def data_from_args(args) -> tuple[Any, Vocabulary, Protocol]:
     """(dataset, vocabulary, protocol) from the common arguments (no model is loaded)."""
     from .data.names import vocabulary
@@ -205,7 +198,9 @@ def data_from_args(args) -> tuple[Any, Vocabulary, Protocol]:
 
 
 def backend_from_args(args, encode: EncodeSide | None = None, sources=None):
-    """The backend of ``--backend`` (see :func:`setup_from_args` for ``encode`` / ``sources``)."""
+    """The backend of ``--backend``; ``encode`` (a preset's encode side: CLIPSeg text, precision) and ``sources``
+    (the source groups the run reads, :func:`s2c2seg.predict.bundle_sources`; None or ``--sources all``: every
+    group) configure a model backend's Segmenter."""
     extra = {}
     if args.cache_dir and ":" not in args.backend and args.backend != "sim":
         extra["cache_dir"] = str(Path(args.cache_dir) / "text")  # the text-embedding cache
@@ -220,29 +215,27 @@ def segmenter_config(encode: EncodeSide, device: str | None, sources=None) -> Se
     """The Segmenter settings of a preset's encode side: its CLIPSeg text, fp16 for ``precision="auto"`` where the
     device supports it (CUDA), else fp32, and the source groups in ``sources`` (None: all of them)."""
     fp16 = encode.precision == "auto" and str(device or "cpu").startswith("cuda")
-    groups = {"paper", "window"} if sources is None else set(sources)
+    groups = set(SOURCE_GROUPS) if sources is None else set(sources)
     return SegmenterConfig(local_text=encode.local_text, precision="fp16" if fp16 else "fp32",
                            paper_sources="paper" in groups, window_sources="window" in groups)
 
 
 def method_setup(args, *, per_point: bool = False, grid=None):
     """``(dataset, backend, vocab, protocol, preset, css, csg)`` of ``eval`` / ``sweep``'s arguments (``per_point``:
-    see :func:`method_from_args`); with ``grid`` (a sweep's), also its validated points, and the backend computes
-    the sources that any of them reads."""
+    see :func:`method_from_args`); with ``grid`` (a sweep's), its points are validated first (bad values raise
+    before a model loads) and the backend computes the sources that any of them reads."""
     from .sweep import make_points  # sweep imports this module
 
     preset, css, csg = method_from_args(args, benchmark_key(args.dataset), per_point=per_point)
-    encode = preset.encode if preset is not None else (EncodeSide() if args.method == "s2c2seg" else None)
+    encode = preset.encode if preset is not None else EncodeSide()
     dataset, vocab, protocol = data_from_args(args)
     if grid is None:
-        sources, points = bundle_sources(args.method, preset), None
+        sources = bundle_sources(args.method, preset)
     else:
         points = make_points(grid, protocol, dataset=dataset_info(dataset).name, method=args.method, preset=preset,
                              css=css, csg=csg, score_source=args.score_source, select=not args.no_select)
         sources = frozenset().union(*(bundle_sources(p.method, p.preset) for p in points))
-    backend = backend_from_args(args, encode, sources)
-    out = (dataset, backend, vocab, protocol, preset, css, csg)
-    return out if grid is None else (*out, points)
+    return dataset, backend_from_args(args, encode, sources), vocab, protocol, preset, css, csg
 
 
 def _run_eval(args) -> int:

@@ -313,7 +313,7 @@ def _run_sweep(args) -> int:
     grid = load_grid(args.grid) if args.grid else registry_grid(args.points)
     claim_out_dir(args.out, "sweep.json")
     # bad grid values raise before a model loads; the backend computes the sources that any point reads
-    dataset, backend, vocab, protocol, preset, css, csg, _ = method_setup(args, per_point=True, grid=grid)
+    dataset, backend, vocab, protocol, preset, css, csg = method_setup(args, per_point=True, grid=grid)
     result = sweep(dataset, backend, vocab, protocol, grid, method=args.method, preset=preset, css=css, csg=csg,
                    score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
                    out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
