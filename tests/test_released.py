@@ -176,11 +176,15 @@ def test_spatial_refine_hand():
 
 
 # ------------------------------------------------------------------------------------------------ the re-derivation
-def reference_window(D, L, cls, p):
-    """One window, float64, from the facts file section 2 (D, L: (Q, h, w) numpy; p: the preset's values)."""
-    q = D.shape[0]
+def reference_scores(D, L, cls, p):
+    """One window's (g, s) per query, float64 (facts file section 2, steps 1-2)."""
     g = D.mean(axis=(1, 2)) if p["global"] == "patch_mean" else cls.copy()
-    s = L.mean(axis=(1, 2))
+    return g, L.mean(axis=(1, 2))
+
+
+def reference_confidence(g, s):
+    """c = p·(1 − H) with the Bhattacharyya α over the entries of g, s (steps 3-5)."""
+    q = len(g)
 
     def pos_l1(x):
         r = np.maximum(x, 0)
@@ -196,29 +200,59 @@ def reference_window(D, L, cls, p):
         hn = (-rest / m + math.log(m)) / math.log(q - 1)
         hn = 0.0 if pr[i] >= 1 else min(max(hn, 0.0), 1.0)
         conf[i] = pr[i] * (1 - hn)
+    return conf
+
+
+def reference_composite(scores, among, wts):
+    """Weighted sum of the min-max normalised scores over ``among`` (eps 1e-6), as a dict index -> value."""
+    out = {}
+    for wt, x in zip(wts, scores):
+        lo, hi = min(x[i] for i in among), max(x[i] for i in among)
+        for i in among:
+            out[i] = out.get(i, 0.0) + wt * (x[i] - lo) / (hi - lo + 1e-6)
+    return out
+
+
+def reference_select(g, s, conf, p, q2c=None):
+    """Step 7: the union of the three top-int(τ·n) sets, cut to k_max by composite when set; on classes
+    (``q2c`` given) the synonym max of g and s first, then every query of a chosen class."""
+    if q2c is not None:
+        classes = sorted(set(q2c))
+        gc = np.array([max(g[j] for j in range(len(g)) if q2c[j] == c) for c in classes])
+        sc = np.array([max(s[j] for j in range(len(s)) if q2c[j] == c) for c in classes])
+        chosen = reference_select(gc, sc, reference_confidence(gc, sc), p)
+        return [j for j in range(len(g)) if classes.index(q2c[j]) in chosen]
+    q = len(g)
     n = max(1, min(int(p["tau"] * q), q))
 
-    def top(x, k, among=None):
-        among = list(range(len(x))) if among is None else among
-        return sorted(among, key=lambda i: -x[i])[:k]
+    def top(x, k):
+        return sorted(range(len(x)), key=lambda i: -x[i])[:k]
 
-    selected = sorted(set(top(g, n)) | set(top(s, n)) | set(top(conf, n)))
+    pool = sorted(set(top(g, n)) | set(top(s, n)) | set(top(conf, n)))
+    k_max = p.get("k_max")
+    if k_max is not None and len(pool) >= p["k_min"] and len(pool) > k_max:
+        comp = reference_composite((g, s, conf), pool, p["wts"])
+        pool = sorted(sorted(pool, key=lambda i: -comp[i])[:k_max])
+    return pool
+
+
+def reference_window(D, L, cls, p, selected=None):
+    """One window, float64, from the facts file section 2 (D, L: (Q, h, w) numpy; p: the preset's values);
+    ``selected`` given (the image scope): the window's own scores serve the refinement only."""
+    q = D.shape[0]
+    g, s = reference_scores(D, L, cls, p)
+    conf = reference_confidence(g, s)
+    if selected is None:
+        selected = reference_select(g, s, conf, p)
     lam, gw = p["lam"], 0.07
-    wts = (1 - lam - 0.2, lam, 0.2)
+    wts = p["wts"]
+    beta, rbeta, cap, theta = p.get("beta", 0.5), p.get("residual_beta", 0.5), 3, 0.8
 
     def fuse(rows):
         means = np.array([D[r].mean() for r in rows])
         w = np.exp(means - means.max())
         w /= w.sum()
         return np.stack([(1 - gw) * ((1 - lam) * D[r] + lam * L[r]) + gw * L[r] * w[k] for k, r in enumerate(rows)])
-
-    def composite(gg, among):
-        out = {}
-        for wt, x in zip(wts, (gg, s, conf)):
-            lo, hi = min(x[i] for i in among), max(x[i] for i in among)
-            for i in among:
-                out[i] = out.get(i, 0.0) + wt * (x[i] - lo) / (hi - lo + 1e-6)
-        return out
 
     def winner_conf(fused):
         z = 40 * fused
@@ -227,25 +261,28 @@ def reference_window(D, L, cls, p):
         return pr_.max(axis=0), pr_.argmax(axis=0)
 
     fused = fuse(selected)
-    if p["t_max"]:
+    vocab = reference_composite((g, s, conf), list(range(q)), wts)
+    for _ in range(p["t_max"]):
         confmap, win = winner_conf(fused)
-        high = confmap > 0.8
+        high = confmap > theta
         k = len(selected)
         gg = g.copy()
         nh = int(high.sum())
         if nh > 0:
             for pos, r in enumerate(selected):
-                gg[r] += 0.5 * (win[high] == pos).sum() / (nh + 1e-6)
-        vocab = composite(g, list(range(q)))
+                gg[r] += beta * (win[high] == pos).sum() / (nh + 1e-6)
         outsiders = [i for i in range(q) if i not in selected]
         pool = set(sorted(outsiders, key=lambda i: -vocab[i])[:k])
         low = ~high
-        f = {i: (L[i][low].mean() if low.any() else 0.0) for i in outsiders}
-        for i in outsiders:
-            gg[i] += 0.5 * f[i]
-        pool |= set(sorted(outsiders, key=lambda i: -f[i])[:min(3, len(outsiders))])
+        if rbeta > 0:
+            f = {i: (L[i][low].mean() if low.any() else 0.0) for i in outsiders}
+            for i in outsiders:
+                gg[i] += rbeta * f[i]
+            pool |= set(sorted(outsiders, key=lambda i: -f[i])[:min(cap, len(outsiders))])
+        if not pool:
+            break
         cand = sorted(set(selected) | pool)
-        comp = composite(gg, cand)
+        comp = reference_composite((gg, s, conf), cand, wts)
         ranked = sorted(comp.values(), reverse=True)
         upper = len(cand) - 1
         if upper < p["k_min"]:
@@ -253,15 +290,21 @@ def reference_window(D, L, cls, p):
         else:
             gaps = [ranked[j - 1] - ranked[j] for j in range(p["k_min"], upper + 1)]
             quota = max(0, p["k_min"] + int(np.argmax(gaps)) - k)
-        quota = min(quota, 3)
-        if quota > 0:
-            prov = sorted([i for i in cand if i not in selected], key=lambda i: -comp[i])[:quota]
-            upd = sorted(set(selected) | set(prov))
-            _, win2 = winner_conf(fuse(upd))
-            kept = [i for i in prov if low.any() and (win2[low] == upd.index(i)).sum() > 0]
-            if kept:
-                selected = sorted(set(selected) | set(kept))
-                fused = fuse(selected)
+        quota = min(quota, cap)
+        if quota <= 0:
+            break
+        prov = sorted([i for i in cand if i not in selected], key=lambda i: -comp[i])[:quota]
+        upd = sorted(set(selected) | set(prov))
+        _, win2 = winner_conf(fuse(upd))
+        kept = [i for i in prov if low.any() and (win2[low] == upd.index(i)).sum() > 0]
+        if not kept:
+            break
+        upd = sorted(set(selected) | set(kept))
+        iou = len(selected) / len(upd)
+        selected = upd
+        fused = fuse(selected)
+        if iou >= 1 - p.get("delta", 0.1):  # the stop rule: the set barely changed
+            break
     return selected, fused
 
 
@@ -272,10 +315,23 @@ def reference_predict(b, p, prob_thd, otsu_c, sr):
     rh, rw = b.resized_hw.tolist()
     total = torch.zeros(q, rh, rw)
     count = torch.zeros(1, rh, rw)
-    for n, (y1, y2, x1, x2) in enumerate(b.crop_boxes.tolist()):
+    windows = []
+    for n in range(len(b.crop_boxes)):
         D = F.interpolate(b.dense_logits[n:n + 1].double(), size=(ph, pw), mode="bilinear", align_corners=False)[0]
-        sel, fused = reference_window(D.numpy(), b.window_local[n].double().numpy(),
-                                      b.window_global[n].double().numpy(), p)
+        windows.append((D.numpy(), b.window_local[n].double().numpy(), b.window_global[n].double().numpy()))
+    q2c_unit = b.query_to_class.tolist() if p.get("unit") == "class" else None
+    image_sel = None
+    if p.get("scope") == "image":  # one selection from the scores averaged over the windows
+        pairs = [reference_scores(D, L, cls, p) for D, L, cls in windows]
+        g = np.mean([a for a, _ in pairs], axis=0)
+        s = np.mean([c for _, c in pairs], axis=0)
+        image_sel = reference_select(g, s, reference_confidence(g, s), p, q2c_unit)
+    for (D, L, cls), (y1, y2, x1, x2) in zip(windows, b.crop_boxes.tolist()):
+        sel = image_sel
+        if sel is None and q2c_unit is not None:
+            g, s = reference_scores(D, L, cls, p)
+            sel = reference_select(g, s, reference_confidence(g, s), p, q2c_unit)
+        sel, fused = reference_window(D, L, cls, p, sel)
         out = torch.full((q, ph, pw), -1e9, dtype=torch.float32)
         out[sel] = torch.from_numpy(fused).float()
         total[:, y1:y2, x1:x2] += out[:, top:top + y2 - y1, left:left + x2 - x1]
@@ -351,7 +407,7 @@ def test_pipeline_equals_float64_rederivation(name, dataset, run, prob_thd, otsu
     proto = get_protocol(dataset, "proxyclip")
     assert proto.prob_thd == prob_thd and preset.post.otsu_c == otsu_c
     p = {"global": run["global_"], "t_max": run["t_max"], "tau": preset.select.tau, "lam": preset.fusion.lam,
-         "k_min": 3}
+         "k_min": 3, "wts": (1 - preset.fusion.lam - 0.2, preset.fusion.lam, 0.2)}
     logits, label = reference_predict(b, p, prob_thd, otsu_c, sr)
     pred = predict(b, proto, "s2c2seg", preset=preset, return_logits=True)
     assert pred.logits.shape == (b.num_queries, *b.image_hw.tolist()) and pred.logits.dtype == torch.float32
@@ -422,3 +478,63 @@ def test_memo_never_shares_a_wrong_entry():
         fresh = predict(b, proto, "s2c2seg", preset=preset, return_logits=True)
         assert torch.equal(memo.label_map, fresh.label_map), key
         assert torch.equal(memo.logits, fresh.logits), key
+
+
+EXTENDED = [  # (overrides of released++ on VOC21, the re-derivation's extra values, the setting it must differ from)
+    ({"select.unit": "class", "refine.t_max": 0}, {"unit": "class", "t_max": 0}, {"refine.t_max": 0}),
+    ({"select.scope": "image", "refine.t_max": 0}, {"scope": "image", "t_max": 0}, {"refine.t_max": 0}),
+    ({"select.scope": "image"}, {"scope": "image"}, {}),
+    ({"select.scope": "image", "select.unit": "class", "refine.t_max": 0}, {"scope": "image", "unit": "class",
+                                                                           "t_max": 0},
+     {"select.unit": "class", "refine.t_max": 0}),
+    ({"refine.t_max": 2}, {"t_max": 2}, {}),
+    ({"refine.t_max": 2, "refine.delta": 0.9}, {"t_max": 2, "delta": 0.9}, {"refine.t_max": 2}),
+    ({"refine.residual_beta": 0.0}, {"residual_beta": 0.0}, {}),
+    ({"refine.t_max": 2, "refine.residual_beta": 0.0}, {"t_max": 2, "residual_beta": 0.0}, {"refine.t_max": 2}),
+    ({"select.k_max": 5}, {"k_max": 5}, {}),
+    ({"select.k_max": 4, "select.rerank": (0.1, 0.1, 0.8), "refine.t_max": 0}, {"k_max": 4, "t_max": 0,
+                                                                               "wts": (0.1, 0.1, 0.8)},
+     {"select.k_max": 4, "refine.t_max": 0}),
+]
+SEEDS = (0, 2, 5)
+
+
+def extended_bundle(seed):
+    """K ≠ H ≠ W everywhere: 14 queries, 28 × 29 padded windows, a 4 × 5 grid, a 25 × 37 image."""
+    b = make_bundle(seed, pad=(2, 2, 1, 4))
+    g = torch.Generator().manual_seed(100 + seed)
+    b.dense_logits = 0.2 + 0.1 * torch.randn(b.dense_logits.shape[0], b.num_queries, 4, 5, generator=g)
+    return b
+
+
+@pytest.mark.parametrize("overrides, extra, _", EXTENDED, ids=[",".join(o) for o, _, _ in EXTENDED])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_switched_pipeline_equals_float64_rederivation(overrides, extra, _, seed):
+    """The class unit, the image scope, several rounds (and their stop rule), no residual evidence and the k_max
+    rerank against the same re-derivation: protects each switch's branch, not just the default path."""
+    b = extended_bundle(seed)
+    preset = get_preset("released++", "voc21", **{"select.k_min": 3, **overrides})
+    proto = get_protocol("voc21", "proxyclip")
+    lam = preset.fusion.lam
+    p = {"global": "cls", "t_max": 1, "tau": preset.select.tau, "lam": lam, "k_min": 3,
+         "wts": (1 - lam - 0.2, lam, 0.2), **extra}
+    logits, label = reference_predict(b, p, proto.prob_thd, preset.post.otsu_c, True)
+    pred = predict(b, proto, "s2c2seg", preset=preset, return_logits=True)
+    torch.testing.assert_close(pred.logits, logits, atol=1e-5, rtol=1e-6)
+    assert torch.equal(pred.label_map, label)
+
+
+@pytest.mark.parametrize("overrides, _, other", EXTENDED, ids=[",".join(o) for o, _, _ in EXTENDED])
+def test_each_switch_changes_the_prediction_somewhere(overrides, _, other):
+    """Each extended case differs from its neighbouring setting on some seed (else its re-derivation above could
+    not tell that branch from the neighbour's)."""
+    proto = get_protocol("voc21", "proxyclip")
+    a_preset = get_preset("released++", "voc21", **{"select.k_min": 3, **overrides})
+    b_preset = get_preset("released++", "voc21", **{"select.k_min": 3, **other})
+    differs = False
+    for seed in SEEDS:
+        b = extended_bundle(seed)
+        a = predict(b, proto, "s2c2seg", preset=a_preset, return_logits=True)
+        c = predict(b, proto, "s2c2seg", preset=b_preset, return_logits=True)
+        differs |= not torch.equal(a.logits, c.logits)
+    assert differs
