@@ -223,13 +223,12 @@ class FeatureBundle:
         """Write atomically to ``path`` (safetensors; ``meta`` in the header). A crash leaves no partial file."""
         from safetensors.torch import save
 
+        from .store import atomic_write
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         tensors = {k: v.contiguous().cpu() for k, v in self.tensors().items()}
-        # written by Python, not safetensors.save_file (which creates files -rw------- whatever the umask)
-        tmp.write_bytes(save(tensors, metadata={"meta": json.dumps(self.meta, sort_keys=True)}))
-        tmp.replace(path)
+        atomic_write(path, save(tensors, metadata={"meta": json.dumps(self.meta, sort_keys=True)}))
 
     @classmethod
     def load(cls, path: str | Path, expected_key: str | None = None) -> FeatureBundle:

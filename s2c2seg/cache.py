@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .bundle import BundleError, FeatureBundle
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
+from .store import tensors_checksum
 
 __all__ = ["ENCODER_PROTOCOL_FIELDS", "BUNDLE_SOURCES", "code_fingerprint", "fingerprint_sources", "tensor_checksum",
            "bundle_key", "key_payload", "BundleCache", "CacheStats"]
@@ -88,12 +88,7 @@ def code_fingerprint() -> str:
 
 def tensor_checksum(bundle: FeatureBundle) -> str:
     """SHA-256 of a bundle's tensors: each one's name, dtype, shape and bytes, in field order."""
-    h = hashlib.sha256()
-    for name, t in bundle.tensors().items():
-        t = t.detach().contiguous().cpu()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return tensors_checksum(bundle.tensors())
 
 
 def _package_version() -> str:

@@ -245,7 +245,7 @@ class Tally:
     bundle_seconds: float
     """Reading or computing the bundles (all ranks)."""
     cache_counts: torch.Tensor
-    """(3,) int64: cache hits, misses, corrupt entries."""
+    """(4,) int64: cache hits, misses, corrupt entries; damaged text-cache files (the backend's ``text.corrupt``)."""
     num_images: int
     """Images evaluated (all ranks): the requested ones less the skipped."""
     skipped: list
@@ -255,8 +255,9 @@ class Tally:
         """The run record's ``cache`` entry (None without a cache)."""
         if cache_dir is None:
             return None
-        hits, misses, corrupt = (int(v) for v in self.cache_counts)
-        return {"dir": str(cache_dir), "hits": hits, "misses": misses, "corrupt": corrupt}
+        hits, misses, corrupt, text_corrupt = (int(v) for v in self.cache_counts)
+        return {"dir": str(cache_dir), "hits": hits, "misses": misses, "corrupt": corrupt,
+                "text_corrupt": text_corrupt}
 
 
 def check_sources(backend_desc: dict, settings: Sequence[Setting]) -> None:
@@ -274,6 +275,11 @@ def check_sources(backend_desc: dict, settings: Sequence[Setting]) -> None:
                              f"SegmenterConfig({sorted(missing)[0]}_sources=True)")
 
 
+def _text_corrupt(backend) -> int:
+    """Damaged text-cache files the backend's text encoder has met so far (0 without one)."""
+    return int(getattr(getattr(backend, "text", None), "corrupt", 0))
+
+
 def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings: Sequence[Setting], *,
                info: DatasetInfo, background: int | None, indices: Sequence[int], cache_dir, ctx: DistContext,
                progress: bool, desc: str, on_error: str = ON_ERROR_DEFAULT,
@@ -286,6 +292,7 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
     check_on_error(on_error)
     mine = shard(indices, ctx)
     cache = BundleCache(cache_dir) if cache_dir is not None else None
+    text_corrupt0 = _text_corrupt(backend)
     backend_desc = describe_backend(backend)
     check_sources(backend_desc, settings)
     cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in settings]
@@ -331,8 +338,8 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
         bar.update(1)
     bar.close()
     sums[:, 3] = time.perf_counter() - t_start
-    cache_counts = torch.tensor([cache.stats.hits, cache.stats.misses, cache.stats.corrupt]
-                                if cache is not None else [0, 0, 0], dtype=torch.int64)
+    counts = [cache.stats.hits, cache.stats.misses, cache.stats.corrupt] if cache is not None else [0, 0, 0]
+    cache_counts = torch.tensor(counts + [_text_corrupt(backend) - text_corrupt0], dtype=torch.int64)
     matrices = all_reduce_sum(torch.stack([cm.matrix for cm in cms]), ctx)
     for cm, m in zip(cms, matrices):
         cm.matrix = m

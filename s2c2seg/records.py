@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import json
 import math
-import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from .store import atomic_write
 
 __all__ = ["RECORD_NAME", "CSV_NAME", "RecordExistsError", "RunRecord", "claim_out_dir", "write_json_new",
            "environment_info", "git_revision", "load_records", "method_label"]
@@ -153,29 +155,24 @@ class RunRecord:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = write_json_new(out_dir / RECORD_NAME, self.to_json())
-        tmp = out_dir / (CSV_NAME + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["index", "class", "IoU", "Acc"])
-            w.writeheader()
-            for row in self.per_class_rows():
-                w.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        tmp.replace(out_dir / CSV_NAME)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=["index", "class", "IoU", "Acc"])
+        w.writeheader()
+        for row in self.per_class_rows():
+            w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        atomic_write(out_dir / CSV_NAME, buf.getvalue())
         return path
 
 
 def write_json_new(path: str | Path, obj: Any) -> Path:
     """Write JSON to ``path`` atomically; raise :class:`RecordExistsError` if ``path`` exists (never replaced)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
     try:
-        os.link(tmp, path)  # fails if path exists: no overwrite, even under a race
+        return atomic_write(path, json.dumps(_clean(obj), indent=2, sort_keys=False, allow_nan=False) + "\n",
+                            exclusive=True)  # no overwrite, even under a race
     except FileExistsError:
         raise RecordExistsError(f"{path} already exists: a finished run is never overwritten; "
                                 "choose another --out folder") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def claim_out_dir(out_dir: str | Path | None, name: str = RECORD_NAME) -> Path | None:

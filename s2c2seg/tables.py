@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence
 
 from . import experiments
 from .records import RunRecord, load_records
+from .store import atomic_write
 
 __all__ = ["BENCHMARKS", "LAYOUTS", "PICKS", "TableError", "Table", "build_table", "provenance", "render",
            "register_cli"]
@@ -337,14 +338,18 @@ def render(records: Sequence[RunRecord], layouts: Sequence[str] = LAYOUTS, fmt: 
 
 
 def _run_tables(args) -> int:
+    for p in args.records:
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{p} does not exist (name a record.json file or a folder of run records)")
     records = load_records(args.records)
     if not records:
-        raise SystemExit(f"no run records found under {args.records}")
+        raise FileNotFoundError(f"no run records found under {' '.join(args.records)} (run s2c2seg eval ... --out "
+                                "DIR first, or name the folder that holds record.json files)")
     layouts = list(LAYOUTS) if args.layout == "all" else [args.layout]
     text = render(records, layouts, args.format, pick=args.pick, allow_mixed=args.allow_mixed,
                   allow_skipped=args.allow_skipped)
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        atomic_write(args.out, text)
         print(f"{len(records)} records -> {args.out}")
     else:
         print(text)

@@ -77,7 +77,7 @@ def test_cache_second_call_zero_encoder_calls(clip, tmp_path):
     assert first.calls == calls
     from safetensors import safe_open
     with safe_open(str(files[0]), framework="pt") as f:
-        key = json.loads(f.metadata()["key"])
+        key = json.loads(f.metadata()["meta"])["key"]                        # format 2: key inside "meta"
     assert key["names"] == VOCAB.queries and key["templates"] == "openai_imagenet"
     assert key["model"] == clip.model_name and key["weights"] == "random"
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.vocab import Vocabulary
+from ..store import CorruptFileError, load_tensors, save_tensors
 from .clip import ClipHandle
 
 __all__ = ["TextEncoder", "TEMPLATE_SETS", "get_templates", "encode_prompts", "CacheKeyError"]
@@ -133,13 +134,15 @@ class TextEncoder:
         self.progress = progress
         self.calls = 0
         self._memory: dict[str, torch.Tensor] = {}
+        self.corrupt = 0
+        """Cache files (entries or parts) that were damaged: each was deleted and recomputed."""
 
     # ------------------------------------------------------------------ keys
     def cache_key(self, names: Sequence[str]) -> dict:
         """Everything the embeddings depend on: weights, template set (and its strings), the exact names."""
         return {"model": self.clip.model_name, "weights": self.clip.pretrained, "weights_id": self.clip.weights_id,
                 "templates": self.template_id, "template_strings": list(self.templates), "names": list(names),
-                "format": 1}
+                "format": 2}
 
     @staticmethod
     def key_hash(key: dict) -> str:
@@ -159,9 +162,8 @@ class TextEncoder:
         if digest in self._memory:
             return self._memory[digest].clone()
         path = self.cache_path(names)
-        if path is not None and path.is_file():
-            emb = self._load(path, key)
-        else:
+        emb = self._load(path, key) if path is not None and path.is_file() else None
+        if emb is None:
             emb = self._encode_parts(names, path)
             if path is not None:
                 self._save(path, key, emb)
@@ -207,8 +209,8 @@ class TextEncoder:
             for i, part in enumerate(parts):
                 chunk = names[i * size:(i + 1) * size]
                 key = {**self.cache_key(chunk), "part": [i, len(parts)]}
-                if part is not None and part.is_file():
-                    emb = self._load(part, key)
+                emb = self._load(part, key) if part is not None and part.is_file() else None
+                if emb is not None:
                     bar.update(len(chunk) * len(self.templates))
                 else:
                     emb = self._encode_names(chunk, bar)
@@ -247,21 +249,19 @@ class TextEncoder:
         return out
 
     def _save(self, path: Path, key: dict, emb: torch.Tensor) -> None:
-        from safetensors.torch import save_file
+        save_tensors(path, {"embeddings": emb}, {"key": key})
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"embeddings": emb.contiguous()}, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)})
-        tmp.replace(path)
-
-    def _load(self, path: Path, key: dict) -> torch.Tensor:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            stored = json.loads((f.metadata() or {}).get("key", "null"))
-            if stored != json.loads(json.dumps(key, sort_keys=True)):
-                raise CacheKeyError(f"text cache {path} was written for another key (model/weights/templates/names)")
-            emb = f.get_tensor("embeddings")
-        if emb.shape[0] != len(key["names"]):
-            raise CacheKeyError(f"text cache {path} holds {emb.shape[0]} rows for {len(key['names'])} names")
+    def _load(self, path: Path, key: dict) -> torch.Tensor | None:
+        """The embeddings stored at ``path``; None (the file deleted, :attr:`corrupt` counted) when damaged."""
+        try:
+            tensors, meta = load_tensors(path)
+        except CorruptFileError:
+            self.corrupt += 1
+            path.unlink(missing_ok=True)
+            return None
+        if meta.get("key") != json.loads(json.dumps(key, sort_keys=True)):
+            raise CacheKeyError(f"text cache {path} was written for another key (model/weights/templates/names)")
+        emb = tensors.get("embeddings")
+        if emb is None or emb.shape[0] != len(key["names"]):
+            raise CacheKeyError(f"text cache {path} does not hold {len(key['names'])} rows of embeddings")
         return emb

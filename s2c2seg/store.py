@@ -1,0 +1,87 @@
+"""Files the package writes: atomic writes that honour the umask, and checksummed tensor files verified when read.
+
+:func:`atomic_write` writes a temporary file in the target's folder (a unique name, so two writers never share
+one), fsyncs it and renames it into place (``os.replace``): a reader sees the old file or the new one, never a
+part, and a process killed mid-write leaves only a ``.*.tmp`` file that no reader opens. The temporary file is
+created with ``os.open(..., 0o666)``, so the kernel applies the umask (``tempfile.mkstemp`` would give 0o600).
+:func:`save_tensors` / :func:`load_tensors` store tensors as safetensors with the SHA-256 of their bytes
+(:func:`tensors_checksum`) in the header; a file that is truncated, garbled or fails its checksum raises
+:class:`CorruptFileError`, which a cache counts, deletes and recomputes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+import torch
+
+__all__ = ["CorruptFileError", "atomic_write", "tensors_checksum", "save_tensors", "load_tensors"]
+
+CHECKSUM_KEY = "checksum"
+"""The safetensors header field holding :func:`tensors_checksum`."""
+
+
+class CorruptFileError(ValueError):
+    """A file exists but cannot be read back intact (truncated, garbled, or failing its checksum)."""
+
+
+def atomic_write(path: str | Path, data: bytes | str, *, exclusive: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename), with mode
+    ``0o666 & ~umask``. ``exclusive``: never replace an existing ``path`` (``FileExistsError``, even under a race)."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        if exclusive:
+            os.link(tmp, path)  # fails if path exists
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of tensors: each one's name, dtype, shape and bytes, in the dict's order."""
+    h = hashlib.sha256()
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write ``tensors`` (safetensors) with ``meta`` and their checksum in the header, atomically."""
+    from safetensors.torch import save
+
+    tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
+    header = {"meta": json.dumps(meta, sort_keys=True), CHECKSUM_KEY: tensors_checksum(tensors)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, save(tensors, metadata=header))
+
+
+def load_tensors(path: str | Path, order: list[str] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, meta) of a :func:`save_tensors` file, verified; :class:`CorruptFileError` when it is not intact.
+    ``order``: the tensor order the checksum was taken in (default: the file's sorted names)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(header.get("meta", "{}"))
+    except Exception as exc:  # safetensors raises several types for truncated / garbled files
+        raise CorruptFileError(f"cannot read {path}: {exc}") from exc
+    names = [n for n in (order or sorted(tensors)) if n in tensors]
+    if header.get(CHECKSUM_KEY) != tensors_checksum({n: tensors[n] for n in names}):
+        raise CorruptFileError(f"{path}: its tensors do not match their checksum")
+    return tensors, meta
