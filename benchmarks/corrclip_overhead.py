@@ -55,7 +55,7 @@ def main() -> None:
     from s2c2seg.data.protocols import get_protocol
     from s2c2seg.data.sample import Sample
     from s2c2seg.predict import predict
-    from s2c2seg.segmenter import build_backend
+    from s2c2seg.factories import build_backend
 
     protocol = get_protocol("voc21", "corrclip")
     vocab = vocabulary("voc21", "corrclip")

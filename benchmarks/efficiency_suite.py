@@ -189,7 +189,7 @@ def main(argv=None) -> dict:
     from s2c2seg.models.text import TextEncoder
     from s2c2seg.predict import predict
     from s2c2seg.presets import get_preset
-    from s2c2seg.segmenter import build_backend
+    from s2c2seg.factories import build_backend
 
     protocol = protocol_from_args(get_protocol("voc21", "proxyclip"), args)
     h, w = args.image_hw

@@ -31,7 +31,7 @@ CHILD = textwrap.dedent("""
     import torch
     from s2c2seg.data.protocols import Protocol
     from s2c2seg.predict import predict
-    from s2c2seg.segmenter import build_backend
+    from s2c2seg.factories import build_backend
     from s2c2seg.sim import SimConfig, SimDataset
     torch.set_num_threads(1)
 

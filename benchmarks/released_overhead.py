@@ -72,7 +72,8 @@ def main(argv=None) -> dict:
     from s2c2seg.data.protocols import get_protocol
     from s2c2seg.predict import predict
     from s2c2seg.presets import get_preset
-    from s2c2seg.segmenter import Segmenter, SegmenterConfig, build_backend
+    from s2c2seg.segmenter import Segmenter, SegmenterConfig
+    from s2c2seg.factories import build_backend
 
     protocol = protocol_from_args(get_protocol("voc21", "proxyclip"), args)
     vocab = vocabulary("voc21", "proxyclip")

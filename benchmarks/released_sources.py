@@ -59,7 +59,8 @@ def main() -> None:
     from s2c2seg.data import Sample
     from s2c2seg.data.names import vocabulary
     from s2c2seg.data.protocols import get_protocol
-    from s2c2seg.segmenter import Segmenter, SegmenterConfig, build_backend
+    from s2c2seg.segmenter import Segmenter, SegmenterConfig
+    from s2c2seg.factories import build_backend
 
     protocol = get_protocol("voc21", "proxyclip")
     vocab = vocabulary("voc21", "proxyclip")

@@ -43,7 +43,7 @@ def main() -> None:
     from s2c2seg.data.names import vocabulary
     from s2c2seg.data.protocols import get_protocol
     from s2c2seg.predict import predict
-    from s2c2seg.segmenter import build_backend
+    from s2c2seg.factories import build_backend
 
     protocol = get_protocol("voc21", "sclip")
     vocab = vocabulary("voc21", "sclip")

@@ -41,7 +41,7 @@ from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import evaluate
 from s2c2seg.predict import bundle_sources
 from s2c2seg.presets import get_preset
-from s2c2seg.segmenter import build_backend
+from s2c2seg.factories import build_backend
 from s2c2seg.slide import rescale_size, slide_boxes
 from s2c2seg.sweep import sweep
 

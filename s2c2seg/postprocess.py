@@ -10,20 +10,29 @@ background is index 0 by construction, and the protocol tables only set these kn
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Iterable, Protocol as Interface
 
 import torch
 
 from .data.protocols import Protocol
-
-if TYPE_CHECKING:
-    from .view import BundleView
 
 __all__ = ["BACKGROUND_LABEL", "synonym_max", "query_probabilities", "area_prune", "postprocess",
            "streamed_postprocess", "streamed_softmax_means"]
 
 BACKGROUND_LABEL = 0
 """The label ``prob_thd`` assigns and the class ``area_thd`` never prunes (the anchors' class 0)."""
+
+
+class StreamedMaps(Interface):
+    """What the streamed post-processing reads: dense maps by query chunk (:class:`s2c2seg.view.BundleView` has it)."""
+
+    num_classes: int
+    query_to_class: torch.Tensor
+    bundle: Any
+
+    def class_chunks(self) -> Iterable[torch.Tensor]: ...
+
+    def dense(self, queries: torch.Tensor) -> torch.Tensor: ...
 
 
 def synonym_max(values: torch.Tensor, query_to_class: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -122,7 +131,7 @@ def postprocess(logits: torch.Tensor, query_to_class: torch.Tensor, num_classes:
     return _finish(label, maxp, protocol, regions)
 
 
-def _running_argmax(view: BundleView, scale: float, classes: torch.Tensor | None = None):
+def _running_argmax(view: StreamedMaps, scale: float, classes: torch.Tensor | None = None):
     """One streamed pass over the queries (of ``classes``, default all) of scaled logits ``x = scale·S_glob``:
     per pixel the arg-max class of the synonym max (ties: lower class), its value, and (over all queries
     only) the running log-sum-exp ``(M, Z)`` with ``Z = Σ_q exp(x_q − M)``."""
@@ -152,7 +161,7 @@ def _running_argmax(view: BundleView, scale: float, classes: torch.Tensor | None
     return cls, best, m, z
 
 
-def streamed_postprocess(view: BundleView, protocol: Protocol) -> tuple[torch.Tensor, bool]:
+def streamed_postprocess(view: StreamedMaps, protocol: Protocol) -> tuple[torch.Tensor, bool]:
     """:func:`postprocess` on all queries of ``view`` in chunks of whole classes, in O(chunk·H·W) memory.
 
     The softmax's arg-max is the arg-max of ``x = logit_scale·S_glob`` (synonym max, ties to the lower class)
@@ -171,7 +180,7 @@ def streamed_postprocess(view: BundleView, protocol: Protocol) -> tuple[torch.Te
     return _finish(label, maxp, protocol, view.bundle.regions)
 
 
-def streamed_softmax_means(view: BundleView, logit_scale: float) -> torch.Tensor:
+def streamed_softmax_means(view: StreamedMaps, logit_scale: float) -> torch.Tensor:
     """``score_source="baseline"`` in chunks: per class the spatial mean of the synonym max of
     ``softmax(logit_scale·S_glob)`` over all queries (a log-sum-exp pass, then a probability pass)."""
     _, _, m, z = _running_argmax(view, logit_scale)

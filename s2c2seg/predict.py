@@ -28,7 +28,6 @@ modules are re-exported here (``from s2c2seg.predict import BundleView`` keeps w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import torch
 
@@ -36,6 +35,7 @@ from .bundle import FeatureBundle
 from .css import CSSConfig, oracle_categories
 from .csg import CSGConfig
 from .data.protocols import Protocol
+from .prediction import Prediction
 from .postprocess import BACKGROUND_LABEL, postprocess, streamed_postprocess, synonym_max
 from .view import SCORE_SOURCES, BundleView, ViewConfig, class_scores, clipseg_maps, dense_logits
 
@@ -49,25 +49,6 @@ IGNORE_INDEX = 255
 
 
 # ------------------------------------------------------------------------------------------------ predict
-@dataclass
-class Prediction:
-    """One image's prediction and what led to it."""
-
-    label_map: torch.Tensor
-    """(H, W) int64 class indices."""
-    subset: torch.Tensor | None
-    """Selected class indices (sorted) for ``s2c2seg`` / ``oracle``; None for ``baseline``."""
-    s_glob: torch.Tensor | None = None
-    """(C,) class global scores used by CSS (None for baseline / oracle)."""
-    s_spat: torch.Tensor | None = None
-    """(C,) class spatial scores used by CSS."""
-    voted: bool = False
-    """Whether CorrCLIP's region vote was applied."""
-    meta: dict = field(default_factory=dict)
-    logits: torch.Tensor | None = None
-    """(Q, H, W) float32 pre-softmax logits at the image size (released presets, on request: ``return_logits``)."""
-
-
 def bundle_sources(method: str, preset=None) -> frozenset[str]:
     """The source groups ``predict(method=..., preset=...)`` reads besides the baseline's dense logits: ``paper``
     (``bundle.PAPER_SOURCES``: the paper reading and the oracle) or ``window`` (the released presets)."""

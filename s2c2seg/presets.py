@@ -22,7 +22,7 @@ from .css import CSSConfig, ScoreConfig, SelectConfig
 from .csg import CSGConfig, FusionConfig
 from .data.operating_points import DATASETS, RUN_SOURCES, operating_point
 from .refine import RefineConfig
-from .released import PostConfig
+from .released_post import PostConfig
 
 __all__ = ["PRESETS", "DEFAULT_PRESET", "LOCAL_TEXTS", "PRECISIONS", "EncodeSide", "Preset", "get_preset",
            "preset_keys", "resolve_preset", "extension_note", "RELEASED_BASELINE"]

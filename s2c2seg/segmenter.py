@@ -23,13 +23,12 @@
   window as the release does, :meth:`~s2c2seg.models.clipseg.ClipSeg.window_maps`, chunk by chunk; reduced to
   ``window_store_size`` when set) and ``input_image``.
 
-:func:`build_backend` assembles a Segmenter with pretrained or random weights, or returns the simulation backend.
+:func:`s2c2seg.factories.build_backend` assembles a Segmenter with pretrained or random weights, or returns the
+simulation backend (the one place where the Segmenter and the simulation meet).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,9 +39,9 @@ from .bundle import FeatureBundle, storage_label, stored_window_hw
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
-from .slide import resize_short_side, slide_boxes, window_padding
+from .slide import LONG_MAX, PIXEL_MEAN, PIXEL_STD, resize_short_side, slide_boxes, window_padding
 
-__all__ = ["SegmenterConfig", "Segmenter", "build_backend", "full_vfm_config", "RANDOM_LABEL"]
+__all__ = ["SegmenterConfig", "Segmenter", "full_vfm_config", "RANDOM_LABEL"]
 
 RANDOM_LABEL = "RANDOM WEIGHTS"
 
@@ -63,10 +62,10 @@ class SegmenterConfig:
     """Side of the stored CLIPSeg maps (``clipseg_maps``); the mean is taken at full 352 x 352 resolution."""
     dense_dtype: str = "float32"
     """dtype of the stored ``dense_logits``: ``float32`` or ``float16`` (half the bytes)."""
-    pixel_mean: tuple[float, float, float] = (122.771, 116.746, 104.094)
-    """The anchors' ``SegDataPreProcessor`` mean (CLIP's mean x 255, rounded as in their configs)."""
-    pixel_std: tuple[float, float, float] = (68.501, 66.632, 70.323)
-    long_max: int = 2048
+    pixel_mean: tuple[float, float, float] = PIXEL_MEAN
+    """The anchors' ``SegDataPreProcessor`` mean (:data:`s2c2seg.slide.PIXEL_MEAN`)."""
+    pixel_std: tuple[float, float, float] = PIXEL_STD
+    long_max: int = LONG_MAX
     """Long-side cap of mmcv's ``Resize(scale=(long_max, short_side), keep_ratio=True)``."""
     paper_sources: bool = True
     """Compute the paper reading's whole-image sources (``global_sim``, ``clipseg_mean``, ``clipseg_maps``); False
@@ -320,72 +319,3 @@ def full_vfm_config() -> dict[str, Any]:
     """DINO ViT-B/8's architecture (``facebook/dino-vitb8``) as a transformers config dict, for random weights."""
     return {"model_type": "vit", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
             "intermediate_size": 3072, "image_size": 224, "patch_size": 8, "layer_norm_eps": 1e-6, "qkv_bias": True}
-
-
-def _sim_backend(**kw):
-    from .sim import SimBackend
-
-    return SimBackend(**kw)
-
-
-def build_backend(name: str = "pretrained", baseline: str = "sclip", size: str = "full",
-                  cache_dir: str | Path | None = None, *, device: str = "cpu", baseline_params: dict | None = None,
-                  clip_model: str | None = None, clip_pretrained: str | None = None, vfm_name: str | None = None,
-                  config: SegmenterConfig = SegmenterConfig(), seed: int = 0, **kw):
-    """An object with ``.encode(sample, vocab, protocol)`` and ``.describe()``.
-
-    ``pretrained``: real weights (CLIP through open_clip, CLIPSeg ``CIDAS/clipseg-rd64-refined``, the
-    baseline's VFM); raises :class:`~s2c2seg.models.offline.ModelUnavailableError` within seconds when they
-    cannot be loaded. ``random``: the same architectures with random weights (``size="full"``) or tiny ones
-    (``size="tiny"``, tests). ``sim``: :class:`s2c2seg.sim.SimBackend` (``**kw`` go to it). ``auto``:
-    pretrained, else the simulation backend with a warning. ``cache_dir`` holds the text-embedding cache and
-    the offline CLIP tokenizer for CLIPSeg.
-    """
-    if name == "sim":
-        return _sim_backend(**kw)
-    if name == "auto":
-        from .models.offline import ModelUnavailableError
-
-        try:
-            return build_backend("pretrained", baseline, size, cache_dir, device=device,
-                                 baseline_params=baseline_params, clip_model=clip_model,
-                                 clip_pretrained=clip_pretrained, vfm_name=vfm_name, config=config, seed=seed)
-        except (ModelUnavailableError, OSError) as exc:
-            warnings.warn(f"pretrained weights unavailable ({exc}); falling back to the SIMULATED backend: "
-                          "its numbers are not real-model results", RuntimeWarning, stacklevel=2)
-            return _sim_backend(**kw)
-    if name not in ("pretrained", "random"):
-        raise ValueError(f"name must be 'pretrained', 'random', 'sim' or 'auto', got {name!r}")
-    if size not in ("full", "tiny"):
-        raise ValueError(f"size must be 'full' or 'tiny', got {size!r}")
-    if name == "pretrained" and size != "full":
-        raise ValueError("size='tiny' exists only for random weights (name='random')")
-    if kw:
-        raise ValueError(f"unknown argument(s) for a {name} backend: {sorted(kw)}")
-
-    from .models.baselines import make_baseline
-    from .models.clip import builtin_clip_config, load_clip, tiny_clip_config
-    from .models.clipseg import ClipSeg, rd64_clipseg_config, tiny_clipseg_config
-    from .models.text import TextEncoder
-    from .models.vfm import load_vfm, tiny_vfm_config
-
-    bl = make_baseline(baseline, **(baseline_params or {}))
-    default_model, default_tag = getattr(bl, "default_clip", ("ViT-B-16", "openai"))
-    model_name = clip_model or default_model
-    vfm_id = vfm_name or getattr(bl, "vfm_name", None) or getattr(bl, "default_vfm", None) or "dino_vitb8"
-    cache = Path(cache_dir) if cache_dir is not None else None
-    if name == "pretrained":
-        clip = load_clip(model_name, clip_pretrained or default_tag, device=device)
-        clipseg = ClipSeg(cache_dir=cache, device=device)
-        vfm = load_vfm(vfm_id, device=device) if bl.needs_vfm else None
-    else:
-        clip_cfg = builtin_clip_config(model_name) if size == "full" else tiny_clip_config()
-        clip = load_clip(model_name, config=clip_cfg, device=device, seed=seed)
-        clipseg = ClipSeg(config=rd64_clipseg_config() if size == "full" else tiny_clipseg_config(),
-                          cache_dir=cache, device=device, seed=seed)
-        vfm = None
-        if bl.needs_vfm:
-            vfm = load_vfm(vfm_id, config=full_vfm_config() if size == "full" else tiny_vfm_config("dino"),
-                           device=device, seed=seed)
-    text = TextEncoder(clip, cache_dir=None if cache is None else cache / "text")
-    return Segmenter(bl, clip, clipseg, text, vfm=vfm, config=config)

@@ -221,7 +221,7 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
     """Build the notebook's world.
 
     * ``backend``: ``pretrained`` | ``random`` | ``sim`` | ``auto`` (pretrained when the weights load, else sim),
-      through :func:`s2c2seg.segmenter.build_backend` with ``baseline`` and ``size`` (``tiny`` for CI).
+      through :func:`s2c2seg.factories.build_backend` with ``baseline`` and ``size`` (``tiny`` for CI).
     * data: ``data_root`` when given (the real layout, first ``n_images`` of the val split); otherwise the
       simulation's scenes for the sim backend, or a generated fixture of ``dataset`` (written under
       ``out_dir``) for the others — both at ``image_size`` (H, W) and labelled as such.
@@ -233,7 +233,7 @@ def open_session(notebook: str, *, backend: str = "auto", dataset: str = "voc21"
     """
     from .data import get_protocol
     from .data import vocabulary as vocabulary_of
-    from .segmenter import build_backend
+    from .factories import build_backend
 
     if not isinstance(n_images, int) or n_images < 1:
         raise ValueError(f"n_images must be a positive integer, got {n_images!r}")

@@ -15,11 +15,18 @@ import torch.nn.functional as F
 
 __all__ = ["rescale_size", "resize_short_side", "slide_boxes", "window_padding", "slide_average"]
 
+LONG_MAX = 2048
+"""Long-side cap of mmcv's ``Resize(scale=(LONG_MAX, short_side), keep_ratio=True)`` in the anchors' test pipeline."""
+PIXEL_MEAN = (122.771, 116.746, 104.094)
+"""The anchors' ``SegDataPreProcessor`` mean (CLIP's mean x 255, rounded as in their configs)."""
+PIXEL_STD = (68.501, 66.632, 70.323)
+"""The anchors' ``SegDataPreProcessor`` std (CLIP's std x 255)."""
+
 _SIZE_KEY_BASE = 100003
 """A prime larger than any window side: ``height * base + width`` is a unique key per window size."""
 
 
-def rescale_size(h: int, w: int, short_side: int, long_max: int = 2048) -> tuple[int, int]:
+def rescale_size(h: int, w: int, short_side: int, long_max: int = LONG_MAX) -> tuple[int, int]:
     """mmcv ``rescale_size`` for ``scale=(long_max, short_side)``, keep_ratio: the new ``(h, w)``.
 
     The scale factor is ``min(long / max(h, w), short / min(h, w))`` with ``long = max(long_max, short_side)``
@@ -34,7 +41,7 @@ def rescale_size(h: int, w: int, short_side: int, long_max: int = 2048) -> tuple
     return int(h * float(factor) + 0.5), int(w * float(factor) + 0.5)
 
 
-def resize_short_side(image: torch.Tensor, short_side: int, long_max: int = 2048) -> torch.Tensor:
+def resize_short_side(image: torch.Tensor, short_side: int, long_max: int = LONG_MAX) -> torch.Tensor:
     """Resize a (3, H, W) uint8 image with mmcv's keep-ratio rule, as mmcv does: ``cv2.resize(INTER_LINEAR)``.
 
     OpenCV's bilinear on uint8 samples at half-pixel centres (align_corners=False, no anti-aliasing) with

@@ -120,7 +120,7 @@ def tiny(tmp_path_factory):
     import numpy as np
 
     from s2c2seg.data import Sample, Vocabulary
-    from s2c2seg.segmenter import build_backend
+    from s2c2seg.factories import build_backend
 
     cache = tmp_path_factory.mktemp("tiny")
     image = np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8)
@@ -218,7 +218,8 @@ BIG_REAL = textwrap.dedent(f"""
     from s2c2seg.models.text import TextEncoder
     from s2c2seg.predict import predict
     from s2c2seg.presets import get_preset
-    from s2c2seg.segmenter import Segmenter, SegmenterConfig, build_backend
+    from s2c2seg.segmenter import Segmenter, SegmenterConfig
+    from s2c2seg.factories import build_backend
     cache = tempfile.mkdtemp()
     cfg = SegmenterConfig(window_storage="float16", window_store_size=16, clipseg_store_size=24)
     tiny = build_backend("random", size="tiny", cache_dir=cache, config=cfg)

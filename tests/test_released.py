@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from s2c2seg import css, csg, refine, released, spatial_refine
+from s2c2seg import css, csg, refine, released_post, spatial_refine
 from s2c2seg.bundle import FeatureBundle
 from s2c2seg.data.protocols import get_protocol
 from s2c2seg.predict import BundleView, predict
@@ -155,10 +155,10 @@ def test_refinement_round_admits_a_winning_outsider():
 
 def test_otsu_and_background_hand():
     values = torch.tensor([0.1] * 50 + [0.9] * 50)
-    assert released.otsu_threshold(values) == pytest.approx(25.5 / 256)  # first centre of the flat optimum
-    assert released.background_threshold(values, 0.2, 0.5) == 0.2  # clamped to [prob_thd, C]
-    assert released.background_threshold(torch.tensor([0.1] * 5 + [0.99] * 5), 0.0, 0.5) == 0.0  # off at 0
-    assert released.background_threshold(values, 0.05, None) == 0.05
+    assert released_post.otsu_threshold(values) == pytest.approx(25.5 / 256)  # first centre of the flat optimum
+    assert released_post.background_threshold(values, 0.2, 0.5) == 0.2  # clamped to [prob_thd, C]
+    assert released_post.background_threshold(torch.tensor([0.1] * 5 + [0.99] * 5), 0.0, 0.5) == 0.0  # off at 0
+    assert released_post.background_threshold(values, 0.05, None) == 0.05
 
 
 def test_spatial_refine_hand():

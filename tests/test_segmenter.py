@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from s2c2seg.data import Protocol, Sample, Vocabulary
 from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
 from s2c2seg.models.offline import ModelUnavailableError
-from s2c2seg.segmenter import RANDOM_LABEL, Segmenter, SegmenterConfig, build_backend, mean_direction
+from s2c2seg.segmenter import RANDOM_LABEL, Segmenter, SegmenterConfig, mean_direction
+from s2c2seg.factories import build_backend
 from s2c2seg.slide import slide_average, slide_boxes
 
 PROTO = Protocol(short_side=64, crop=32, stride=16)

@@ -405,7 +405,7 @@ def test_bad_input():
 def test_evaluation_runs_on_it_unchanged(tmp_path):
     """The evaluation loop, its bundle cache and its record take the backend as any other (SIMULATED)."""
     from s2c2seg.evaluate import evaluate
-    from s2c2seg.segmenter import build_backend
+    from s2c2seg.factories import build_backend
 
     cfg = SimConfig.ideal(n_present=(2, 3), seed=7)
     ds = SimDataset("voc21", cfg, 3)

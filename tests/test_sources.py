@@ -16,7 +16,8 @@ from s2c2seg.evaluate import ImageError, evaluate
 from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
 from s2c2seg.predict import bundle_sources, predict
 from s2c2seg.presets import get_preset
-from s2c2seg.segmenter import Segmenter, SegmenterConfig, build_backend
+from s2c2seg.segmenter import Segmenter, SegmenterConfig
+from s2c2seg.factories import build_backend
 
 PROTO = Protocol(short_side=64, crop=32, stride=16)
 VOCAB = Vocabulary.from_names(["cat", ["dog", "puppy"], "sky"])

@@ -361,13 +361,12 @@ class SimBackend:
         """``window_global`` (the global world per window: presence from the window's area fractions, plus
         per-window noise), ``window_pad`` and ``input_image`` (the rendered image, short-side resized and
         CLIP-normalised as the segmenter's network input)."""
-        from ..segmenter import SegmenterConfig
-        from ..slide import resize_short_side
+        from ..slide import LONG_MAX, PIXEL_MEAN, PIXEL_STD, resize_short_side
 
-        cfg, seg = self.cfg, SegmenterConfig()
+        cfg = self.cfg
         c = structure.num_classes
         img = torch.from_numpy(np.array(sample.image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
-        img = resize_short_side(img, short_side, seg.long_max)
+        img = resize_short_side(img, short_side, LONG_MAX)
         rh, rw = img.shape[1:]
         lab = F.interpolate(label[None, None].float(), size=(rh, rw), mode="nearest")[0, 0].long()
         rows = []
@@ -380,7 +379,7 @@ class SimBackend:
         window_global = torch.stack(rows)
         window_global += cfg.global_noise * torch.from_numpy(
             rng.standard_normal(tuple(window_global.shape)).astype(np.float32))
-        mean = torch.tensor(seg.pixel_mean).view(3, 1, 1)
-        std = torch.tensor(seg.pixel_std).view(3, 1, 1)
+        mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+        std = torch.tensor(PIXEL_STD).view(3, 1, 1)
         return {"window_global": window_global.float(), "window_pad": torch.tensor(pad, dtype=torch.long),
                 "input_image": ((img.float() - mean) / std).contiguous()}
