@@ -35,11 +35,10 @@ from pathlib import Path
 import torch
 from bench_common import add_protocol_arguments, protocol_from_args
 
-from s2c2seg.cli_eval import segmenter_config
 from s2c2seg.data import get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import evaluate
-from s2c2seg.predict import bundle_sources
+from s2c2seg.runspec import EncodeSpec
 from s2c2seg.presets import get_preset
 from s2c2seg.factories import build_backend
 from s2c2seg.slide import rescale_size, slide_boxes
@@ -113,7 +112,7 @@ def main(argv=None) -> dict:
     grid = released_grid(args.points) if released else GRID
     preset = args.preset
     resolved = get_preset(preset, "voc21")  # the Segmenter that `s2c2seg eval --preset <preset>` builds:
-    config = segmenter_config(resolved.encode, "cpu", bundle_sources("s2c2seg", resolved))  # its sources only
+    config = EncodeSpec.of("s2c2seg", resolved).segmenter_config("cpu")  # its sources only
     backend = build_backend("random", baseline=baseline, size=args.size, cache_dir=work / "text", config=config)
     vfm = "" if backend.vfm is None else f", VFM {backend.vfm.name} {_params(backend.vfm.model):.1f} M params"
     print(f"RANDOM WEIGHTS, size={args.size}, preset {preset}, baseline {baseline}, bundle sources "

@@ -1,7 +1,7 @@
 """``s2c2seg eval`` (the command line of ``evaluate.py``), and the options it shares with ``s2c2seg sweep``:
 data, backend, vocabulary, protocol, cache and output (:func:`add_common_arguments`), the method, its preset and
 the paper preset's CSS / CSG (:func:`add_method_arguments`), and their reading into the objects the API takes
-(:func:`data_from_args`, :func:`backend_from_args`, :func:`method_from_args`, :func:`method_setup`)."""
+(:func:`data_from_args`, :func:`backend_from_args`, :func:`method_from_args`, :func:`run_from_args`)."""
 from __future__ import annotations
 
 import argparse
@@ -10,22 +10,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .bundle import SOURCE_GROUPS
 from .css import STAGE2_POOLS, CSSConfig
 from .csg import FUSION_MODES, CSGConfig
 from .data.datasets import DATASETS
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
 from .distributed import env_rank
-from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, dataset_info, evaluate
+from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, evaluate
 from .factories import SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
-from .predict import METHODS, SCORE_SOURCES, bundle_sources
-from .presets import DEFAULT_PRESET, PRESETS, EncodeSide, get_preset
+from .encode_side import EncodeSpec
+from .predict import METHODS, SCORE_SOURCES
+from .presets import PRESETS, resolve_preset
 from .records import claim_out_dir
-from .segmenter import SegmenterConfig
+from .runspec import RunSpec, resolve_run
 
 __all__ = ["add_common_arguments", "add_method_arguments", "data_from_args", "backend_from_args",
-           "method_from_args", "method_setup", "segmenter_config", "register_cli", "SOURCE_CHOICES"]
+           "method_from_args", "run_from_args", "eval_setup", "register_cli", "SOURCE_CHOICES"]
 
 
 METHOD_OPTIONS = "--tau, --k-min, --k-max, --use, --stage2-pool, --mode, --lam, --temperature"
@@ -128,20 +128,24 @@ def _parse_set(items) -> dict:
 
 
 def method_from_args(args, dataset: str, *, per_point: bool = False):
-    """``(preset, css, csg)`` of the method options for ``dataset`` (:func:`s2c2seg.presets.resolve_preset`'s
-    rule: a named ``--preset``; else the paper reading when an option only it has is given; else the default).
-    ``per_point`` (sweeps): with no method option at all, ``(None, None, None)``: each grid point resolves its own."""
+    """``(preset, css, csg)`` of the method options for ``dataset``: ``--preset``, else the one default rule
+    (:func:`s2c2seg.presets.resolve_preset`: the paper reading when an option only it has is given, else the
+    default preset). ``per_point`` (sweeps): with no method option at all, ``(None, None, None)``: each grid point
+    resolves its own."""
     given = {k: getattr(args, k) for k in PAPER_OPTIONS if getattr(args, k, None) is not None}
     overrides = _parse_set(args.preset_set)
     if args.method != "s2c2seg":
+        if args.preset is not None or overrides:
+            raise ValueError(f"--preset / --set are options of --method s2c2seg; --method {args.method} reads no "
+                             "preset (drop them, or use --method s2c2seg)")
         css, csg = _paper_configs(given)
         return None, css, csg
     paper_only = bool(set(given) - set(RELEASED_ALIASES)) or args.score_source != SCORE_SOURCES[0] or args.no_select
     if per_point and args.preset is None and not given and not overrides and not paper_only:
         return None, None, None
-    name = args.preset or ("paper" if paper_only else DEFAULT_PRESET)
-    preset = get_preset(name, dataset)
-    if preset.css is not None:  # the paper preset: its options set CSSConfig / CSGConfig
+    # the rule picks the preset when none is named; a named one is checked against the options below
+    preset, _, _ = resolve_preset("s2c2seg", dataset, args.preset, paper_options=paper_only and args.preset is None)
+    if preset.reading == "paper":  # the paper preset: its options set CSSConfig / CSGConfig
         css, csg = _paper_configs(given, preset.css, preset.csg)
         try:
             preset = dataclasses.replace(preset, css=css, csg=csg).override(overrides)
@@ -150,8 +154,11 @@ def method_from_args(args, dataset: str, *, per_point: bool = False):
         return preset, preset.css, preset.csg
     other = sorted(set(given) - set(RELEASED_ALIASES))
     if other:
-        raise ValueError(f"--{other[0].replace('_', '-')} is an option of --preset paper; preset {name!r} "
-                         f"takes --set KEY=VALUE (keys: s2c2seg.presets.preset_keys({name!r}))")
+        raise ValueError(f"--{other[0].replace('_', '-')} is an option of --preset paper; preset {preset.name!r} "
+                         f"takes --set KEY=VALUE (keys: s2c2seg.presets.preset_keys({preset.name!r}))")
+    if paper_only:
+        raise ValueError(f"--no-select / --score-source baseline are ablations of --preset paper; preset "
+                         f"{preset.name!r} takes --set KEY=VALUE (e.g. --set select.tau=1.0 keeps every query)")
     try:
         preset = preset.override({**{RELEASED_ALIASES[k]: v for k, v in given.items()}, **overrides})
     except ValueError as exc:
@@ -197,54 +204,42 @@ def data_from_args(args) -> tuple[Any, Vocabulary, Protocol]:
     return dataset, vocab, protocol
 
 
-def backend_from_args(args, encode: EncodeSide | None = None, sources=None):
-    """The backend of ``--backend``; ``encode`` (a preset's encode side: CLIPSeg text, precision) and ``sources``
-    (the source groups the run reads, :func:`s2c2seg.predict.bundle_sources`; None or ``--sources all``: every
-    group) configure a model backend's Segmenter."""
+def backend_from_args(args, encode: EncodeSpec):
+    """The backend of ``--backend``; a model backend's Segmenter encodes ``encode`` (the run's encode side,
+    :meth:`EncodeSpec.segmenter_config`; ``--sources all``: every source group)."""
     extra = {}
     if args.cache_dir and ":" not in args.backend and args.backend != "sim":
         extra["cache_dir"] = str(Path(args.cache_dir) / "text")  # the text-embedding cache
     if args.backend in MODEL_BACKENDS:
-        if getattr(args, "sources", SOURCE_CHOICES[0]) == "all":
-            sources = None
-        extra["config"] = segmenter_config(encode or EncodeSide(), args.device, sources)
+        all_sources = getattr(args, "sources", SOURCE_CHOICES[0]) == "all"
+        extra["config"] = encode.segmenter_config(args.device, all_sources=all_sources)
     return backend_by_name(args.backend, baseline=args.baseline, size=args.size, device=args.device, **extra)
 
 
-def segmenter_config(encode: EncodeSide, device: str | None, sources=None) -> SegmenterConfig:
-    """The Segmenter settings of a preset's encode side: its CLIPSeg text, fp16 for ``precision="auto"`` where the
-    device supports it (CUDA), else fp32, and the source groups in ``sources`` (None: all of them)."""
-    fp16 = encode.precision == "auto" and str(device or "cpu").startswith("cuda")
-    groups = set(SOURCE_GROUPS) if sources is None else set(sources)
-    return SegmenterConfig(local_text=encode.local_text, precision="fp16" if fp16 else "fp32",
-                           paper_sources="paper" in groups, window_sources="window" in groups)
+def run_from_args(args, dataset: str, protocol: Protocol) -> RunSpec:
+    """The :class:`~s2c2seg.runspec.RunSpec` of ``eval``'s method options (:func:`method_from_args`)."""
+    preset, css, csg = method_from_args(args, dataset)
+    return resolve_run(args.method, dataset, protocol, preset=preset, css=css, csg=csg,
+                       score_source=args.score_source, select=not args.no_select, baseline=args.baseline)
 
 
-def method_setup(args, *, per_point: bool = False, grid=None):
-    """``(dataset, backend, vocab, protocol, preset, css, csg)`` of ``eval`` / ``sweep``'s arguments (``per_point``:
-    see :func:`method_from_args`); with ``grid`` (a sweep's), its points are validated first (bad values raise
-    before a model loads) and the backend computes the sources that any of them reads."""
-    from .sweep import make_points  # sweep imports this module
-
-    preset, css, csg = method_from_args(args, benchmark_key(args.dataset), per_point=per_point)
-    encode = preset.encode if preset is not None else EncodeSide()
+def eval_setup(args):
+    """``(dataset, vocab, protocol, spec, backend)`` of ``eval``'s arguments: the backend encodes the spec's side."""
     dataset, vocab, protocol = data_from_args(args)
-    if grid is None:
-        sources = bundle_sources(args.method, preset)
-    else:
-        points = make_points(grid, protocol, dataset=dataset_info(dataset).name, method=args.method, preset=preset,
-                             css=css, csg=csg, score_source=args.score_source, select=not args.no_select)
-        sources = frozenset().union(*(bundle_sources(p.method, p.preset) for p in points))
-    return dataset, backend_from_args(args, encode, sources), vocab, protocol, preset, css, csg
+    spec = run_from_args(args, benchmark_key(args.dataset), protocol)
+    return dataset, vocab, protocol, spec, backend_from_args(args, spec.encode)
 
 
 def _run_eval(args) -> int:
     claim_out_dir(args.out)  # refuse before loading any model
-    dataset, backend, vocab, protocol, preset, css, csg = method_setup(args)
-    record = evaluate(dataset, backend, vocab, protocol, method=args.method, preset=preset, css=css, csg=csg,
-                      score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
+    dataset, vocab, protocol, spec, backend = eval_setup(args)
+    record = evaluate(dataset, backend, vocab, protocol, method=spec.method, preset=spec.preset,
+                      css=spec.css if spec.reading == "paper" else None,
+                      csg=spec.csg if spec.reading == "paper" else None,
+                      score_source=spec.score_source, select=spec.select, cache_dir=args.cache_dir,
                       out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
                       progress=not args.no_progress, extra={"command": sys.argv}, on_error=args.on_error)
+    preset = spec.preset
     if env_rank() == 0:
         label = f" [{record.label}]" if record.label else ""
         skipped = record.extra["num_skipped"]

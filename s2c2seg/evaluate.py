@@ -34,13 +34,15 @@ from .data.sample import Sample
 from .data.vocab import Vocabulary
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, finish, init_from_env, shard
 from .metrics import ConfusionMatrix
-from .predict import METHODS, SCORE_SOURCES, BundleView, bundle_sources, predict
-from .presets import Preset, resolve_preset
+from .encode_side import EncodeSpec
+from .predict import BundleView
+from .presets import Preset
+from .runspec import RunSpec, resolve_run
 from .records import RunRecord, claim_out_dir, environment_info
 
 __all__ = ["ON_ERROR", "ON_ERROR_DEFAULT", "ImageError", "check_on_error", "evaluate", "run_points", "Setting", "Tally",
            "make_record", "load_item", "iter_bundles", "Item", "DatasetInfo", "dataset_info", "image_id",
-           "check_bundle", "check_sources", "describe_backend", "image_indices"]
+           "check_bundle", "check_sources", "encode_of", "describe_backend", "image_indices"]
 
 
 ON_ERROR = ("stop", "skip")
@@ -174,27 +176,25 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, disable=not enabled, desc=desc, unit="img", dynamic_ncols=True, file=sys.stderr)
 
 
-def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend: dict, protocol: Protocol,
-                css: CSSConfig, csg: CSGConfig, score_source: str, select: bool, background: int | None,
-                max_images: int | None, vocab: Vocabulary, cm: ConfusionMatrix, num_images: int,
-                sums: torch.Tensor, world_size: int, cache: dict | None, extra: dict | None,
-                skipped: Sequence[dict], predict_seconds: float | None = None,
-                preset: Preset | None = None) -> RunRecord:
-    """The :class:`RunRecord` of one configuration from its confusion matrix and the summed counters.
+def make_record(spec: RunSpec, *, info: DatasetInfo, backend: dict, background: int | None,
+                max_images: int | None, vocab: Vocabulary, cm: ConfusionMatrix, num_images: int, sums: torch.Tensor,
+                world_size: int, cache: dict | None, extra: dict | None, skipped: Sequence[dict],
+                predict_seconds: float | None = None) -> RunRecord:
+    """The :class:`RunRecord` of one run (its :class:`~s2c2seg.runspec.RunSpec`: method, reading, preset, encode
+    side, protocol, baseline) from its confusion matrix and the summed counters.
 
     ``sums`` = (load s, encode s, predict s, wall s, subset sizes, GT classes, GT classes kept, images voted);
     ``num_images`` counts the evaluated images, ``skipped`` the others (``{"id", "error"}`` each).
     """
     n = num_images
     subset_stats = None
-    if method != "baseline":
+    if spec.method != "baseline":
         subset_stats = {"mean_subset_size": float(sums[4]) / n,
                         "gt_class_recall": float(sums[6] / sums[5]) if sums[5] > 0 else None}
     return RunRecord(
-        dataset=info.name, split=info.split, method=method, baseline=baseline, backend=backend,
-        protocol=protocol.to_json(),
-        parameters={**_method_parameters(method, preset, css, csg, baseline), "score_source": score_source,
-                    "select": select, "background": background, "max_images": max_images},
+        dataset=info.name, split=info.split, method=spec.method, baseline=spec.baseline, backend=backend,
+        protocol=spec.protocol.to_json(),
+        parameters={**spec.parameters(), "background": background, "max_images": max_images},
         vocabulary={"variant": vocab.variant, "num_classes": vocab.num_classes, "num_queries": len(vocab.queries),
                     "names": vocab.names},
         metrics=cm.summary(vocab.names), num_images=n,
@@ -207,31 +207,9 @@ def make_record(*, info: DatasetInfo, method: str, baseline: str | None, backend
         label=str(backend.get("label", "")))
 
 
-def _method_parameters(method: str, preset: Preset | None, css: CSSConfig, csg: CSGConfig,
-                       baseline: str | None) -> dict:
-    """The record's method parameters: the paper reading's ``css`` / ``csg``, or a released preset's every value."""
-    if preset is None or preset.css is not None:
-        name = "paper" if method == "s2c2seg" else None
-        out = {"css": css.to_json(), "csg": csg.to_json(), "preset": name}
-        if preset is not None:
-            out["preset_values"] = preset.to_json(baseline)
-        return out
-    return {"preset": preset.name, "preset_values": preset.to_json(baseline)}
-
-
 # ------------------------------------------------------------------------------------------------ evaluate
-@dataclass(frozen=True)
-class Setting:
-    """One downstream configuration: what ``predict`` needs besides the bundle."""
-
-    method: str
-    css: CSSConfig
-    csg: CSGConfig
-    protocol: Protocol
-    score_source: str = "clipseg"
-    select: bool = True
-    preset: Preset | None = None
-    """``method="s2c2seg"``'s preset (:mod:`s2c2seg.presets`); None: the paper reading of ``css`` / ``csg``."""
+Setting = RunSpec
+"""One downstream configuration of a pass: a :class:`~s2c2seg.runspec.RunSpec` (the name the sweeps use)."""
 
 
 @dataclass
@@ -260,19 +238,18 @@ class Tally:
                 "text_corrupt": text_corrupt}
 
 
-def check_sources(backend_desc: dict, settings: Sequence[Setting]) -> None:
-    """Refuse, before any image is encoded, settings that read sources the backend does not produce (its
-    ``describe()["sources"]``, when it states them: :func:`s2c2seg.predict.bundle_sources`)."""
-    if "sources" not in backend_desc:
-        return
-    have = set(backend_desc["sources"])
-    for p in settings:
-        missing = bundle_sources(p.method, p.preset) - have
-        if missing:
-            name = f" (preset {p.preset.name!r})" if p.preset is not None else ""
-            raise ValueError(f"method {p.method!r}{name} reads the {sorted(missing)[0]} sources, which this backend "
-                             f"does not compute (it has {sorted(have)}): build it with "
-                             f"SegmenterConfig({sorted(missing)[0]}_sources=True)")
+def encode_of(settings: Sequence[RunSpec]) -> EncodeSpec:
+    """The one encode that serves every setting of a pass (:meth:`EncodeSpec.union`; two CLIPSeg texts raise)."""
+    out = settings[0].encode
+    for p in settings[1:]:
+        out = out.union(p.encode)
+    return out
+
+
+def check_sources(backend_desc: dict, settings: Sequence[RunSpec]) -> None:
+    """Refuse, before any image is encoded, a backend whose stated encode side (its ``describe()``: source groups,
+    CLIPSeg text, precision) is not what the settings need (:meth:`EncodeSpec.check`)."""
+    encode_of(settings).check(backend_desc, "backend")
 
 
 def _text_corrupt(backend) -> int:
@@ -309,9 +286,7 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
             preds, seconds = [], []
             for p in settings:
                 t1 = time.perf_counter()
-                preds.append(predict(view, p.protocol, p.method, css=p.css, csg=p.csg, label=label,
-                                     background=background, score_source=p.score_source, select=p.select,
-                                     preset=p.preset, ignore_index=info.ignore_index))
+                preds.append(p.predict(view, label=label, background=background, ignore_index=info.ignore_index))
                 seconds.append(time.perf_counter() - t1)
         except Exception as exc:  # one image's failure, whatever raised it: stop naming it, or skip it
             if on_error == "stop":
@@ -373,17 +348,13 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     (:func:`s2c2seg.presets.resolve_preset`).
     """
     check_on_error(on_error)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if score_source not in SCORE_SOURCES:
-        raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
     if not isinstance(css, (CSSConfig, type(None))) or not isinstance(csg, (CSGConfig, type(None))):
         raise ValueError("css must be a CSSConfig and csg a CSGConfig (or None)")
     if not isinstance(protocol, Protocol):
         raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     info = dataset_info(dataset)
-    preset, css, csg = resolve_preset(method, info.name, preset, css, csg,
-                                      paper_options=not select or score_source != SCORE_SOURCES[0])
+    spec = resolve_run(method, info.name, protocol, preset=preset, css=css, csg=csg, score_source=score_source,
+                       select=select, baseline=baseline)
     num_classes = vocab.num_classes
     if info.num_classes is not None and info.num_classes != num_classes:
         raise ValueError(f"vocab has {num_classes} classes, dataset {info.name!r} has {info.num_classes}")
@@ -393,18 +364,16 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     out = claim_out_dir(out_dir)
     ctx = dist if dist is not None else init_from_env()
     try:
-        setting = Setting(method, css, csg, protocol, score_source, select, preset)
-        tally = run_points(dataset, backend, vocab, protocol, [setting], info=info, background=bg, indices=indices,
+        tally = run_points(dataset, backend, vocab, protocol, [spec], info=info, background=bg, indices=indices,
                            cache_dir=cache_dir, ctx=ctx, progress=progress, desc=f"{info.name} {method}",
                            on_error=on_error)
     finally:
         if dist is None:
             finish(ctx)
     record = make_record(
-        info=info, method=method, baseline=baseline, backend=desc, protocol=protocol, css=css, csg=csg,
-        score_source=score_source, select=select, background=bg, max_images=max_images, vocab=vocab,
-        cm=tally.cms[0], num_images=tally.num_images, sums=tally.sums[0], world_size=ctx.world_size,
-        cache=tally.cache_info(cache_dir), extra=extra, skipped=tally.skipped, preset=preset)
+        spec, info=info, backend=desc, background=bg, max_images=max_images, vocab=vocab, cm=tally.cms[0],
+        num_images=tally.num_images, sums=tally.sums[0], world_size=ctx.world_size,
+        cache=tally.cache_info(cache_dir), extra=extra, skipped=tally.skipped)
     if out is not None and ctx.is_main:
         record.save(out)
     return record

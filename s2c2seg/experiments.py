@@ -106,14 +106,15 @@ class Point:
 
     def setting(self, protocol, css: CSSConfig | None = None, csg: CSGConfig | None = None,
                 dataset: str | None = None):
-        """The :class:`s2c2seg.evaluate.Setting` of this point under ``protocol``."""
-        from .evaluate import Setting
+        """The :class:`s2c2seg.runspec.RunSpec` of this point under ``protocol`` (``runspec.resolve_run``)."""
+        from .runspec import resolve_run
 
+        common = dict(score_source=self.score_source, select=self.select)
         if self.released:
-            return Setting(self.method, CSSConfig(), CSGConfig(), protocol, self.score_source, self.select,
-                           self.preset_object(dataset))
+            return resolve_run(self.method, dataset or "", protocol, preset=self.preset_object(dataset), **common)
         c, g = self.configs(css, csg, dataset)
-        return Setting(self.method, c, g, protocol, self.score_source, self.select)
+        return resolve_run(self.method, dataset or "", protocol, preset=self.preset if self.method == "s2c2seg"
+                           else None, css=c, csg=g, **common)
 
     def signature(self, dataset: str | None = None) -> tuple:
         """:func:`signature_of` (or :func:`released_signature`) this point's resolved setting."""

@@ -2,13 +2,15 @@
 simulation backend meet (:func:`build_backend`)."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import warnings
 from pathlib import Path
 
 from .segmenter import Segmenter, SegmenterConfig, full_vfm_config
 
-__all__ = ["build_backend", "SIM_IMAGES", "SIM_PREFIX", "benchmark_key", "backend_by_name", "dataset_by_name"]
+__all__ = ["build_backend", "backend_for", "SIM_IMAGES", "SIM_PREFIX", "benchmark_key", "backend_by_name",
+           "dataset_by_name"]
 
 SIM_IMAGES = 8
 """Number of SIMULATED scenes of a ``sim:<dataset>`` split unless told otherwise."""
@@ -127,3 +129,22 @@ def build_backend(name: str = "pretrained", baseline: str = "sclip", size: str =
                            device=device, seed=seed)
     text = TextEncoder(clip, cache_dir=None if cache is None else cache / "text")
     return Segmenter(bl, clip, clipseg, text, vfm=vfm, config=config)
+
+
+def backend_for(backend, encode):
+    """``backend``, or a Segmenter sharing its models that encodes ``encode`` (an
+    :class:`~s2c2seg.encode_side.EncodeSpec`) besides what it already computes: its CLIPSeg text, and the source
+    groups of both. A backend that is not a Segmenter is returned when it satisfies ``encode``, else refused."""
+    try:
+        encode.check(backend.describe(), "backend")
+        return backend
+    except ValueError:
+        if not isinstance(backend, Segmenter):
+            raise
+    cfg = backend.config
+    cfg = dataclasses.replace(cfg, local_text=encode.local_text or cfg.local_text,
+                              paper_sources=cfg.paper_sources or "paper" in encode.sources,
+                              window_sources=cfg.window_sources or "window" in encode.sources)
+    if encode.precision == "fp32" and cfg.precision == "fp16":
+        raise ValueError("backend_for: this backend's models run in fp16; build an fp32 backend for an fp32 run")
+    return Segmenter(backend.baseline, backend.clip, backend.clipseg, backend.text, vfm=backend.vfm, config=cfg)

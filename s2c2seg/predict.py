@@ -35,6 +35,8 @@ from .bundle import FeatureBundle
 from .css import CSSConfig, oracle_categories
 from .csg import CSGConfig
 from .data.protocols import Protocol
+from .encode_side import EncodeSpec, bundle_sources
+from .presets import resolve_preset
 from .prediction import Prediction
 from .postprocess import BACKGROUND_LABEL, postprocess, streamed_postprocess, synonym_max
 from .view import SCORE_SOURCES, BundleView, ViewConfig, class_scores, clipseg_maps, dense_logits
@@ -49,16 +51,6 @@ IGNORE_INDEX = 255
 
 
 # ------------------------------------------------------------------------------------------------ predict
-def bundle_sources(method: str, preset=None) -> frozenset[str]:
-    """The source groups ``predict(method=..., preset=...)`` reads besides the baseline's dense logits: ``paper``
-    (``bundle.PAPER_SOURCES``: the paper reading and the oracle) or ``window`` (the released presets)."""
-    if method == "baseline":
-        return frozenset()
-    if method == "s2c2seg" and preset is not None and preset.css is None:
-        return frozenset({"window"})
-    return frozenset({"paper"})
-
-
 def _background_keep(css: CSSConfig, background: int | None, num_classes: int) -> tuple[int, ...]:
     if background is None or not css.keep_background:
         return ()
@@ -68,34 +60,40 @@ def _background_keep(css: CSSConfig, background: int | None, num_classes: int) -
 
 
 def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str = "baseline",
-            css: CSSConfig = CSSConfig(), csg: CSGConfig = CSGConfig(), label=None, background: int | None = None,
+            css: CSSConfig | None = None, csg: CSGConfig | None = None, label=None, background: int | None = None,
             score_source: str = "clipseg", select: bool = True, preset=None,
-            return_logits: bool = False, ignore_index: int = IGNORE_INDEX) -> Prediction:
+            return_logits: bool = False, ignore_index: int = IGNORE_INDEX, dataset: str = "") -> Prediction:
     """The prediction for one bundle (see the module docstring for the three methods).
 
     ``label`` (H, W) is only read by ``method="oracle"`` (``ignore_index``: its unlabelled value); ``background``
     (the dataset's background class or None) is kept in every subset when ``css.keep_background``.
     ``score_source`` picks CSS's ``s_spat``.
-    ``preset`` (a ``presets.Preset``) sets ``method="s2c2seg"``'s computation: ``paper`` runs this path with
-    its ``css`` / ``csg``, ``released`` / ``released++`` the released window pipeline (``released.py``;
-    ``return_logits`` adds ``Prediction.logits``). ``preset=None`` is the paper path with ``css`` / ``csg``.
+    ``method="s2c2seg"`` runs ``preset`` (a ``presets.Preset`` or its name), resolved by the one default rule
+    (:func:`s2c2seg.presets.resolve_preset`, as ``evaluate`` and ``s2c2seg eval``): with none, ``css`` / ``csg``
+    or a paper-only option mean the paper reading, nothing means the default preset (``released``) at
+    ``dataset``'s operating point ("" = the release's config defaults). The paper reading runs this path with
+    its ``css`` / ``csg``; the released one the window pipeline (``released.py``; ``return_logits`` adds
+    ``Prediction.logits``). A bundle whose encode side is not the preset's is refused
+    (:meth:`s2c2seg.encode_side.EncodeSpec.check`); a preset with another method raises.
     """
-    if preset is not None and method == "s2c2seg":
-        if preset.css is not None:
-            css, csg = preset.css, preset.csg
-        else:
-            from .released import predict_released
-
-            if score_source != SCORE_SOURCES[0] or not select:
-                raise ValueError(f"score_source={score_source!r} / select={select!r} are paper-preset ablations; "
-                                 f"preset {preset.name!r} takes its own keys (e.g. select.tau=1.0 keeps every query)")
-            return predict_released(bundle, protocol, preset, return_logits=return_logits)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not isinstance(protocol, Protocol):
-        raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     if score_source not in SCORE_SOURCES:
         raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
+    if isinstance(preset, str) or preset is not None or method == "s2c2seg":
+        preset, css, csg = resolve_preset(method, dataset, preset, css, csg,
+                                          paper_options=not select or score_source != SCORE_SOURCES[0])
+    css, csg = css or CSSConfig(), csg or CSGConfig()
+    if preset is not None:
+        meta = (bundle.bundle if isinstance(bundle, BundleView) else bundle).meta
+        # the CLIPSeg text and precision; a missing source group is the BundleError of its first read
+        EncodeSpec.of(method, preset).check({k: v for k, v in meta.items() if k != "sources"}, "bundle")
+        if preset.reading == "released":
+            from .released import predict_released
+
+            return predict_released(bundle, protocol, preset, return_logits=return_logits)
+    if not isinstance(protocol, Protocol):
+        raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     view = bundle if isinstance(bundle, BundleView) else BundleView(bundle)
     b, c, q2c = view.bundle, view.num_classes, view.query_to_class
     if method == "baseline":

@@ -24,10 +24,12 @@ from .data.operating_points import DATASETS, RUN_SOURCES, operating_point
 from .refine import RefineConfig
 from .released_post import PostConfig
 
-__all__ = ["PRESETS", "DEFAULT_PRESET", "LOCAL_TEXTS", "PRECISIONS", "EncodeSide", "Preset", "get_preset",
+__all__ = ["PRESETS", "READINGS", "DEFAULT_PRESET", "LOCAL_TEXTS", "PRECISIONS", "EncodeSide", "Preset", "get_preset",
            "preset_keys", "resolve_preset", "extension_note", "RELEASED_BASELINE"]
 
 PRESETS = ("paper", "released", "released++")
+READINGS = {"paper": "paper", "released": "released", "released++": "released"}
+"""Preset -> its reading: the paper's formulas (``css`` / ``csg`` sections) or the release's window pipeline."""
 DEFAULT_PRESET = "released"
 """The preset of ``method="s2c2seg"`` when none is named, for every baseline (README)."""
 LOCAL_TEXTS = ("plain", "template")
@@ -78,6 +80,20 @@ class Preset:
     refine: RefineConfig | None = None
     post: PostConfig | None = None
 
+    def __post_init__(self):
+        if self.name not in READINGS:
+            raise ValueError(f"unknown preset {self.name!r}; known: {list(PRESETS)}")
+        paper = self.css is not None and self.csg is not None
+        released = all(getattr(self, s) is not None for s in ("score", "select", "fusion", "refine", "post"))
+        if (paper, released) != (self.reading == "paper", self.reading == "released"):
+            raise ValueError(f"preset {self.name!r} ({self.reading} reading) must have exactly its reading's "
+                             "sections (get_preset builds them)")
+
+    @property
+    def reading(self) -> str:
+        """``paper`` or ``released`` (:data:`READINGS`): which pipeline ``predict`` runs for this preset."""
+        return READINGS[self.name]
+
     def sections(self) -> dict[str, Any]:
         """Section name -> its dataclass (the ones this preset has)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -126,7 +142,8 @@ class Preset:
         """Every resolved value, the preset name, its source, and (with ``baseline``) the extension note."""
         out = {"preset": self.name, "dataset": self.dataset, "source": _SOURCES[self.name],
                "encode_side": [f"encode.{f.name}" for f in dataclasses.fields(EncodeSide)]}
-        if self.name != "paper" and _table_key(self.dataset) is None:
+        out["reading"] = self.reading
+        if self.reading == "released" and _table_key(self.dataset) is None:
             out["operating_point"] = (f"none published for {self.dataset!r}: the release's models/config.py "
                                       "defaults (this toolkit's extension)")
         out.update({name: sec.to_json() for name, sec in self.sections().items()})
@@ -211,7 +228,7 @@ def get_preset(name: str, dataset: str, **overrides) -> Preset:
         raise ValueError(f"unknown preset {name!r}; known: {list(PRESETS)}")
     if not isinstance(dataset, str):
         raise ValueError(f"dataset must be a dataset name such as {DATASETS[0]!r}, got {dataset!r}")
-    preset = _paper(dataset) if name == "paper" else _released(name, dataset)
+    preset = _paper(dataset) if READINGS[name] == "paper" else _released(name, dataset)
     return preset.override(overrides)
 
 
@@ -223,23 +240,29 @@ def preset_keys(name: str) -> list[str]:
 def extension_note(preset: Preset | str, baseline: str) -> str | None:
     """The note every record of a released preset on a baseline other than ProxyCLIP carries (else None)."""
     name = preset if isinstance(preset, str) else preset.name
-    if name == "paper" or baseline == RELEASED_BASELINE:
+    if READINGS.get(name) == "paper" or baseline == RELEASED_BASELINE:
         return None
     return (f"the authors ran the {name!r} preset on ProxyCLIP only; on {baseline!r} it is this toolkit's "
             "extension, not a published configuration")
 
 
 def resolve_preset(method: str, dataset: str, preset: str | Preset | None = None, css: CSSConfig | None = None,
-                   csg: CSGConfig | None = None, paper_options: bool = False
+                   csg: CSGConfig | None = None, paper_options: bool = False, overrides: Mapping | None = None
                    ) -> tuple[Preset | None, CSSConfig, CSGConfig]:
-    """``(preset, css, csg)`` of one run of ``method`` on ``dataset``.
+    """``(preset, css, csg)`` of one run of ``method`` on ``dataset``: the one default rule (README).
 
-    Only ``method="s2c2seg"`` has a preset: named (``str``) or given (:class:`Preset`); with none, ``css`` /
+    Only ``method="s2c2seg"`` reads a preset: named (``str``) or given (:class:`Preset`); with none, ``css`` /
     ``csg`` or another paper-only option given (``paper_options``: ``select=False``, a ``score_source`` other than
     CLIPSeg) mean the paper reading, and nothing given means :data:`DEFAULT_PRESET`. ``css`` / ``csg`` configure
-    the paper preset only: with a released preset they raise (override its keys instead).
+    the paper preset only: with a released preset they raise (override its keys instead). ``overrides``: the
+    preset's dotted keys. A preset (or overrides) given with another method raises: that method does not read it.
     """
     if method != "s2c2seg":
+        if preset is not None or overrides:
+            name = preset if isinstance(preset, str) or preset is None else preset.name
+            raise ValueError(f"method {method!r} reads no preset (got {name!r}" + (f", keys {sorted(overrides)}"
+                             if overrides else "") + "): presets set method 's2c2seg' (drop the preset, or use "
+                             "method='s2c2seg')")
         return None, css or CSSConfig(), csg or CSGConfig()
     if preset is None:
         preset = "paper" if (css is not None or csg is not None or paper_options) else DEFAULT_PRESET
@@ -247,10 +270,13 @@ def resolve_preset(method: str, dataset: str, preset: str | Preset | None = None
         preset = get_preset(preset, dataset)
     if not isinstance(preset, Preset):
         raise ValueError(f"preset must be one of {list(PRESETS)} or a Preset, got {preset!r}")
-    if preset.css is not None:
-        preset = dataclasses.replace(preset, css=css or preset.css, csg=csg or preset.csg)
+    if preset.reading == "paper":
+        preset = dataclasses.replace(preset, css=css or preset.css, csg=csg or preset.csg).override(overrides or {})
         return preset, preset.css, preset.csg
     if css is not None or csg is not None:
         raise ValueError(f"css / csg configure the 'paper' preset; preset {preset.name!r} takes its own keys "
                          f"(e.g. select.tau, fusion.lam; see preset_keys({preset.name!r}))")
-    return preset, CSSConfig(), CSGConfig()
+    if paper_options:
+        raise ValueError(f"select=False / a score_source other than 'clipseg' are paper-preset ablations; preset "
+                         f"{preset.name!r} takes its own keys (e.g. select.tau=1.0 keeps every query)")
+    return preset.override(overrides or {}), CSSConfig(), CSGConfig()

@@ -143,20 +143,36 @@ class Session:
             self._cache["encoder"] = _Remembering(self.backend)
         return self._cache["encoder"]
 
-    @property
-    def cache_dir(self) -> str | None:
-        return self.params.get("cache_dir") or None
+    def encoder_for(self, encode) -> _Remembering:
+        """The session's backend for runs needing ``encode`` (an :class:`~s2c2seg.encode_side.EncodeSpec`): itself
+        when it encodes that side, else a sibling sharing its models (:func:`s2c2seg.factories.backend_for`)."""
+        from .factories import backend_for
 
-    def bundle(self, i: int):
+        backend = backend_for(self.backend, encode)
+        if backend is self.backend:
+            return self.encoder
+        key = ("encoder", encode)
+        if key not in self._cache:
+            self._cache[key] = _Remembering(backend)
+        return self._cache[key]
+
+    def bundle(self, i: int, encode=None):
         """The ``i``-th sample's feature bundle (encoded once per session; through the on-disk bundle cache
-        when ``cache_dir`` was given, so the notebooks of one run encode each image once)."""
+        when ``cache_dir`` was given, so the notebooks of one run encode each image once); ``encode``: the encode
+        side the caller's run needs (default: the session backend's)."""
         from .cache import BundleCache
         from .evaluate import iter_bundles
 
         cache = BundleCache(self.cache_dir) if self.cache_dir else None
-        item = next(iter_bundles(self.dataset, self.encoder, self.vocab, self.protocol, [i], cache))
+        encoder = self.encoder if encode is None else self.encoder_for(encode)
+        item = next(iter_bundles(self.dataset, encoder, self.vocab, self.protocol, [i], cache))
         self._cache[("sample", i)] = item.sample
         return item.bundle
+
+    @property
+    def cache_dir(self) -> str | None:
+        return self.params.get("cache_dir") or None
+
 
     def pairs(self, n: int | None = None) -> list:
         """``[(sample, bundle), ...]`` for the first ``n`` images (all when None)."""
@@ -300,7 +316,7 @@ def evaluate_points(session: Session, points: Mapping[str, Any], css=None, csg=N
     configs the points modify (default: each point's preset)."""
     from .css import oracle_categories
     from .distributed import DistContext
-    from .evaluate import dataset_info, run_points
+    from .evaluate import dataset_info, encode_of, run_points
     from .metrics import ConfusionMatrix
 
     names = list(points)
@@ -320,13 +336,28 @@ def evaluate_points(session: Session, points: Mapping[str, Any], css=None, csg=N
             100.0 * float(ConfusionMatrix(c, info.ignore_index).update(pred.label_map, label).miou()))
         r.subsets.append(None if pred.subset is None else pred.subset.reshape(-1).tolist())
 
-    tally = run_points(session.dataset, session.encoder, session.vocab, session.protocol, settings,
-                       info=info, background=session.background, indices=list(range(n)),
-                       cache_dir=session.cache_dir, ctx=DistContext(), progress=False,
-                       desc=f"{session.notebook} x{len(settings)}", observe=observe)
-    for name, cm in zip(names, tally.cms):
-        results[name].confusion = cm
+    for group in _encode_groups(session, settings):  # one pass per encode side (two CLIPSeg texts: two)
+        tally = run_points(session.dataset, session.encoder_for(encode_of([settings[j] for j in group])),
+                           session.vocab, session.protocol, [settings[j] for j in group], info=info,
+                           background=session.background, indices=list(range(n)), cache_dir=session.cache_dir,
+                           ctx=DistContext(), progress=False, desc=f"{session.notebook} x{len(group)}",
+                           observe=lambda index, j, pred, label, group=group: observe(index, group[j], pred, label))
+        for j, cm in zip(group, tally.cms):
+            results[names[j]].confusion = cm
     return results
+
+
+def _encode_groups(session: Session, settings) -> list[list[int]]:
+    """The settings' indices grouped by the CLIPSeg text they need, where the backend states one (the simulation
+    does not: one group); settings reading no window map join the first group."""
+    stated = "local_text" in session.backend.describe()
+    texts: dict = {}
+    for j, s in enumerate(settings):
+        texts.setdefault(s.encode.local_text if stated else None, []).append(j)
+    free = texts.pop(None, [])
+    groups = list(texts.values()) or [[]]
+    groups[0] = sorted(free + groups[0])
+    return groups
 
 
 def evaluate_datasets(datasets: Sequence[str], points: Mapping[str, Any], *, notebook: str, css=None, csg=None,

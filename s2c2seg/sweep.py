@@ -15,31 +15,27 @@ backend) cannot be swept: they need another cache, i.e. another ``s2c2seg eval``
 Outputs (``out_dir``): ``sweep.csv`` and ``sweep.md`` (one row per point: its settings, mIoU, aAcc, mAcc,
 mean subset size, CSS recall, ms per image for the point's downstream math), ``sweep.json`` (everything, with
 the confusion matrices) and ``points/NNN/record.json`` (a full run record per point, which ``s2c2seg tables``
-reads like any other).
+reads like any other). The command line is :mod:`s2c2seg.cli_sweep`.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .cli_eval import add_common_arguments, add_method_arguments, method_setup
 from .css import SCORE_NAMES, CSSConfig
 from .csg import CSGConfig
 from .data.protocols import Protocol
 from .data.vocab import Vocabulary
-from .distributed import DistContext, env_rank, finish, init_from_env
+from .distributed import DistContext, finish, init_from_env
 from .evaluate import (ON_ERROR_DEFAULT, Setting, check_on_error, dataset_info, describe_backend, image_indices,
                        make_record, run_points)
-from .predict import METHODS, SCORE_SOURCES
-from .presets import resolve_preset
+from .runspec import RunSpec, resolve_run
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
 
-__all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "registry_grid", "sweep",
-           "SweepResult", "register_cli"]
+__all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "sweep", "SweepResult"]
 
 CSS_KEYS = ("use", "tau", "k_min", "k_max", "keep_background", "stage2_pool")
 CSG_KEYS = ("mode", "lam", "temperature")
@@ -59,7 +55,7 @@ class SweepPoint(Setting):
 
     @property
     def label(self) -> str:
-        if self.preset is not None and self.preset.css is None:
+        if self.reading == "released":
             return f"S2C2Seg ({self.preset.name})"
         return method_label(self.method, self.select, self.csg.mode, self.css.use)
 
@@ -106,12 +102,12 @@ def _check_keys(mapping: Mapping) -> None:
 
 def make_points(grid, protocol: Protocol, *, dataset: str = "", method: str = "s2c2seg", preset=None,
                 css: CSSConfig | None = None, csg: CSGConfig | None = None, score_source: str = "clipseg",
-                select: bool = True) -> list[SweepPoint]:
+                select: bool = True, baseline: str | None = None) -> list[SweepPoint]:
     """Validated :class:`SweepPoint` s: the defaults overridden by each point's settings (errors raise here).
 
-    ``method`` / ``preset`` / ``css`` / ``csg`` are resolved per point as :func:`s2c2seg.presets.resolve_preset`
-    does for one evaluation of ``dataset`` (its name picks a released preset's operating point; "" = none); a
-    point's dotted keys override its preset's values.
+    Each point is a :class:`~s2c2seg.runspec.RunSpec` from :func:`s2c2seg.runspec.resolve_run`, as one evaluation
+    of ``dataset`` (its name picks a released preset's operating point; "" = none); a point's dotted keys
+    override its preset's values. The sweep's ``preset`` applies to its ``s2c2seg`` points.
     """
     points = []
     for i, settings in enumerate(expand_grid(grid)):
@@ -131,10 +127,6 @@ def make_points(grid, protocol: Protocol, *, dataset: str = "", method: str = "s
                     run[k] = v
                 else:
                     dotted[k] = v
-            if run["method"] not in METHODS:
-                raise ValueError(f"method must be one of {METHODS}, got {run['method']!r}")
-            if run["score_source"] not in SCORE_SOURCES:
-                raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {run['score_source']!r}")
             if not isinstance(run["select"], bool):
                 raise ValueError(f"select must be true or false, got {run['select']!r}")
             base_css, base_csg = css, csg
@@ -142,18 +134,13 @@ def make_points(grid, protocol: Protocol, *, dataset: str = "", method: str = "s
                 base_css = base_csg = None
             point_css = replace(base_css or CSSConfig(), **css_kw) if (base_css is not None or css_kw) else None
             point_csg = replace(base_csg or CSGConfig(), **csg_kw) if (base_csg is not None or csg_kw) else None
-            paper_options = not run["select"] or run["score_source"] != SCORE_SOURCES[0]
-            point_preset, point_css, point_csg = resolve_preset(run["method"], dataset, run["preset"], point_css,
-                                                                point_csg, paper_options)
-            if dotted:
-                if point_preset is None:
-                    raise ValueError(f"preset keys {sorted(dotted)} need method 's2c2seg', not {run['method']!r}")
-                point_preset = point_preset.override(dotted)
-                if point_preset.css is not None:
-                    point_css, point_csg = point_preset.css, point_preset.csg
+            if run["method"] != "s2c2seg" and "preset" not in settings:
+                run["preset"] = None  # the sweep's preset is the s2c2seg points' (a point naming one is refused)
+            spec = resolve_run(run["method"], dataset, protocol.replace(**proto_kw), preset=run["preset"],
+                               css=point_css, csg=point_csg, score_source=run["score_source"], select=run["select"],
+                               overrides=dotted, baseline=baseline)
             shown = tuple((k, list(v) if isinstance(v, tuple) else v) for k, v in settings.items())
-            points.append(SweepPoint(run["method"], point_css, point_csg, protocol.replace(**proto_kw),
-                                     run["score_source"], run["select"], point_preset, settings=shown))
+            points.append(SweepPoint(**{f.name: getattr(spec, f.name) for f in fields(RunSpec)}, settings=shown))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"grid point {i} {settings}: {exc}") from exc
     return points
@@ -264,7 +251,7 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
     check_on_error(on_error)
     info = dataset_info(dataset)
     points = make_points(grid, protocol, dataset=info.name, method=method, preset=preset, css=css, csg=csg,
-                         score_source=score_source, select=select)
+                         score_source=score_source, select=select, baseline=baseline)
     if info.num_classes is not None and info.num_classes != vocab.num_classes:
         raise ValueError(f"vocab has {vocab.num_classes} classes, dataset {info.name!r} has {info.num_classes}")
     bg = info.background if background == "auto" else background
@@ -282,58 +269,11 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
     records = []
     for j, p in enumerate(points):
         records.append(make_record(
-            info=info, method=p.method, baseline=baseline, backend=desc, protocol=p.protocol, css=p.css, csg=p.csg,
-            score_source=p.score_source, select=p.select, background=bg, max_images=max_images, vocab=vocab,
-            cm=tally.cms[j], num_images=tally.num_images, sums=tally.sums[j], world_size=ctx.world_size,
+            p, info=info, backend=desc, background=bg, max_images=max_images, vocab=vocab, cm=tally.cms[j],
+            num_images=tally.num_images, sums=tally.sums[j], world_size=ctx.world_size,
             cache=tally.cache_info(cache_dir), extra={"sweep_point": j, "settings": dict(p.settings)},
-            skipped=tally.skipped, preset=p.preset))
+            skipped=tally.skipped))
     result = SweepResult(points, records, tally.sums[:, 2].tolist(), tally.bundle_seconds)
     if out is not None and ctx.is_main:
         result.write(out)
     return result
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def registry_grid(names: str) -> list[dict]:
-    """The grid of named experiment points: comma-separated point keys and/or table layouts
-    (:mod:`s2c2seg.experiments`, e.g. ``"main,components"``; ``"all"``: every table row)."""
-    from . import experiments
-
-    parts = [n.strip() for n in names.split(",") if n.strip()]
-    if parts == ["all"]:
-        return experiments.table_grid()
-    try:
-        return [p.grid_point() for p in experiments.group(*parts).values()]
-    except ValueError as exc:
-        raise ValueError(f"--points {names!r}: {exc} "
-                         f"(or a layout: {list(experiments.LAYOUT_TITLES)}, or 'all')") from exc
-
-
-def _run_sweep(args) -> int:
-    grid = load_grid(args.grid) if args.grid else registry_grid(args.points)
-    claim_out_dir(args.out, "sweep.json")
-    # bad grid values raise before a model loads; the backend computes the sources that any point reads
-    dataset, backend, vocab, protocol, preset, css, csg = method_setup(args, per_point=True, grid=grid)
-    result = sweep(dataset, backend, vocab, protocol, grid, method=args.method, preset=preset, css=css, csg=csg,
-                   score_source=args.score_source, select=not args.no_select, cache_dir=args.cache_dir,
-                   out_dir=args.out, max_images=args.max_images, baseline=args.baseline,
-                   progress=not args.no_progress, on_error=args.on_error)
-    if env_rank() == 0:
-        print(result.markdown())
-        skipped = result.records[0].extra["num_skipped"]
-        print((f"{skipped} images skipped (see points/*/record.json extra.skipped) " if skipped else "")
-              + f"-> {Path(args.out) / 'sweep.csv'}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``sweep`` to the ``s2c2seg`` command line."""
-    p = subparsers.add_parser("sweep", help="evaluate a grid of downstream settings, each image's bundle read once",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--grid", help="YAML grid: a mapping key -> values (product) or a list of points")
-    what.add_argument("--points", help="named experiment points of the paper's tables: point keys and/or layouts "
-                                       "(main, components, scoring, fusion, unit_scope), comma-separated, or 'all'")
-    add_common_arguments(p)
-    add_method_arguments(p)
-    p.set_defaults(func=_run_sweep)

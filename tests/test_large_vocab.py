@@ -31,7 +31,7 @@ BIG = textwrap.dedent(f"""
     proto = Protocol(short_side=32, crop=0, stride=1)
     for sample in ds:
         bundle = backend.encode(sample, ds.vocab, proto)
-        s2 = predict(bundle, proto, "s2c2seg")
+        s2 = predict(bundle, proto, "s2c2seg", preset="paper")  # the paper reading (window sources off)
         base = predict(bundle, proto, "baseline")
         present = set(sample.meta["present"])
         assert s2.subset.numel() == 20 and base.label_map.shape == (32, 32)

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from s2c2seg.bundle import PAPER_SOURCES, BundleError, FeatureBundle
-from s2c2seg.cli_eval import add_common_arguments, add_method_arguments, method_setup
+from s2c2seg.cli_eval import add_common_arguments, add_method_arguments, eval_setup
 from s2c2seg.data import Protocol, Sample, Vocabulary
 from s2c2seg.data.fixtures import write_fixture
 from s2c2seg.evaluate import ImageError, evaluate
 from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
+from s2c2seg.css import CSSConfig
 from s2c2seg.predict import bundle_sources, predict
 from s2c2seg.presets import get_preset
 from s2c2seg.segmenter import Segmenter, SegmenterConfig
@@ -92,9 +93,10 @@ def test_the_paper_reading_refuses_a_bundle_without_its_sources(proxy, sample, t
     lean.save(tmp_path / "b.safetensors")
     back = FeatureBundle.load(tmp_path / "b.safetensors")
     assert back.global_sim is None and torch.equal(back.window_local, lean.window_local)
-    for method, preset in (("s2c2seg", get_preset("paper", "voc21")), ("s2c2seg", None), ("oracle", None)):
+    for method, preset, css in (("s2c2seg", get_preset("paper", "voc21"), None), ("s2c2seg", None, CSSConfig()),
+                                ("oracle", None, None)):
         with pytest.raises(BundleError, match=r"lacks global_sim, clipseg_mean, clipseg_maps.*paper_sources=True"):
-            predict(back, PROTO, method, preset=preset, label=torch.zeros(45, 60, dtype=torch.long))
+            predict(back, PROTO, method, preset=preset, css=css, label=torch.zeros(45, 60, dtype=torch.long))
 
 
 def test_bundle_sources_of_each_reading():
@@ -153,12 +155,16 @@ def _args(*argv):
 ])
 def test_cli_backends_compute_the_sources_the_run_reads(monkeypatch, argv, grid, expected):
     import s2c2seg.cli_eval as cli_eval
+    import s2c2seg.cli_sweep as cli_sweep
 
     built = {}
     monkeypatch.setattr(cli_eval, "dataset_by_name", lambda *a, **kw: object())
     monkeypatch.setattr(cli_eval, "backend_by_name", lambda *a, config=None, **kw: built.setdefault("config", config))
-    monkeypatch.setattr(cli_eval, "dataset_info", lambda ds: argparse.Namespace(name="voc21"))
-    method_setup(_args(*argv), per_point=grid is not None, grid=grid)
+    monkeypatch.setattr(cli_sweep, "dataset_info", lambda ds: argparse.Namespace(name="voc21"))
+    if grid is None:
+        eval_setup(_args(*argv))
+    else:
+        cli_sweep.sweep_setup(_args(*argv), grid)
     cfg = built["config"]
     assert [n for n, on in (("paper", cfg.paper_sources), ("window", cfg.window_sources)) if on] == expected
 
