@@ -108,7 +108,7 @@ def _layout(rng, cfg: SimConfig, chosen: list[int], bg: int | None) -> np.ndarra
 
 
 def _render(rng, cfg: SimConfig, label: np.ndarray, dataset: str | None, num_classes: int) -> np.ndarray:
-    from ..plots import label_palette
+    from ..palettes import label_palette
 
     pal = label_palette(dataset, num_classes).astype(np.float32)
     img = pal[label]
