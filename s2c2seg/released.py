@@ -6,11 +6,12 @@ its existing fields; never touches a model. In the release's order (``models/pip
 
 1. :func:`window_dense`: the dense logits bilinearly resized to the (padded) window;
 2. :func:`window_scores`: the global score (``patch_mean`` window mean | ``cls`` cosine) and the spatial score;
-3. ``css.released_confidence`` (positive-part L1, Bhattacharyya α, residual entropy) and
-   ``css.released_select`` (top-``int(τQ)`` union, weighted min-max rerank, k_min / k_max);
-4. ``csg.FusionConfig.fuse`` (convex fusion, guide weight 0.07) and, for S2C2Seg++, ``refine.refine_window``;
-5. ``csg.scatter_fill`` (−1e9), :func:`assemble` (cut the padding, window average, bilinear resize to the
-   original image size);
+3. ``released_scores.released_confidence`` (positive-part L1, Bhattacharyya α, residual entropy) and
+   ``released_scores.released_select`` (top-``int(τQ)`` union, weighted min-max rerank, k_min / k_max);
+4. ``released_fusion.FusionConfig.fuse`` (convex fusion, guide weight 0.07) and, for S2C2Seg++,
+   ``refine.refine_window``;
+5. ``released_fusion.scatter_fill`` (−1e9), :func:`assemble` (cut the padding, window average, bilinear resize to
+   the original image size);
 6. ``released_post.released_postprocess``: softmax at the logit scale over all queries, synonym max, optional spatial
    refinement (``spatial_refine.py``), ``prob_thd`` / Otsu clamped to [prob_thd, C].
 
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .bundle import FeatureBundle
-from .css import released_confidence, released_select
+from .released_scores import released_confidence, released_select
 from .data.protocols import Protocol
 from .prediction import Prediction
 from .refine import RoundLog, refine_window

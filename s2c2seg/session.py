@@ -33,7 +33,8 @@ def preset_point(preset: str) -> str:
 
 
 class _Remembering:
-    """A backend that keeps each bundle it encodes (by sample id), so a session encodes an image once."""
+    """A backend that keeps each bundle it encodes, keyed by everything the encode reads (the sample id, the
+    vocabulary's full JSON, the frozen protocol), so a session encodes an image once per vocabulary and protocol."""
 
     def __init__(self, backend):
         self.backend = backend
@@ -43,9 +44,10 @@ class _Remembering:
         return self.backend.describe()
 
     def encode(self, sample, vocab, protocol):
-        if sample.id not in self.bundles:
-            self.bundles[sample.id] = self.backend.encode(sample, vocab, protocol)
-        return self.bundles[sample.id]
+        key = (sample.id, json.dumps(vocab.to_json(), sort_keys=True), protocol)
+        if key not in self.bundles:
+            self.bundles[key] = self.backend.encode(sample, vocab, protocol)
+        return self.bundles[key]
 
 
 _LABEL_NOTES = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_released import extended_bundle  # tests/ is on the path, as for fakes
 
-from s2c2seg import csg, refine, spatial_refine
+from s2c2seg import csg, refine, released_fusion, spatial_refine
 from s2c2seg.css import CSSConfig
 from s2c2seg.data.protocols import get_protocol
 from s2c2seg.predict import BundleView, predict
@@ -26,7 +26,7 @@ def _admit_case(residual_beta: float):
     g = torch.tensor([0.3, 0.3, 0.2, 0.1, 0.0])
     s = torch.tensor([0.1, 0.1, 0.05, 0.02, 0.0])
     c = torch.tensor([0.2, 0.2, 0.1, 0.05, 0.0])
-    fusion = csg.FusionConfig(lam=0.5, guide_weight=0.0)
+    fusion = released_fusion.FusionConfig(lam=0.5, guide_weight=0.0)
 
     def fuse_rows(idx):
         return fusion.fuse(dense[idx], local[idx])

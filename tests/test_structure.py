@@ -14,12 +14,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "s2c2seg"
 
 LAYERS = [
     ("base", ["", "store", "io", "regions", "metrics", "slide", "distributed", "palettes", "lab", "notebook_params",
-              "data.*", "prediction"]),
+              "data.*", "prediction", "primitives"]),
     ("bundle", ["bundle", "records"]),
     ("models", ["models.*", "segmenter", "sim.*"]),
-    ("math", ["css", "csg", "refine", "spatial_refine", "postprocess", "released_post", "view"]),
+    ("math", ["css", "csg", "released_scores", "released_fusion", "refine", "spatial_refine", "postprocess",
+              "released_post", "view"]),
     ("configuration", ["presets", "encode_side"]),
-    ("methods", ["released", "predict", "analysis"]),
+    ("methods", ["paper", "released", "predict", "analysis"]),
     ("run", ["runspec", "cache", "experiments", "factories", "plots", "figures"]),
     ("evaluation", ["evaluate", "sweep"]),
     ("notebooks and tables", ["session", "scenarios", "tables", "notebooks"]),
