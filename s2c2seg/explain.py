@@ -24,7 +24,7 @@ from .csg import WEIGHTED_MODES, category_weights, released_guide_weights
 from .postprocess import synonym_max
 from .predict import BundleView, Prediction
 
-__all__ = ["explain_released", "explain_paper", "class_scores", "SCORE_KEYS"]
+__all__ = ["explain_released", "explain_paper", "class_scores", "alpha_of", "SCORE_KEYS"]
 
 SCORE_KEYS = ("global", "spatial", "confidence")
 """The three CSS scores each class is summarised by, in the paper's order (``glob``, ``spat``, ``conf``)."""
@@ -126,7 +126,12 @@ def class_scores(explanation: dict, num_classes: int) -> list[dict]:
     for n, w in enumerate(windows):
         kept[n, q2c[torch.tensor(w["final"], dtype=torch.long)]] = True
         admitted[q2c[torch.tensor(w["admitted"], dtype=torch.long)]] = True
-    alpha = sum(w["alpha"] for w in windows) / len(windows)
     return [{**{k: float(per_window[k][:, i].mean()) for k in SCORE_KEYS}, "windows_selected": int(kept[:, i].sum()),
-             "windows": len(windows), "admitted": bool(admitted[i]), "alpha_mean": alpha}
-            for i in range(num_classes)]
+             "windows": len(windows), "admitted": bool(admitted[i])} for i in range(num_classes)]
+
+
+def alpha_of(explanation: dict) -> float | list[float]:
+    """The consistency weight α of CSS: the image's (paper), or one per window (released)."""
+    if explanation["kind"] == "paper":
+        return explanation["alpha"]
+    return [w["alpha"] for w in explanation["windows"]]

@@ -28,8 +28,9 @@ from .data.vocab import Vocabulary
 from .presets import EncodeSide
 
 __all__ = ["DEFAULT_BASELINE", "DEFAULT_PROTOCOL_DATASET", "CUSTOM_DATASET", "METHOD_CHOICES", "BACKEND_MEMO_SIZE",
-           "BACKENDS", "BackendSpec", "ClassSummary", "Segmentation", "ImageSegmenter", "segment_image",
-           "parse_classes", "load_input", "method_preset", "get_backend", "clear_backends", "simulated_truth"]
+           "DEFAULT_BACKEND", "BACKENDS", "BackendSpec", "ClassSummary", "Segmentation", "ImageSegmenter",
+           "segment_image", "parse_classes", "load_input", "method_preset", "get_backend", "clear_backends",
+           "simulated_truth"]
 
 DEFAULT_BASELINE = "proxyclip"
 """The baseline of ``segment`` when none is named: the one the authors' release wraps."""
@@ -41,6 +42,8 @@ CUSTOM_DATASET = "custom"
 config defaults (``presets.get_preset``; for ``released`` these include one refinement round)."""
 METHOD_CHOICES = ("s2c2seg", "baseline")
 """What ``segment`` runs (the oracle needs a ground truth, which a user's image has not)."""
+DEFAULT_BACKEND = "auto"
+"""The backend of ``segment`` when none is named: real weights when they load, else the simulation (labelled)."""
 BACKEND_MEMO_SIZE = 2
 """Backends :data:`BACKENDS` keeps, the least recently used dropped first (each holds its models)."""
 
@@ -80,18 +83,20 @@ def _vocabulary(classes, dataset: str | None, protocol: Protocol) -> tuple[Vocab
         if dataset is None:
             raise ValueError("no classes: give classes (e.g. 'cat; kitty, sofa, floor'), a name file or a dataset")
         return vocabulary(dataset, protocol.name_variant), f"{dataset} ({protocol.name_variant} name file)"
-    if isinstance(classes, Vocabulary):
-        vocab, where = classes, "the vocabulary given"
-    elif isinstance(classes, Path):
-        sep = NAME_VARIANTS.get(protocol.name_variant, "; ")
-        vocab, where = Vocabulary.from_file(classes, sep=sep), f"{classes} (synonyms split on {sep!r})"
-    elif isinstance(classes, str):
-        vocab, where = Vocabulary.from_names(parse_classes(classes)), "classes"
-    else:
-        items = list(classes)
-        if not items:
-            raise ValueError("the class list is empty (give at least one name)")
-        vocab, where = Vocabulary.from_names(items), "classes"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a repeated synonym: refused below, on one line
+        if isinstance(classes, Vocabulary):
+            vocab, where = classes, "the vocabulary given"
+        elif isinstance(classes, Path):
+            sep = NAME_VARIANTS.get(protocol.name_variant, "; ")
+            vocab, where = Vocabulary.from_file(classes, sep=sep), f"{classes} (synonyms split on {sep!r})"
+        elif isinstance(classes, str):
+            vocab, where = Vocabulary.from_names(parse_classes(classes)), "classes"
+        else:
+            items = list(classes)
+            if not items:
+                raise ValueError("the class list is empty (give at least one name)")
+            vocab, where = Vocabulary.from_names(items), "classes"
     _check_repeats(vocab, where)
     return vocab, where
 
@@ -241,6 +246,8 @@ class Segmentation:
     """(H, W) the baseline's label map on the same bundle (``method="s2c2seg"``), for comparison."""
     explanation: dict | None = None
     """:mod:`s2c2seg.explain`'s data (``explain=True``)."""
+    alpha: float | list[float] | None = None
+    """CSS's consistency weight α: the image's (paper preset) or one per sliding window (released presets)."""
 
     @property
     def label(self) -> str:
@@ -260,7 +267,7 @@ class Segmentation:
     def to_json(self) -> dict:
         h, w = self.label_map.shape
         return {"image": self.name, "size": [h, w], "label": self.label, "selected": self.selected,
-                "classes": [c.to_json() for c in self.classes], "run": self.run}
+                "alpha": self.alpha, "classes": [c.to_json() for c in self.classes], "run": self.run}
 
 
 # ---------------------------------------------------------------------------------------------- the engine
@@ -268,7 +275,7 @@ class ImageSegmenter:
     """One run's setting, checked and built once (vocabulary, protocol, preset, backend), applied to images."""
 
     def __init__(self, classes=None, *, baseline: str = DEFAULT_BASELINE, method: str = "s2c2seg", preset=None,
-                 overrides=None, backend="auto", size: str = "full", device: str | None = None,
+                 overrides=None, backend=DEFAULT_BACKEND, size: str = "full", device: str | None = None,
                  dataset: str | None = None, cache_dir: str | Path | None = None):
         from .data.datasets import get_spec
         from .data.protocols import get_protocol
@@ -352,6 +359,7 @@ class ImageSegmenter:
 
     def __call__(self, image, *, name: str | None = None, explain: bool = False) -> Segmentation:
         """Segment one image (path, PIL image or (H, W, 3) uint8 array)."""
+        from .explain import alpha_of
         from .predict import BundleView, predict
 
         array, default_name = load_input(image)
@@ -365,7 +373,8 @@ class ImageSegmenter:
         detail = self._explanation(view, pred) if self.method != "baseline" else None
         return Segmentation(name=name, image=array, label_map=pred.label_map.numpy(),
                             classes=self._summary(pred, detail), prediction=pred, run=self.describe(),
-                            baseline_map=baseline_map, explanation=detail if explain else None)
+                            baseline_map=baseline_map, explanation=detail if explain else None,
+                            alpha=None if detail is None else alpha_of(detail))
 
     def _explanation(self, view, pred) -> dict:
         from .explain import explain_paper, explain_released
@@ -391,7 +400,7 @@ class ImageSegmenter:
 
 def segment_image(image, classes: str | Sequence | Vocabulary | Path | None = None, *,
                   baseline: str = DEFAULT_BASELINE, method: str = "s2c2seg", preset=None, overrides=None,
-                  backend="auto", size: str = "full", device: str | None = None, dataset: str | None = None,
+                  backend=DEFAULT_BACKEND, size: str = "full", device: str | None = None, dataset: str | None = None,
                   cache_dir: str | Path | None = None, explain: bool = False) -> Segmentation:
     """Segment one image with one's own words (module docstring): ``classes`` is ``"cat; kitty, sofa, floor"``,
     a list of names / synonym lists, a Vocabulary or a name file (a Path), or None with ``dataset`` (its names and
