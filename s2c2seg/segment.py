@@ -44,7 +44,7 @@ METHOD_CHOICES = ("s2c2seg", "baseline")
 """What ``segment`` runs (the oracle needs a ground truth, which a user's image has not)."""
 DEFAULT_BACKEND = "auto"
 """The backend of ``segment`` when none is named: real weights when they load, else the simulation (labelled)."""
-BACKEND_MEMO_SIZE = 2
+BACKEND_MEMO_SIZE = 3
 """Backends :data:`BACKENDS` keeps, the least recently used dropped first (each holds its models)."""
 
 
@@ -295,9 +295,12 @@ class ImageSegmenter:
         self.background = get_spec(dataset).background if dataset else None
         self.sources = bundle_sources(method, self.preset)
         if isinstance(backend, str):
-            encode = self.preset.encode if self.preset is not None else EncodeSide()
+            from .cli_eval import MODEL_BACKENDS
+
+            model = backend in MODEL_BACKENDS  # only a Segmenter reads the encode side and the source groups
+            encode = self.preset.encode if self.preset is not None and model else EncodeSide()
             spec = BackendSpec(backend, baseline, size, device, None if cache_dir is None else str(cache_dir),
-                               encode, self.sources)
+                               encode, self.sources if model else frozenset())
             self.backend, self.backend_info = get_backend(spec)
         else:
             self.backend, self.backend_info = backend, dict(backend.describe())
