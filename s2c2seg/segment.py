@@ -242,6 +242,8 @@ class Segmentation:
     """The :class:`~s2c2seg.predict.Prediction`."""
     run: dict
     """The run's description: backend (its ``label``), baseline, method, preset values, protocol, vocabulary."""
+    vocab: Vocabulary | None = None
+    """The vocabulary the words became."""
     baseline_map: np.ndarray | None = None
     """(H, W) the baseline's label map on the same bundle (``method="s2c2seg"``), for comparison."""
     explanation: dict | None = None
@@ -375,7 +377,7 @@ class ImageSegmenter:
             baseline_map = predict(view, self.protocol, "baseline").label_map.numpy()
         detail = self._explanation(view, pred) if self.method != "baseline" else None
         return Segmentation(name=name, image=array, label_map=pred.label_map.numpy(),
-                            classes=self._summary(pred, detail), prediction=pred, run=self.describe(),
+                            classes=self._summary(pred, detail), prediction=pred, run=self.describe(), vocab=self.vocab,
                             baseline_map=baseline_map, explanation=detail if explain else None,
                             alpha=None if detail is None else alpha_of(detail))
 
