@@ -157,12 +157,12 @@ def _run_segment(args) -> int:
     images = expand_images(args.images)
     out = Path(args.out)
     outputs = output_paths(images, out, args.explain)
-    _claim_out(out, outputs, args.force)
-    _check_headers(images)
     classes = Path(args.vocab) if args.vocab is not None else args.classes
     runner = ImageSegmenter(classes, baseline=args.baseline, method=args.method, preset=args.preset,
                             overrides=_parse_set(args.preset_set), backend=args.backend, size=args.size,
-                            device=args.device, dataset=args.dataset, cache_dir=args.cache_dir)
+                            device=args.device, dataset=args.dataset, cache_dir=args.cache_dir)  # no model yet
+    _check_headers(images)
+    _claim_out(out, outputs, args.force)
     reason = runner.backend_info.get("fallback_reason")
     if reason:
         print(f"s2c2seg: note: --backend auto fell back to the simulation: every output says SIMULATED "

@@ -3,7 +3,7 @@
 One path for both (issue 18): the words become a :class:`~s2c2seg.data.vocab.Vocabulary`
 (:func:`parse_classes`: classes separated by ``,``, synonyms of one class by ``;``), the protocol is the
 dataset's (``dataset=``) or the baseline's :data:`DEFAULT_PROTOCOL_DATASET` row, the preset is resolved by
-:func:`method_preset`, the backend is built once per process (:func:`get_backend`, the memo :data:`BACKENDS`), and
+:func:`method_preset`, the backend is built once per process (``segment_backends``: the memo ``BACKENDS``), and
 each image runs ``backend.encode`` then ``predict.predict`` (with a :class:`~s2c2seg.predict.BundleView`, so the
 explanation, :mod:`s2c2seg.explain`, reads the numbers the prediction used).
 
@@ -14,8 +14,6 @@ image's size, seeded by the image's pixels; the image's content is not read. The
 from __future__ import annotations
 
 import warnings
-import zlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +24,8 @@ from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
 from .presets import EncodeSide
+from .segment_backends import (BACKEND_MEMO_SIZE, BACKENDS, BackendSpec, clear_backends, get_backend, patch_size,
+                               simulated_truth)
 
 __all__ = ["DEFAULT_BASELINE", "DEFAULT_PROTOCOL_DATASET", "CUSTOM_DATASET", "METHOD_CHOICES", "BACKEND_MEMO_SIZE",
            "DEFAULT_BACKEND", "BACKENDS", "BackendSpec", "ClassSummary", "Segmentation", "ImageSegmenter",
@@ -44,8 +44,6 @@ METHOD_CHOICES = ("s2c2seg", "baseline")
 """What ``segment`` runs (the oracle needs a ground truth, which a user's image has not)."""
 DEFAULT_BACKEND = "auto"
 """The backend of ``segment`` when none is named: real weights when they load, else the simulation (labelled)."""
-BACKEND_MEMO_SIZE = 3
-"""Backends :data:`BACKENDS` keeps, the least recently used dropped first (each holds its models)."""
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -140,76 +138,6 @@ def method_preset(method: str, dataset: str, preset=None, overrides=None):
     return resolved
 
 
-# ---------------------------------------------------------------------------------------------- backend memo
-@dataclass(frozen=True)
-class BackendSpec:
-    """The frozen build arguments of a backend: its key in :data:`BACKENDS`."""
-
-    name: str
-    baseline: str
-    size: str = "full"
-    device: str | None = None
-    cache_dir: str | None = None
-    encode: EncodeSide = field(default_factory=EncodeSide)
-    sources: frozenset = frozenset()
-
-
-BACKENDS: OrderedDict[BackendSpec, tuple[Any, dict]] = OrderedDict()
-"""The process's built backends with their ``describe()`` (+ ``fallback_reason`` of ``auto``), by
-:class:`BackendSpec`: every ``segment_image`` call with the same arguments reuses one (at most
-:data:`BACKEND_MEMO_SIZE`); :func:`clear_backends` empties it."""
-
-
-def get_backend(spec: BackendSpec) -> tuple[Any, dict]:
-    """(backend, its description) for ``spec``, built on first use (``factories.backend_by_name``)."""
-    from .cli_eval import MODEL_BACKENDS, segmenter_config
-    from .factories import backend_by_name
-
-    if spec in BACKENDS:
-        BACKENDS.move_to_end(spec)
-        return BACKENDS[spec]
-    extra: dict[str, Any] = {}
-    if spec.cache_dir and ":" not in spec.name and spec.name != "sim":
-        extra["cache_dir"] = str(Path(spec.cache_dir) / "text")  # the text-embedding cache, as eval's
-    if spec.name in MODEL_BACKENDS:
-        extra["config"] = segmenter_config(spec.encode, spec.device, spec.sources)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        backend = backend_by_name(spec.name, baseline=spec.baseline, size=spec.size, device=spec.device, **extra)
-    info = dict(backend.describe())
-    fallback = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    if fallback and spec.name == "auto":
-        info["fallback_reason"] = fallback[0]
-    BACKENDS[spec] = (backend, info)
-    while len(BACKENDS) > BACKEND_MEMO_SIZE:
-        BACKENDS.popitem(last=False)
-    return BACKENDS[spec]
-
-
-def clear_backends() -> None:
-    """Empty :data:`BACKENDS` (the next call builds its backend afresh)."""
-    BACKENDS.clear()
-
-
-def simulated_truth(cfg, image: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, int | None]:
-    """(label map, background) SIMULATED for a user's image: a scene of ``sim.make_scene`` over ``vocab`` at the
-    image's size, drawn from ``cfg`` and a seed of the image's pixels (the same image gives the same scene)."""
-    from .sim import make_scene
-
-    h, w = image.shape[:2]
-    scene = make_scene(vocab, cfg.replace(image_size=(h, w)), zlib.crc32(np.ascontiguousarray(image).tobytes()))
-    return scene.label, scene.meta["background"]
-
-
-def _patch_size(backend) -> int | None:
-    """The side of one model patch (a CLIP patch, or the simulation's dense cell), None if unknown."""
-    clip = getattr(backend, "clip", None)
-    if clip is not None:
-        return int(clip.patch_size)
-    cfg = getattr(backend, "cfg", None)
-    return int(cfg.dense_downsample) if cfg is not None and hasattr(cfg, "dense_downsample") else None
-
-
 # ---------------------------------------------------------------------------------------------- results
 @dataclass
 class ClassSummary:
@@ -296,21 +224,35 @@ class ImageSegmenter:
         self.preset = method_preset(method, dataset or CUSTOM_DATASET, preset, overrides)
         self.background = get_spec(dataset).background if dataset else None
         self.sources = bundle_sources(method, self.preset)
+        self._backend: tuple[Any, dict] | None = None
+        self._spec = None
         if isinstance(backend, str):
             from .cli_eval import MODEL_BACKENDS
 
             model = backend in MODEL_BACKENDS  # only a Segmenter reads the encode side and the source groups
             encode = self.preset.encode if self.preset is not None and model else EncodeSide()
-            spec = BackendSpec(backend, baseline, size, device, None if cache_dir is None else str(cache_dir),
-                               encode, self.sources if model else frozenset())
-            self.backend, self.backend_info = get_backend(spec)
+            self._spec = BackendSpec(backend, baseline, size, device, None if cache_dir is None else str(cache_dir),
+                                     encode, self.sources if model else frozenset())
         else:
-            self.backend, self.backend_info = backend, dict(backend.describe())
+            self._backend = (backend, dict(backend.describe()))
         self.cache = None
         if cache_dir is not None:
             from .cache import BundleCache
 
             self.cache = BundleCache(cache_dir)
+
+    @property
+    def backend(self):
+        """The backend, built (or taken from :data:`BACKENDS`) on first use: every check above runs first."""
+        if self._backend is None:
+            self._backend = get_backend(self._spec)
+        return self._backend[0]
+
+    @property
+    def backend_info(self) -> dict:
+        """The backend's ``describe()`` (plus ``fallback_reason`` when ``auto`` fell back to the simulation)."""
+        self.backend  # noqa: B018 - builds it
+        return self._backend[1]
 
     @property
     def label(self) -> str:
@@ -338,7 +280,7 @@ class ImageSegmenter:
 
     def check_image(self, image: np.ndarray, name: str) -> None:
         """Raise naming the image when it is smaller than one model patch."""
-        patch = _patch_size(self.backend)
+        patch = patch_size(self.backend)
         h, w = image.shape[:2]
         if patch is not None and min(h, w) < patch:
             raise ValueError(f"image {name!r} is {h}x{w} pixels, smaller than one {patch}-pixel patch of the model "

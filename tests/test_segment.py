@@ -238,6 +238,8 @@ def test_bad_input_is_one_line(world, capsys, case, words):
     }[case]
     rc, _, err = _run([*args, *RANDOM], capsys)
     assert words in _one_error(rc, err)
+    if case != "too small":  # refused before --out is made or any image is encoded
+        assert not Path(out[1]).exists()
 
 
 def test_pretrained_without_weights_fails_fast(tmp_path):
