@@ -292,6 +292,9 @@ def test_sim_backend_on_a_user_image():
     bundle = SimBackend().encode(Sample("image", img, label=truth), _vocab(), proto)  # an array is "image"
     want = predict(BundleView(bundle), proto, "s2c2seg", preset=get_preset("released", "custom"))
     assert np.array_equal(a.label_map, want.label_map.numpy()) and a.selected == want.subset.tolist()
+    kept = [c.index for c in a.classes if c.selected]
+    assert kept == a.selected and len(kept) < 3  # this scene leaves a class out: the flags are not all True
+    assert all(c.area_percent == 0 for c in a.classes if not c.selected)
     paper = segment_image(img, CLASSES, backend="sim", preset="paper", explain=True)
     e = paper.explanation
     assert e["kind"] == "paper" and e["subset"] == paper.prediction.subset.tolist() == paper.selected
