@@ -24,7 +24,7 @@ __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLI
            "UsageError", "build_parser", "main", "console", "exit_status", "error_line"]
 
 # module that owns each sub-command; each exposes ``register_cli(subparsers)`` which sets ``func``.
-_COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.cli_sweep", "s2c2seg.tables", "s2c2seg.notebooks")
+_COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.cli_sweep", "s2c2seg.tables", "s2c2seg.notebooks", "s2c2seg.cli_segment")
 
 EXIT_FAILURE = 1
 """Exit status of a failure while running."""

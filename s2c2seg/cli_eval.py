@@ -17,7 +17,7 @@ from .data.protocols import Protocol
 from .data.vocab import Vocabulary
 from .distributed import env_rank
 from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, evaluate
-from .factories import SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
+from .factories import MODEL_BACKENDS, SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
 from .encode_side import EncodeSpec
 from .predict import METHODS, SCORE_SOURCES
 from .presets import PRESETS, resolve_preset
@@ -33,8 +33,6 @@ METHOD_OPTIONS = "--tau, --k-min, --k-max, --use, --stage2-pool, --mode, --lam, 
 PAPER_OPTIONS = {"tau": "css", "k_min": "css", "k_max": "css", "use": "css", "stage2_pool": "css",
                  "no_keep_background": "css", "mode": "csg", "lam": "csg", "temperature": "csg"}
 """The paper preset's options (argument dest -> the config it sets)."""
-MODEL_BACKENDS = ("pretrained", "random", "auto")
-"""``--backend`` values that build a Segmenter (the others take no Segmenter settings)."""
 SOURCE_CHOICES = ("needed", "all")
 """``--sources``: the bundle sources a model backend computes: what the run reads, or every group (one cache
 entry then serves the baseline, the paper reading and the released presets alike)."""

@@ -298,8 +298,7 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert [r.name for r in results] == list(notebooks.NOTEBOOKS)
     recs = _check_records(results, "SIMULATED", "sim")
     c = 21
-    v = recs["00_quickstart"]["values"]
-    assert _finite(v["miou_baseline"]) and _finite(v["miou_s2c2seg"]) and 1 <= len(v["subset"]) <= c
+    _check_quickstart(recs["00_quickstart"])
     v = recs["01_scoring_terms"]["values"]
     for k in ("s_glob", "s_spat", "g_bar", "s_bar", "p", "entropy", "s_conf", "s_final"):
         assert len(v[k]) == c and all(_finite(x) for x in v[k]), k
@@ -368,11 +367,20 @@ def test_all_notebooks_execute_on_simulation(tmp_path):
     assert summary["all_passed"] is True
 
 
+def _check_quickstart(rec):
+    """Your image, your words: the default preset on the parameters' three classes, both figures, areas."""
+    v = rec["values"]
+    assert v["preset"] == "released" and v["num_classes"] == 3 and 1 <= len(v["subset"]) <= 3
+    assert v["subset_names"] == [["cat", "sofa", "floor"][i] for i in v["subset"]]
+    assert set(v["s2c2seg_classes"]) <= set(v["subset"])  # no background class: every pixel is a kept class
+    assert sum(v["areas"].values()) == pytest.approx(100.0) and v["size"] == [375, 500]
+    assert {f["name"] for f in rec["figures"]} == {"overlays", "explanation"}
+    assert "generated picture" in rec["data_source"]
+
+
 @pytest.mark.slow
 def test_quickstart_on_tiny_random_weights(tmp_path):
-    params = {"backend": "random", "size": "tiny", "n_images": 1}
+    params = {"backend": "random", "size": "tiny"}
     _, results = notebooks.run_collection(["00"], params=params, out=tmp_path / "runs", echo=None)
     recs = _check_records(results, "RANDOM WEIGHTS", "random")
-    v = recs["00_quickstart"]["values"]
-    assert _finite(v["miou_baseline"]) and _finite(v["miou_s2c2seg"])
-    assert "generated fixture" in recs["00_quickstart"]["data_source"]
+    _check_quickstart(recs["00_quickstart"])

@@ -21,10 +21,11 @@ LAYERS = [
               "released_post", "view"]),
     ("configuration", ["presets", "encode_side"]),
     ("methods", ["paper", "released", "predict", "analysis"]),
-    ("run", ["runspec", "cache", "experiments", "factories", "plots", "figures"]),
+    ("run", ["runspec", "cache", "experiments", "factories", "plots", "figures", "explain", "explain_plot",
+             "segment_backends"]),
     ("evaluation", ["evaluate", "sweep"]),
-    ("notebooks and tables", ["session", "scenarios", "tables", "notebooks"]),
-    ("command line", ["cli", "cli_eval", "cli_sweep", "__main__"]),
+    ("applications", ["session", "scenarios", "tables", "notebooks", "segment"]),
+    ("command line", ["cli", "cli_eval", "cli_sweep", "cli_segment", "__main__"]),
 ]
 """Layer name -> its modules (``""``: the package's ``__init__``; ``x.*``: every module of subpackage ``x``)."""
 CLI_HOSTS = {"tables", "notebooks"}
