@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from .store import atomic_write
 
 __all__ = ["FIGURES_DIRNAME", "PAPER_FIGURES", "SIDECAR_SUFFIX", "default_dir", "provenance", "pdf_width_in",
            "export_file", "export_text", "export_notebook_figures"]
@@ -94,7 +95,7 @@ def _target(dest_dir: Path, stem: str, suffixes: Iterable[str], record: str, rep
 
 
 def _write_sidecar(path: Path, prov: Mapping[str, Any], **extra: Any) -> None:
-    _sidecar(path).write_text(json.dumps({"file": path.name, **prov, **extra}, indent=2, sort_keys=True) + "\n")
+    atomic_write(_sidecar(path), json.dumps({"file": path.name, **prov, **extra}, indent=2, sort_keys=True) + "\n")
 
 
 def export_file(figure_stem: str | Path, dest_dir: str | Path, prov: Mapping[str, Any], *, name: str | None = None,
@@ -114,7 +115,7 @@ def export_file(figure_stem: str | Path, dest_dir: str | Path, prov: Mapping[str
     out = []
     for src in sources:
         dst = dest_dir / f"{stem}{src.suffix}"
-        shutil.copyfile(src, dst)
+        atomic_write(dst, src.read_bytes())
         extra: dict[str, Any] = {"source": str(src.resolve())}
         if src.suffix == ".pdf":
             w = pdf_width_in(dst)
@@ -136,7 +137,7 @@ def export_text(texts: Mapping[str, str], stem: str, dest_dir: str | Path, prov:
     out = []
     for suffix, text in texts.items():
         dst = dest_dir / f"{stem}{suffix}"
-        dst.write_text(text.rstrip("\n") + "\n")
+        atomic_write(dst, text.rstrip("\n") + "\n")
         _write_sidecar(dst, prov)
         out.append(dst)
     return out

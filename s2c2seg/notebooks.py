@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .notebook_params import (NOTEBOOKS, ParameterError, check_params, declared_parameters, grid_points,
                               key_lines, load_params, notebook_key, params_for)
+from .store import atomic_write, replacing
 
 __all__ = [
     "NOTEBOOKS", "KERNEL_NAME", "RECORD_NAME", "NotebookResult", "notebooks_dir", "resolve_notebooks",
@@ -120,7 +121,7 @@ def to_ipynb(src: str | Path, dst: str | Path) -> Path:
     nb.metadata.setdefault("language_info", {"name": "python"})
     nb.metadata.pop("jupytext", None)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, dst)
+    atomic_write(dst, nbformat.writes(nb))
     return dst
 
 
@@ -183,10 +184,12 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
         if defaults:
             declared = pm.inspect_notebook(str(source_nb))
             params = {**{k: v for k, v in defaults.items() if k in declared}, **params}
-        pm.execute_notebook(str(source_nb), str(executed), parameters=params, kernel_name=KERNEL_NAME,
-                            kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
-                            progress_bar=False, log_output=False, execution_timeout=timeout,
-                            start_timeout=start_timeout)
+        # papermill saves as it goes: into a temporary name, renamed when it ends (a failure's traceback kept)
+        with replacing(executed, suffix=".ipynb", keep_partial=True) as tmp:
+            pm.execute_notebook(str(source_nb), str(tmp), parameters=params, kernel_name=KERNEL_NAME,
+                                kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
+                                progress_bar=False, log_output=False, execution_timeout=timeout,
+                                start_timeout=start_timeout)
     except Exception as exc:  # noqa: BLE001 - any failure of one notebook is reported, never fatal
         error = _error_summary(exc)
     finally:
@@ -286,8 +289,8 @@ def _write_summary(run_dir: Path, results: Sequence[NotebookResult], params: Map
             for r in results]
     summary = {"all_passed": bool(results) and all(r.ok for r in results), "params": _str_keys(params),
                "grid": _str_keys(grid or {}), "python": sys.executable, "notebooks": rows}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str, sort_keys=True) + "\n")
-    (run_dir / "summary.md").write_text(format_summary(results, run_dir) + "\n")
+    atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2, default=str, sort_keys=True) + "\n")
+    atomic_write(run_dir / "summary.md", format_summary(results, run_dir) + "\n")
 
 
 def _str_keys(obj: Any) -> Any:

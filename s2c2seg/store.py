@@ -14,11 +14,18 @@ import hashlib
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are written (the other writers do not need it)
+    import torch
 
-__all__ = ["CorruptFileError", "atomic_write", "tensors_checksum", "save_tensors", "load_tensors"]
+__all__ = ["CorruptFileError", "TEMP_GLOB", "temp_path", "atomic_write", "replacing", "tensors_checksum",
+           "save_tensors", "load_tensors"]
+
+TEMP_GLOB = ".*.tmp*"
+"""What every temporary file of :func:`temp_path` matches (no reader of the package opens such a name)."""
 
 CHECKSUM_KEY = "checksum"
 """The safetensors header field holding :func:`tensors_checksum`."""
@@ -28,29 +35,63 @@ class CorruptFileError(ValueError):
     """A file exists but cannot be read back intact (truncated, garbled, or failing its checksum)."""
 
 
+def temp_path(path: str | Path, suffix: str = "") -> Path:
+    """A fresh temporary name next to ``path`` (``.<name>.<pid>.<random>.tmp<suffix>``; matches :data:`TEMP_GLOB`)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+
+
+def _into_place(tmp: Path, path: Path, exclusive: bool = False) -> None:
+    """Rename ``tmp`` to ``path`` (``exclusive``: never over an existing one); a folder in the way is named."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder where a file belongs (remove it, or write elsewhere)")
+    if exclusive:
+        os.link(tmp, path)  # fails if path exists
+    else:
+        os.replace(tmp, path)
+
+
 def atomic_write(path: str | Path, data: bytes | str, *, exclusive: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename), with mode
     ``0o666 & ~umask``. ``exclusive``: never replace an existing ``path`` (``FileExistsError``, even under a race)."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        if exclusive:
-            os.link(tmp, path)  # fails if path exists
-        else:
-            os.replace(tmp, path)
+        _into_place(tmp, path, exclusive)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
+@contextmanager
+def replacing(path: str | Path, *, suffix: str = "", keep_partial: bool = False) -> Iterator[Path]:
+    """For writers that want a file name (papermill): yield a :func:`temp_path` that the block writes (with the
+    umask, as any ``open``), then rename it onto ``path``. When the block raises, the temporary file is removed,
+    or, with ``keep_partial``, renamed into place as well (a failed notebook keeps its traceback)."""
+    path = Path(path)
+    tmp = temp_path(path, suffix)
+    try:
+        yield tmp
+    except BaseException:
+        if keep_partial and tmp.is_file():
+            _into_place(tmp, path)
+        raise
+    else:
+        _into_place(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 of tensors: each one's name, dtype, shape and bytes, in the dict's order."""
+    import torch
+
     h = hashlib.sha256()
     for name, t in tensors.items():
         t = t.detach().contiguous().cpu()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from .evaluate import (ON_ERROR_DEFAULT, Setting, check_on_error, dataset_info, 
 from .predict import METHODS, SCORE_SOURCES
 from .presets import resolve_preset
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
+from .store import atomic_write
 
 __all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "registry_grid", "sweep",
            "SweepResult", "register_cli"]
@@ -233,11 +235,12 @@ class SweepResult:
 
     def write(self, out_dir: Path) -> None:
         rows = self.rows()
-        with (out_dir / "sweep.csv").open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-        (out_dir / "sweep.md").write_text(self.markdown(), encoding="utf-8")
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write(out_dir / "sweep.csv", buf.getvalue())
+        atomic_write(out_dir / "sweep.md", self.markdown())
         for i, r in enumerate(self.records):
             r.save(out_dir / "points" / f"{i:03d}")
         write_json_new(out_dir / "sweep.json", {
