@@ -14,12 +14,11 @@ overwrites its own files.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .store import atomic_write
+from .store import CorruptFileError, atomic_write, dumps_checked, read_json_checked
 
 __all__ = ["FIGURES_DIRNAME", "PAPER_FIGURES", "SIDECAR_SUFFIX", "default_dir", "provenance", "pdf_width_in",
            "export_file", "export_text", "export_notebook_figures"]
@@ -52,7 +51,10 @@ def provenance(record_path: str | Path, record: Mapping[str, Any] | None = None)
     if record is None:
         if not record_path.is_file():
             raise FileNotFoundError(f"run record not found: {record_path} (run its notebook first)")
-        record = json.loads(record_path.read_text())
+        try:
+            record = read_json_checked(record_path)
+        except CorruptFileError as exc:
+            raise CorruptFileError(f"run record {exc} (run its notebook again)") from None
     params = record.get("params", {}) or {}
     datasets = params.get("datasets") or [record.get("dataset")]
     return {"record": str(record_path), "run_dir": str(record_path.parent.parent),
@@ -75,9 +77,9 @@ def _same_record(path: Path, record: str) -> bool:
     side = _sidecar(path)
     if not side.is_file():
         return False
-    try:
-        return json.loads(side.read_text()).get("record") == record
-    except json.JSONDecodeError:
+    try:  # a damaged sidecar is not ours: the new export takes the next free name, the old file stays
+        return read_json_checked(side).get("record") == record
+    except (CorruptFileError, AttributeError):
         return False
 
 
@@ -95,7 +97,7 @@ def _target(dest_dir: Path, stem: str, suffixes: Iterable[str], record: str, rep
 
 
 def _write_sidecar(path: Path, prov: Mapping[str, Any], **extra: Any) -> None:
-    atomic_write(_sidecar(path), json.dumps({"file": path.name, **prov, **extra}, indent=2, sort_keys=True) + "\n")
+    atomic_write(_sidecar(path), dumps_checked({"file": path.name, **prov, **extra}, indent=2, sort_keys=True))
 
 
 def export_file(figure_stem: str | Path, dest_dir: str | Path, prov: Mapping[str, Any], *, name: str | None = None,

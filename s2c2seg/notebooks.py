@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .notebook_params import (NOTEBOOKS, ParameterError, check_params, declared_parameters, grid_points,
                               key_lines, load_params, notebook_key, params_for)
-from .store import atomic_write, replacing
+from .store import CorruptFileError, atomic_write, read_json_checked, replacing
 
 __all__ = [
     "NOTEBOOKS", "KERNEL_NAME", "RECORD_NAME", "NotebookResult", "notebooks_dir", "resolve_notebooks",
@@ -199,9 +199,9 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
     rec_path = out_dir / RECORD_NAME
     if rec_path.is_file():
         try:
-            record = json.loads(rec_path.read_text())
-        except json.JSONDecodeError as exc:
-            error = error or f"record {rec_path} is not valid JSON: {exc}"
+            record = read_json_checked(rec_path)
+        except CorruptFileError as exc:
+            error = error or f"record {exc}"
     if not error and record is None:
         error = f"notebook finished but wrote no {RECORD_NAME}"
     return NotebookResult(name=name, ok=not error, seconds=round(seconds, 2), out_dir=str(out_dir),

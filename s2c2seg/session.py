@@ -7,7 +7,6 @@ through the one evaluation pass, :func:`s2c2seg.evaluate.run_points`.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .analysis import ConfigResult, finite_tree, markdown_table
-from .store import atomic_write
+from .store import atomic_write, dumps_checked
 
 __all__ = ["Session", "open_session", "evaluate_points", "evaluate_datasets", "class_similarity", "PRESET_POINTS",
            "preset_point"]
@@ -203,7 +202,7 @@ class Session:
         }
         path = self.out_dir / "record.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(finite_tree(rec), indent=2, sort_keys=True) + "\n")
+        atomic_write(path, dumps_checked(finite_tree(rec), indent=2, sort_keys=True))
         return path
 
 

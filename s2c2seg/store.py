@@ -6,7 +6,9 @@ part, and a process killed mid-write leaves only a ``.*.tmp`` file that no reade
 created with ``os.open(..., 0o666)``, so the kernel applies the umask (``tempfile.mkstemp`` would give 0o600).
 :func:`save_tensors` / :func:`load_tensors` store tensors as safetensors with the SHA-256 of their bytes
 (:func:`tensors_checksum`) in the header; a file that is truncated, garbled or fails its checksum raises
-:class:`CorruptFileError`, which a cache counts, deletes and recomputes.
+:class:`CorruptFileError`, which a cache counts, deletes and recomputes. JSON files that are read back (run
+records, notebook records, figure sidecars) carry the SHA-256 of their canonical form (:func:`dumps_checked`),
+verified by :func:`read_json_checked`.
 """
 from __future__ import annotations
 
@@ -16,19 +18,19 @@ import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:  # torch is imported where tensors are written (the other writers do not need it)
     import torch
 
-__all__ = ["CorruptFileError", "TEMP_GLOB", "temp_path", "atomic_write", "replacing", "tensors_checksum",
-           "save_tensors", "load_tensors"]
+__all__ = ["CorruptFileError", "TEMP_GLOB", "temp_path", "atomic_write", "replacing", "json_checksum", "dumps_checked",
+           "read_json_checked", "tensors_checksum", "save_tensors", "load_tensors"]
 
 TEMP_GLOB = ".*.tmp*"
 """What every temporary file of :func:`temp_path` matches (no reader of the package opens such a name)."""
 
 CHECKSUM_KEY = "checksum"
-"""The safetensors header field holding :func:`tensors_checksum`."""
+"""The safetensors header field holding :func:`tensors_checksum`; the JSON field holding :func:`json_checksum`."""
 
 
 class CorruptFileError(ValueError):
@@ -86,6 +88,33 @@ def replacing(path: str | Path, *, suffix: str = "", keep_partial: bool = False)
         _into_place(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def json_checksum(obj: dict) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no whitespace, ASCII) of ``obj`` less its ``checksum`` field."""
+    body = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def dumps_checked(obj: dict, **kwargs) -> str:
+    """``json.dumps(obj, **kwargs)`` with the :func:`json_checksum` of ``obj`` added as its ``checksum`` field,
+    plus a final newline (what :func:`read_json_checked` verifies)."""
+    obj = json.loads(json.dumps(obj, **{k: v for k, v in kwargs.items() if k in ("default", "allow_nan")}))
+    return json.dumps({**obj, CHECKSUM_KEY: json_checksum(obj)}, **kwargs) + "\n"
+
+
+def read_json_checked(path: str | Path) -> Any:
+    """The JSON in ``path``, verified: :class:`CorruptFileError` when it is empty, truncated, garbled or fails its
+    ``checksum`` (an object without one, written before checksums, is returned as read)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path} is damaged (not valid JSON: {exc})") from exc
+    if isinstance(obj, dict) and CHECKSUM_KEY in obj and obj[CHECKSUM_KEY] != json_checksum(obj):
+        raise CorruptFileError(f"{path} is damaged (its contents do not match their checksum)")
+    return obj
 
 
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:

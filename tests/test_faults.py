@@ -191,3 +191,26 @@ def test_tables_on_a_bad_path_is_one_line_exit_2(tmp_path, capsys, where):
     assert console(["tables", str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("s2c2seg: error: ") and "\n" not in err and str(target) in err and "(" in err
+
+
+def test_a_damaged_text_cache_file_is_counted_in_the_evaluate_record(tmp_path):
+    """``s2c2seg eval`` after a flipped byte in the text cache: the record says ``text_corrupt: 1``, same numbers."""
+    from s2c2seg.cli import main
+    from s2c2seg.data.fixtures import write_fixture
+    from s2c2seg.records import RunRecord
+
+    root = write_fixture("voc21", tmp_path / "VOC2012", n_images=1, seed=0)
+    cache = tmp_path / "cache"
+    args = ["eval", "voc21", "--data-root", str(root), "--backend", "random", "--size", "tiny", "--short-side", "64",
+            "--crop", "32", "--stride", "32", "--no-progress", "--cache-dir", str(cache)]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    first = RunRecord.load(tmp_path / "a")
+    (text_file,) = (cache / "text").rglob("text_*.safetensors")
+    _flip(text_file)
+    for entry in cache.glob("??/*.safetensors"):  # the images must be encoded again, so the text is read
+        entry.unlink()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    second = RunRecord.load(tmp_path / "b")
+    assert first.cache["text_corrupt"] == 0 and second.cache["text_corrupt"] == 1
+    assert second.cache["misses"] == 1 and second.metrics == first.metrics
+    load_tensors(text_file)  # recomputed and rewritten intact
