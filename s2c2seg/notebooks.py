@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .notebook_params import (NOTEBOOKS, ParameterError, check_params, declared_parameters, grid_points,
                               key_lines, load_params, notebook_key, params_for)
+from .cli import OUT_FOLDER, PathRule, add_path_argument
 from .store import CorruptFileError, atomic_write, read_json_checked, replacing
 
 __all__ = [
@@ -330,10 +331,15 @@ def register_cli(subparsers) -> None:
     r = sub.add_parser("run", help="execute notebooks into a new run folder",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("names", nargs="*", help=f"notebooks to run (default: all): {', '.join(NOTEBOOKS)}")
-    r.add_argument("-f", "--params", dest="params_file", help="YAML parameters (common + per-notebook keys)")
-    r.add_argument("--grid", help="YAML mapping parameter -> list of values; runs every combination")
-    r.add_argument("--out", default="runs/notebooks", help="parent folder of the run folder (default: %(default)s)")
-    r.add_argument("--notebook-dir", default=None, help="folder of the .py notebooks (default: the package's)")
+    yaml_file = PathRule("file", "give a YAML file", may_be_empty=True)
+    add_path_argument(r, "-f", "--params", dest="params_file", rule=yaml_file,
+                      help="YAML parameters (common + per-notebook keys)")
+    add_path_argument(r, "--grid", rule=yaml_file,
+                      help="YAML mapping parameter -> list of values; runs every combination")
+    add_path_argument(r, "--out", default="runs/notebooks", rule=OUT_FOLDER,
+                      help="parent folder of the run folder (default: %(default)s)")
+    add_path_argument(r, "--notebook-dir", default=None, rule=PathRule("folder", "give the folder of the NN_name.py "
+                      "notebooks"), help="folder of the .py notebooks (default: the package's)")
     r.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
     r.add_argument("--allow-unknown", action="store_true",
                    help="pass parameters no selected notebook declares on to papermill instead of failing")
@@ -343,29 +349,23 @@ def register_cli(subparsers) -> None:
 
 
 def _cli_run(args) -> int:
-    try:
-        params = load_params(args.params_file)
-        grid = load_params(args.grid) if args.grid else None
-        run_dir, results = run_collection(args.names, params=params, grid=grid, out=args.out,
-                                          notebook_dir=args.notebook_dir, timeout=args.timeout,
-                                          allow_unknown=args.allow_unknown,
-                                          params_source=args.params_file or "parameters",
-                                          grid_source=args.grid or "grid", params_lines=key_lines(args.params_file),
-                                          grid_lines=key_lines(args.grid))
-    except ParameterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    params = load_params(args.params_file)
+    grid = load_params(args.grid) if args.grid else None
+    run_dir, results = run_collection(args.names, params=params, grid=grid, out=args.out,
+                                      notebook_dir=args.notebook_dir, timeout=args.timeout,
+                                      allow_unknown=args.allow_unknown, params_source=args.params_file or "parameters",
+                                      grid_source=args.grid or "grid", params_lines=key_lines(args.params_file),
+                                      grid_lines=key_lines(args.grid))
     print()
     print(format_summary(results, run_dir))
     return 0 if results and all(r.ok for r in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m s2c2seg.notebooks run ...`` (same as ``s2c2seg notebooks run ...``)."""
-    parser = argparse.ArgumentParser(prog="s2c2seg")
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    """``python -m s2c2seg.notebooks notebooks run ...``: the ``s2c2seg`` command (:func:`s2c2seg.cli.console`)."""
+    from .cli import console
+
+    return console(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

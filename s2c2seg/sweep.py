@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .cli import PathRule, add_path_argument
 from .cli_eval import add_common_arguments, add_method_arguments, method_setup
 from .css import SCORE_NAMES, CSSConfig
 from .csg import CSGConfig
@@ -334,7 +335,8 @@ def register_cli(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="evaluate a grid of downstream settings, each image's bundle read once",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--grid", help="YAML grid: a mapping key -> values (product) or a list of points")
+    add_path_argument(what, "--grid", rule=PathRule("file", "give a YAML grid: a mapping key -> values or a list of "
+                      "points"), help="YAML grid: a mapping key -> values (product) or a list of points")
     what.add_argument("--points", help="named experiment points of the paper's tables: point keys and/or layouts "
                                        "(main, components, scoring, fusion, unit_scope), comma-separated, or 'all'")
     add_common_arguments(p)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import experiments
+from .cli import PathRule, add_path_argument
 from .records import RunRecord, load_records
 from .store import atomic_write
 
@@ -338,9 +339,6 @@ def render(records: Sequence[RunRecord], layouts: Sequence[str] = LAYOUTS, fmt: 
 
 
 def _run_tables(args) -> int:
-    for p in args.records:
-        if not Path(p).exists():
-            raise FileNotFoundError(f"{p} does not exist (name a record.json file or a folder of run records)")
     records = load_records(args.records)
     if not records:
         raise FileNotFoundError(f"no run records found under {' '.join(args.records)} (run s2c2seg eval ... --out "
@@ -349,6 +347,7 @@ def _run_tables(args) -> int:
     text = render(records, layouts, args.format, pick=args.pick, allow_mixed=args.allow_mixed,
                   allow_skipped=args.allow_skipped)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.out, text)
         print(f"{len(records)} records -> {args.out}")
     else:
@@ -359,7 +358,9 @@ def _run_tables(args) -> int:
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("tables", help="the paper's tables (markdown / LaTeX) from run records",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("records", nargs="+", help="record.json files or folders searched recursively")
+    add_path_argument(p, "records", nargs="+", metavar="RECORDS", rule=PathRule(
+        "file or folder", "name a record.json file or a folder of run records"),
+        help="record.json files or folders searched recursively")
     p.add_argument("--layout", default="all", choices=["all", *LAYOUTS])
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"])
     p.add_argument("--pick", default="error", choices=list(PICKS),
@@ -368,5 +369,6 @@ def register_cli(subparsers) -> None:
                    help="allow a row mixing backends / image counts, or a column mixing image counts (marked ‡)")
     p.add_argument("--allow-skipped", action="store_true",
                    help="allow records whose run skipped images (--on-error skip; marked §)")
-    p.add_argument("--out", help="write to this file instead of stdout")
+    add_path_argument(p, "--out", rule=PathRule("file", "name a file to write the tables to", must_exist=False),
+                      help="write to this file instead of stdout")
     p.set_defaults(func=_run_tables)
