@@ -10,7 +10,9 @@ Every exported file ``X`` gets a sidecar ``X.json`` naming the run record it cam
 notebook, the backend and its label (``SIMULATED`` / ``RANDOM WEIGHTS`` / ``""`` for real weights), the
 datasets and the image count. A file from another run is never silently replaced: the new one gets the next
 free versioned name (``main_results.v2.pdf``) unless ``replace=True``; a re-export from the same record
-overwrites its own files.
+overwrites its own files. Every file is written atomically, its sidecar first (so a file never stands without the
+sidecar that makes it ours); a sidecar that is damaged (it carries its checksum), or a folder in a file's place,
+is not ours: the export takes the next free name and leaves it as it is.
 """
 from __future__ import annotations
 
@@ -117,14 +119,15 @@ def export_file(figure_stem: str | Path, dest_dir: str | Path, prov: Mapping[str
     out = []
     for src in sources:
         dst = dest_dir / f"{stem}{src.suffix}"
-        atomic_write(dst, src.read_bytes())
+        data = src.read_bytes()
         extra: dict[str, Any] = {"source": str(src.resolve())}
         if src.suffix == ".pdf":
-            w = pdf_width_in(dst)
+            w = pdf_width_in(src)
             extra.update(width_in=w, pdf_fonttype=42,
                          cvpr_column=None if w is None else ("single" if w <= CVPR_SINGLE + 0.5 else
                                                              "double" if w <= CVPR_DOUBLE + 0.75 else "wider"))
-        _write_sidecar(dst, prov, **extra)
+        _write_sidecar(dst, prov, **extra)  # first: a file is never left without the sidecar that makes it ours
+        atomic_write(dst, data)
         out.append(dst)
     return out
 
@@ -139,8 +142,8 @@ def export_text(texts: Mapping[str, str], stem: str, dest_dir: str | Path, prov:
     out = []
     for suffix, text in texts.items():
         dst = dest_dir / f"{stem}{suffix}"
-        atomic_write(dst, text.rstrip("\n") + "\n")
         _write_sidecar(dst, prov)
+        atomic_write(dst, text.rstrip("\n") + "\n")
         out.append(dst)
     return out
 

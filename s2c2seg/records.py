@@ -165,18 +165,32 @@ class RunRecord:
             rows.append({"index": i, "class": name, "IoU": v.get("IoU"), "Acc": v.get("Acc")})
         return rows
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``record.json`` (never over an existing one) and ``per_class.csv`` into ``out_dir``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = write_json_new(out_dir / RECORD_NAME, self.to_json())
+    def per_class_csv(self) -> str:
+        """The text of ``per_class.csv``: index, class, IoU, Acc (fractions; empty where undefined)."""
         buf = io.StringIO(newline="")
         w = csv.DictWriter(buf, fieldnames=["index", "class", "IoU", "Acc"])
         w.writeheader()
         for row in self.per_class_rows():
             w.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        atomic_write(out_dir / CSV_NAME, buf.getvalue())
-        return path
+        return buf.getvalue()
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``per_class.csv``, then ``record.json`` (never over an existing one), into ``out_dir``.
+
+        The record is the commit point: a run killed before it leaves no record, so the folder may be used again.
+        A run that loses the folder to another (its record exists) puts the winner's CSV back before it raises."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _refuse_folders(out_dir)
+        atomic_write(out_dir / CSV_NAME, self.per_class_csv())
+        try:
+            return write_json_new(out_dir / RECORD_NAME, self.to_json())
+        except RecordExistsError:
+            try:
+                atomic_write(out_dir / CSV_NAME, RunRecord.load(out_dir).per_class_csv())
+            except (ValueError, OSError):
+                pass  # the winner's record is unreadable: nothing to put back
+            raise
 
 
 def write_json_new(path: str | Path, obj: Any) -> Path:
@@ -190,11 +204,21 @@ def write_json_new(path: str | Path, obj: Any) -> Path:
                                 "choose another --out folder") from None
 
 
+def _refuse_folders(out_dir: Path, names: Iterable[str] = (RECORD_NAME, CSV_NAME)) -> None:
+    """A folder where a run's file belongs is an error naming it (before any work, or any file, is written)."""
+    for name in names:
+        if (out_dir / name).is_dir():
+            raise IsADirectoryError(f"{out_dir / name} is a folder where the run's {name} belongs (remove it, or "
+                                    "choose another --out folder)")
+
+
 def claim_out_dir(out_dir: str | Path | None, name: str = RECORD_NAME) -> Path | None:
-    """Check, before any work, that ``out_dir`` holds no finished ``name``; create the folder."""
+    """Check, before any work, that ``out_dir`` holds no finished ``name`` (nor a folder where a run's file
+    belongs); create the folder."""
     if out_dir is None:
         return None
     out_dir = Path(out_dir).expanduser()
+    _refuse_folders(out_dir, {name, RECORD_NAME, CSV_NAME})
     if (out_dir / name).exists():
         raise RecordExistsError(f"{out_dir / name} already exists: a finished run is never overwritten; "
                                 "choose another --out folder")

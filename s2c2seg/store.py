@@ -59,7 +59,11 @@ def atomic_write(path: str | Path, data: bytes | str, *, exclusive: bool = False
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     tmp = temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except PermissionError:
+        raise PermissionError(f"cannot write {path}: no write permission in {path.parent} (make it writable, or "
+                              "write elsewhere)") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
