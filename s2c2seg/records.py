@@ -252,7 +252,7 @@ def load_records(paths: Iterable[str | Path]) -> list[RunRecord]:
                 raise ValueError(f"{f} is not a run record (no kind='eval' and metrics)")
     if damaged:
         raise DamagedRecordError(f"{len(damaged)} damaged run record{'s' if len(damaged) > 1 else ''} (truncated, "
-                                 f"altered or empty): {', '.join(damaged)} ({DamagedRecordError.FIX})")
+                                 f"altered, empty or not a record): {', '.join(damaged)} ({DamagedRecordError.FIX})")
     return out
 
 

@@ -33,7 +33,6 @@ from s2c2seg.store import TEMP_GLOB, CorruptFileError, load_tensors, read_json_c
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "evaluation.md"
-ROOT = os.geteuid() == 0
 NO_CHMOD = "runs as root: permission bits do not bind root, so a read-only folder cannot be made (not faked)"
 KEY = "ab" * 32
 
@@ -157,7 +156,7 @@ def _at_once(*writers, rounds: int = 10) -> list:
     for r in range(rounds):
         barrier, got = threading.Barrier(len(writers)), [None] * len(writers)
 
-        def run(i, w):
+        def run(i, w, barrier=barrier, got=got, r=r):
             barrier.wait()
             try:
                 got[i] = w(r)
@@ -252,12 +251,27 @@ def voc3(tmp_path_factory) -> Path:
     return write_fixture("voc21", tmp_path_factory.mktemp("voc") / "VOC2012", n_images=3, seed=0)
 
 
+TINY_EVAL = ["--backend", "random", "--size", "tiny", "--short-side", "64", "--crop", "32", "--stride", "32",
+             "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, voc3) -> tuple[Path, RunRecord]:
+    """One image of ``voc3`` evaluated with the tiny random backend: (its --cache-dir, its record)."""
+    base = tmp_path_factory.mktemp("tiny")
+    assert main(["eval", "voc21", "--data-root", str(voc3), "--max-images", "1", *TINY_EVAL, "--cache-dir",
+                 str(base / "cache"), "--out", str(base / "run")]) == 0
+    return base / "cache", RunRecord.load(base / "run")
+
+
 def bundle_kill(fault, tmp_path, request):
     """``s2c2seg eval --backend random --size tiny`` killed while storing its second image's bundle; the rerun
     with the same --cache-dir encodes only the two images not cached."""
+    import shutil
+
     root, cache = request.getfixturevalue("voc3"), tmp_path / "cache"
-    args = ["eval", "voc21", "--data-root", str(root), "--backend", "random", "--size", "tiny", "--short-side", "64",
-            "--crop", "32", "--stride", "32", "--no-progress", "--cache-dir", str(cache)]
+    shutil.copytree(request.getfixturevalue("tiny_run")[0] / "text", cache / "text")  # the text is not the point
+    args = ["eval", "voc21", "--data-root", str(root), *TINY_EVAL, "--cache-dir", str(cache)]
     _kill_mid_write(tmp_path, r"/[0-9a-f]{2}/[0-9a-f]{64}\.safetensors$",
                     "from s2c2seg.cli import console; sys.exit(console(sys.argv[1:]))",
                     *args, "--out", tmp_path / "killed", nth=2)
@@ -616,7 +630,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_fault(case: Case, tmp_path, request, capsys):
-    if case.fault == "no write permission" and ROOT:
+    if case.fault == "no write permission" and os.geteuid() == 0:
         pytest.skip(NO_CHMOD)
     check = case.check
     if "capsys" in check.__code__.co_varnames[:check.__code__.co_argcount]:
@@ -631,3 +645,172 @@ def test_every_artefact_meets_every_fault():
     artefacts = list(dict.fromkeys(c.artefact for c in CASES))
     assert len(artefacts) == 6 and sorted((c.artefact, c.fault) for c in CASES) == sorted(
         (a, f) for a in artefacts for f in FAULTS)
+
+
+# ------------------------------------------------------------------------------------------------ command-line paths
+@dataclasses.dataclass(frozen=True)
+class CliCase:
+    command: str
+    option: str
+    where: str
+    outcome: str
+    """``accepted`` (the line parses; the folder is created when missing) or the words the one error line holds."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.command} {self.option}: {self.where}"
+
+
+WHERE_FOLDER = ("missing", "a file", "an empty folder")
+WHERE_FILE = ("missing", "an empty file", "an empty folder")
+_EVAL = ["sim:voc21", "--backend", "sim", "--sim-images", "1", "--no-progress"]
+COMMANDS = {"eval": ["eval", *_EVAL], "sweep": ["sweep", *_EVAL], "tables": ["tables"],
+            "notebooks run": ["notebooks", "run", "01"]}
+NEEDS = {"eval": ["--out", "{tmp}/o"], "sweep": ["--out", "{tmp}/o", "--points", "main"], "tables": ["{records}"],
+         "notebooks run": []}
+"""What else each command needs so that only the option under test is at fault."""
+CLI_CASES = [
+    CliCase("eval", "--data-root", "missing", "dataset root not found (the dataset's own message: the layout)"),
+    CliCase("eval", "--data-root", "a file", "is a file, not a folder"),
+    CliCase("eval", "--data-root", "an empty folder", "image folder not found (the dataset's own message: the layout)"),
+    *[CliCase(c, o, w, "no such folder" if w == "missing" else f"is {w}" if w == "an empty folder" else
+              "is a file, not a folder") for c in ("eval", "sweep") for o in ("--region-dir",) for w in WHERE_FOLDER],
+    *[CliCase(c, o, w, {"missing": "no such file", "an empty file": "is an empty file",
+                        "an empty folder": "is a folder, not a file"}[w])
+      for c, o in (("eval", "--names"), ("sweep", "--grid")) for w in WHERE_FILE],
+    *[CliCase(c, o, w, "is a file, not a folder" if w == "a file" else "accepted")
+      for c in ("eval", "sweep", "notebooks run") for o in ("--out", "--cache-dir")
+      if not (c == "notebooks run" and o == "--cache-dir") for w in WHERE_FOLDER],
+    *[CliCase("tables", "RECORDS", w, {"missing": "no such file or folder", "an empty file": "is an empty file",
+                                       "an empty folder": "is an empty folder"}[w]) for w in WHERE_FILE],
+    *[CliCase("tables", "--out", w, "is a folder, not a file" if w == "an empty folder" else "accepted")
+      for w in WHERE_FILE],
+    *[CliCase("notebooks run", o, w, {"missing": "no such file", "an empty file": "accepted",
+                                      "an empty folder": "is a folder, not a file"}[w])
+      for o in ("--params", "--grid") for w in WHERE_FILE],
+    *[CliCase("notebooks run", "--notebook-dir", w, "no such folder" if w == "missing" else
+              "is an empty folder" if w == "an empty folder" else "is a file, not a folder") for w in WHERE_FOLDER],
+]
+
+
+def _bad_path(tmp_path: Path, where: str) -> Path:
+    target = tmp_path / "target"
+    if where in ("a file", "an empty file"):
+        target.write_text("" if where == "an empty file" else "x\n")
+    elif where == "an empty folder":
+        target.mkdir()
+    return target
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c.id for c in CLI_CASES])
+def test_cli_path(case: CliCase, tmp_path, request, capsys):
+    """Each sub-command's path options: one line naming the option, the path and the fix (exit 2), or accepted."""
+    from s2c2seg.cli import build_parser
+
+    target = _bad_path(tmp_path, case.where)
+    records = request.getfixturevalue("sim_record").source if case.option != "RECORDS" else target
+    fill = {"tmp": tmp_path, "records": records}
+    extra = [a.format(**fill) for a in NEEDS[case.command]]
+    if case.option == "--grid" and case.command == "sweep":
+        extra = extra[:2]  # --grid stands for --points (one of the two)
+    given = [str(target)] if case.option == "RECORDS" else [case.option, str(target)]
+    argv = [*COMMANDS[case.command], *given, *[a for a in extra if case.option != "RECORDS" or a != str(records)]]
+    if case.command == "eval" and case.option == "--data-root":
+        argv[1] = "voc21"  # a benchmark that reads --data-root
+    if case.outcome == "accepted":
+        build_parser().parse_args(argv)  # the command then runs as with any folder (created when missing)
+        return
+    assert console(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("s2c2seg: error: ") and "\n" not in err and str(target) in err, err
+    assert case.outcome.split(" (")[0] in err and "(" in err, err  # what is wrong, then the fix in parentheses
+    if "own message" not in case.outcome:
+        assert case.option in err, err
+
+
+# ------------------------------------------------------------------------------------------------ must-show extras
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_modes_follow_the_umask(clip, tmp_path, umask, sim_record, figure_stem):
+    """Every writer creates files with mode 0o666 & ~umask: caches, record + CSV, notebook record and summary,
+    figures/ exports and their sidecars, save_figure, sweep outputs."""
+    from s2c2seg.figures import export_file
+    from s2c2seg.notebooks import _write_summary
+    from s2c2seg.plots import figure, save_figure
+
+    old = os.umask(umask)
+    try:
+        TextEncoder(clip, templates="raw", cache_dir=tmp_path / "text").encode(["cat"])
+        BundleCache(tmp_path / "b").put(KEY, _bundle())
+        sim_record.save(tmp_path / "run")
+        _session(tmp_path / "nb").write_record({})
+        _write_summary(tmp_path / "nb", [], {}, None)
+        export_file(figure_stem, tmp_path / "figures", _prov(tmp_path))
+        fig, _ = figure(width="single")
+        save_figure(fig, tmp_path / "fig" / "x", close=True)
+        assert main(["sweep", "sim:voc21", "--backend", "sim", "--sim-images", "1", "--no-progress",
+                     "--grid", str(_grid(tmp_path)), "--out", str(tmp_path / "sweep")]) == 0
+    finally:
+        os.umask(old)
+    files = [f for f in tmp_path.rglob("*") if f.is_file() and f.name != "grid.yaml"]
+    assert len(files) >= 18
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o666 & ~umask)}
+
+
+def _grid(tmp_path: Path) -> Path:
+    (tmp_path / "grid.yaml").write_text("select.tau: [0.5]\n")
+    return tmp_path / "grid.yaml"
+
+
+def test_load_tensors_without_checksum_is_corrupt(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.ones(2)}, str(tmp_path / "old.safetensors"))
+    with pytest.raises(CorruptFileError, match="checksum"):
+        load_tensors(tmp_path / "old.safetensors")
+    save_tensors(tmp_path / "new.safetensors", {"x": torch.ones(2)}, {"v": 1})
+    assert load_tensors(tmp_path / "new.safetensors")[1] == {"v": 1}
+
+
+def test_a_damaged_text_cache_file_is_counted_in_the_evaluate_record(tmp_path, voc3, tiny_run):
+    """``s2c2seg eval`` after a flipped byte in the text cache: the record says ``text_corrupt: 1``, same numbers."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_run[0], cache)
+    first = tiny_run[1]
+    args = ["eval", "voc21", "--data-root", str(voc3), "--max-images", "1", *TINY_EVAL, "--cache-dir", str(cache)]
+    (text_file,) = (cache / "text").rglob("text_*.safetensors")
+    _flip(text_file)
+    for entry in cache.glob("??/*.safetensors"):  # the image must be encoded again, so the text is read
+        entry.unlink()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    second = RunRecord.load(tmp_path / "b")
+    assert first.cache["text_corrupt"] == 0 and second.cache["text_corrupt"] == 1
+    assert second.cache["misses"] == 1 and second.metrics == first.metrics
+    load_tensors(text_file)  # recomputed and rewritten intact
+
+
+# ------------------------------------------------------------------------------------------------ the docs
+def doc_tables() -> str:
+    """The two tables docs/evaluation.md shows under "Faults", made from :data:`CASES` and :data:`CLI_CASES`."""
+    lines = ["| artefact | fault | what it gets |", "|---|---|---|"]
+    lines += [f"| {c.artefact} | {c.fault} | {c.outcome} |" for c in CASES]
+    lines += ["", "| command | path option | given | what it gets |", "|---|---|---|---|"]
+    lines += [f"| `s2c2seg {c.command}` | `{c.option}` | {c.where} | "
+              + ("accepted (created when missing)" if c.outcome == "accepted" else f"one line: \"{c.outcome}\"") + " |"
+              for c in CLI_CASES]
+    return "\n".join(lines)
+
+
+def test_the_docs_list_every_case():
+    """docs/evaluation.md shows :func:`doc_tables` between its markers (regenerate: ``python tests/test_faults.py``)."""
+    text = DOC.read_text()
+    start, end = "<!-- fault tables: generated by tests/test_faults.py -->\n", "\n<!-- end of fault tables -->"
+    assert start in text and end in text, "docs/evaluation.md lacks the fault tables' markers"
+    assert text.split(start)[1].split(end)[0] == doc_tables()
+
+
+if __name__ == "__main__":  # rewrite the tables in docs/evaluation.md
+    _text = DOC.read_text()
+    _start, _end = "<!-- fault tables: generated by tests/test_faults.py -->\n", "\n<!-- end of fault tables -->"
+    DOC.write_text(_text.split(_start)[0] + _start + doc_tables() + _end + _text.split(_end)[1])
