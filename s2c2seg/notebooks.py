@@ -187,10 +187,13 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
             params = {**{k: v for k, v in defaults.items() if k in declared}, **params}
         # papermill saves as it goes: into a temporary name, renamed when it ends (a failure's traceback kept)
         with replacing(executed, suffix=".ipynb", keep_partial=True) as tmp:
-            pm.execute_notebook(str(source_nb), str(tmp), parameters=params, kernel_name=KERNEL_NAME,
-                                kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
-                                progress_bar=False, log_output=False, execution_timeout=timeout,
-                                start_timeout=start_timeout)
+            try:
+                pm.execute_notebook(str(source_nb), str(tmp), parameters=params, kernel_name=KERNEL_NAME,
+                                    kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
+                                    progress_bar=False, log_output=False, execution_timeout=timeout,
+                                    start_timeout=start_timeout)
+            finally:
+                _name_output(tmp, executed)
     except Exception as exc:  # noqa: BLE001 - any failure of one notebook is reported, never fatal
         error = _error_summary(exc)
     finally:
@@ -207,6 +210,16 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
         error = f"notebook finished but wrote no {RECORD_NAME}"
     return NotebookResult(name=name, ok=not error, seconds=round(seconds, 2), out_dir=str(out_dir),
                           notebook=str(executed), params=params, error=error, record=record)
+
+
+def _name_output(tmp: Path, executed: Path) -> None:
+    """The executed notebook's ``metadata.papermill.output_path``: its final name, not the temporary one."""
+    import nbformat
+
+    if tmp.is_file():
+        nb = nbformat.read(tmp, as_version=4)
+        nb.metadata.setdefault("papermill", {})["output_path"] = str(executed)
+        nbformat.write(nb, tmp)
 
 
 def _point_tag(point: Mapping[str, Any]) -> str:
