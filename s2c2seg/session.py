@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .analysis import ConfigResult, finite_tree, markdown_table
+from .store import atomic_write, dumps_checked
 
 __all__ = ["Session", "open_session", "evaluate_points", "evaluate_datasets", "class_similarity", "PRESET_POINTS",
            "preset_point"]
@@ -220,9 +221,7 @@ class Session:
         }
         path = self.out_dir / "record.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(finite_tree(rec), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        atomic_write(path, dumps_checked(finite_tree(rec), indent=2, sort_keys=True))
         return path
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2c2seg import analysis, experiments, notebooks, plots
+from s2c2seg import analysis, experiments, notebooks, plots, cli_notebooks
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -257,10 +257,10 @@ def test_cli_exit_status(tmp_path):
     d.mkdir()
     _toy_notebook(d / "00_quickstart.py",
                   "import json, pathlib\npathlib.Path(out_dir, 'record.json').write_text('{}')\n")
-    rc = notebooks.main(["notebooks", "run", str(d / "00_quickstart.py"), "--out", str(tmp_path / "r")])
+    rc = cli_notebooks.main(["notebooks", "run", str(d / "00_quickstart.py"), "--out", str(tmp_path / "r")])
     assert rc == 0
     _toy_notebook(d / "x.py", "pass\n")  # writes no record: a failure
-    rc = notebooks.main(["notebooks", "run", str(d / "x.py"), "--out", str(tmp_path / "r")])
+    rc = cli_notebooks.main(["notebooks", "run", str(d / "x.py"), "--out", str(tmp_path / "r")])
     assert rc == 1
 
 

@@ -3,7 +3,7 @@
 Every module has a layer (:data:`LAYERS`, low to high, as ``docs/design.md`` draws it). A module imports only
 from its own layer or below, counting every import (module level, inside functions, under ``TYPE_CHECKING``),
 and no two modules import each other through any path. Command-line handling (``argparse``) lives in the CLI
-layer only, except the sub-commands listed in :data:`CLI_HOSTS` (still to be moved).
+layer only (``cli_*.py``).
 """
 import ast
 from pathlib import Path
@@ -25,11 +25,11 @@ LAYERS = [
              "segment_backends"]),
     ("evaluation", ["evaluate", "sweep"]),
     ("applications", ["session", "scenarios", "tables", "notebooks", "segment"]),
-    ("command line", ["cli", "cli_eval", "cli_sweep", "cli_segment", "__main__"]),
+    ("command line", ["cli", "cli_eval", "cli_sweep", "cli_segment", "cli_tables", "cli_notebooks", "__main__"]),
 ]
 """Layer name -> its modules (``""``: the package's ``__init__``; ``x.*``: every module of subpackage ``x``)."""
-CLI_HOSTS = {"tables", "notebooks"}
-"""Library modules that still hold their sub-command's argparse code (``s2c2seg tables`` / ``notebooks``)."""
+CLI_HOSTS: set[str] = set()
+"""Library modules allowed to hold argparse code (none: every sub-command has its ``cli_*`` module)."""
 
 
 def _modules() -> dict[str, Path]:
