@@ -68,6 +68,23 @@ def header(size: str) -> str:
     return f"{label}; torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
 
 
+QUICK_CLIPSEG_INPUT = 64
+"""CLIPSeg's input side in the quick modes (352 is the processor's; the tiny decoder at 352² dominates a smoke run)."""
+
+
+def quick_backend(baseline: str, cache_dir, config=None):
+    """The tiny random-weight Segmenter of ``build_backend("random", size="tiny")`` with CLIPSeg fed
+    :data:`QUICK_CLIPSEG_INPUT`² images: the quick modes' backend (RANDOM WEIGHTS, tiny test models)."""
+    from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
+    from s2c2seg.segmenter import SegmenterConfig, build_backend
+
+    seg = build_backend("random", baseline=baseline, size="tiny", cache_dir=cache_dir,
+                        config=config or SegmenterConfig())
+    seg.clipseg = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache_dir,
+                          settings=ClipSegSettings(input_size=QUICK_CLIPSEG_INPUT))
+    return seg
+
+
 # ---------------------------------------------------------------------------------------------- results as data
 def add_output_arguments(ap: argparse.ArgumentParser, quick: str | None = None) -> None:
     """``--out-dir`` (where the JSON result goes) and, with ``quick`` (its help text), ``--quick``."""
@@ -177,7 +194,8 @@ def validate(result: dict, where: str = "result") -> dict:
         if not isinstance(result.get(key), kind):
             raise ValueError(f"{where}: {key!r} missing or not {kind}; rerun the benchmark to rewrite it")
     if result["schema"] != SCHEMA or result["mode"] not in ("full", "quick"):
-        raise ValueError(f"{where}: schema {result['schema']} / mode {result['mode']!r}, expected {SCHEMA} / full|quick")
+        raise ValueError(f"{where}: schema {result['schema']} / mode {result['mode']!r}, "
+                         f"expected {SCHEMA} / full or quick")
     if "commit" not in result["revision"] or not {"before", "after"} <= set(result["load"]):
         raise ValueError(f"{where}: revision needs 'commit', load needs 'before' and 'after' (null where unknown)")
     for name, fig in result["figures"].items():
