@@ -68,20 +68,23 @@ def header(size: str) -> str:
     return f"{label}; torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
 
 
-QUICK_CLIPSEG_INPUT = 64
-"""CLIPSeg's input side in the quick modes (352 is the processor's; the tiny decoder at 352² dominates a smoke run)."""
+QUICK_CLIPSEG = {"input_size": 64, "decoder_chunk": 256}
+"""CLIPSeg's settings in the quick modes: a 64² input (352 is the processor's) and one decoder batch for up to 256
+queries; the tiny decoder at 352² in chunks of 8 dominates a smoke run."""
 
 
 def quick_backend(baseline: str, cache_dir, config=None):
-    """The tiny random-weight Segmenter of ``build_backend("random", size="tiny")`` with CLIPSeg fed
-    :data:`QUICK_CLIPSEG_INPUT`² images: the quick modes' backend (RANDOM WEIGHTS, tiny test models)."""
+    """The quick modes' backend (RANDOM WEIGHTS, tiny test models): ``build_backend("random", size="tiny")`` with
+    CLIPSeg at :data:`QUICK_CLIPSEG` and CLIP's text from one template per name (text features are excluded)."""
     from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
+    from s2c2seg.models.text import TextEncoder
     from s2c2seg.segmenter import SegmenterConfig, build_backend
 
     seg = build_backend("random", baseline=baseline, size="tiny", cache_dir=cache_dir,
                         config=config or SegmenterConfig())
     seg.clipseg = ClipSeg(config=tiny_clipseg_config(), cache_dir=cache_dir,
-                          settings=ClipSegSettings(input_size=QUICK_CLIPSEG_INPUT))
+                          settings=ClipSegSettings(**QUICK_CLIPSEG))
+    seg.text = TextEncoder(seg.clip, templates="raw", cache_dir=Path(cache_dir) / "text-raw")
     return seg
 
 
