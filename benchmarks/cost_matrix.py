@@ -98,8 +98,9 @@ def measure(probes: Probes, sample, vocab, protocol, cells, background) -> dict:
         else:
             predict(bundle, protocol, method="s2c2seg", preset=preset, background=background)
         down = time.perf_counter() - t
-        out[(method, sources)] = {"seconds": seconds + down, "encode": seconds, "stages": {**stages, "downstream": down},
-                                  "counts": counts, "groups": sorted(bundle.source_groups()),
+        out[(method, sources)] = {"seconds": seconds + down, "encode": seconds,
+                                  "stages": {**stages, "downstream": down}, "counts": counts,
+                                  "groups": sorted(bundle.source_groups()),
                                   "bundle_bytes": bundle.nbytes(), "windows": int(bundle.crop_boxes.shape[0])}
     return out
 
