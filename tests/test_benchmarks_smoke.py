@@ -27,7 +27,11 @@ def test_every_benchmark_script_is_listed():
     assert sorted(QUICK) == sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in helpers)
 
 
-@pytest.mark.parametrize("name", [n for n in QUICK if n != "cost_matrix"])  # cost_matrix: tests/test_cost_matrix.py
+OWN_TEST = ("efficiency_suite", "cost_matrix")
+"""Quick modes checked by their own tests (below; tests/test_cost_matrix.py), each run once."""
+
+
+@pytest.mark.parametrize("name", [n for n in QUICK if n not in OWN_TEST])
 def test_quick_mode_writes_a_valid_result(name, tmp_path, capsys):
     import importlib
 
@@ -109,3 +113,9 @@ def test_efficiency_suite_quick(tmp_path, capsys):
     assert "RANDOM WEIGHTS (tiny test models)" in capsys.readouterr().out
     saved = json.loads((tmp_path / "suite.json").read_text())
     assert [r["queries"] for r in saved["results"]] == [19, 46, 303] and "RANDOM WEIGHTS" in saved["header"]
+    import bench_common
+
+    result = bench_common.validate(json.loads((tmp_path / "efficiency_suite.json").read_text()))
+    assert result["mode"] == "quick" and result["label"] == "RANDOM WEIGHTS (tiny test models)"
+    assert result["figures"]["voc21: released"]["value"] == round(rows["voc21"]["total"]["released"], 2)
+    assert result["command"].startswith("benchmarks/efficiency_suite.py --quick --figure ")
