@@ -78,14 +78,17 @@ def _command(r: dict) -> str:
 
 
 def target_rows(results: list[dict]) -> list[str]:
-    rows = ["| benchmark | target | figure | pass | revision | machine | load (1 min) | date | command |",
+    rows = ["A verdict marked _(old log)_ comes from a run converted from the old run log, at an older revision: "
+            "rerun its command to measure the code as it is.", "",
+            "| benchmark | target | figure | pass | revision | machine | load (1 min) | date | command |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for t in r["targets"]:
             fig = r["figures"].get(t["figure"])
             unit = fig["unit"] if fig else ""
             issue = f" (issue {t['issue']})" if t.get("issue") else ""
-            verdict = {True: "**pass**", False: "**FAIL**", None: "—"}[t["pass"]]
+            verdict = {True: "**pass**", False: "**FAIL**", None: "—"}[t["pass"]] + (" (old log)" if r.get("source")
+                                                                                else "")
             rows.append(f"| [{r['benchmark']}](#{r['benchmark']}) | {t['figure']} "
                         f"{OP_TEXT[t['op']]} {t['threshold']}{(' ' + unit) if unit else ''}{issue} | {_value(fig)} | "
                         f"{verdict} | {_revision(r)} | {_machine(r)} | {_load(r)} | {_date(r)} | {_command(r)} |")
