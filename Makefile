@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m s2c2seg.lab
 	touch $(STAMP)
 
-.PHONY: env lab lint notebooks test
+.PHONY: env lab lint notebooks test benchmarks-doc
 env: $(STAMP)
 
 lint: $(STAMP)
@@ -28,3 +28,7 @@ lab: $(STAMP)
 
 test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q
+
+# docs/benchmarks.md from the benchmarks' JSON results (benchmarks/results/*.json) and notes (benchmarks/notes/*.md)
+benchmarks-doc: $(STAMP)
+	PYTHONPATH=. $(PY) benchmarks/report.py

@@ -14,19 +14,35 @@ a random region map shaped like SAM2 masks (``--regions`` regions, a quarter of 
 Text embeddings (CLIP and CLIPSeg) are computed once in the warm-up and reused, as over a dataset. The two paths
 run interleaved in one process, ``--repeats`` times each; medians are reported.
 
-    .venv/bin/python benchmarks/corrclip_overhead.py [--repeats 3] [--regions 40] [--threads 0]
+    .venv/bin/python benchmarks/corrclip_overhead.py [--repeats 3] [--regions 40] [--threads 0] [--quick]
+
+Writes ``benchmarks/results/corrclip_overhead.json`` (``bench_common.Run``; ``--out-dir DIR``); ``--quick``: tiny
+test models, one small image and protocol, one repeat (the smoke test).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
+from bench_common import (
+    Run,
+    add_output_arguments,
+    add_protocol_arguments,
+    figure,
+    peak_rss_gb,
+    protocol_from_args,
+    quick_backend,
+    target,
+)
+
+QUICK = {"size": "tiny", "repeats": 1, "regions": 6, "image_hw": (48, 64), "short_side": 48, "crop": 32,
+         "stride": 16}
+"""``--quick``: tiny models, one small image and protocol."""
 
 
 def sam_like_regions(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:
@@ -41,12 +57,20 @@ def sam_like_regions(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:
     return regions
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--regions", type=int, default=40, help="regions in the random SAM-like mask")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    args = ap.parse_args()
+    ap.add_argument("--size", default="full", choices=["full", "tiny"], help="tiny: the test models")
+    ap.add_argument("--image-hw", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
+    add_protocol_arguments(ap)
+    add_output_arguments(ap, quick="tiny models, one small image and protocol (the smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    run = Run("corrclip_overhead", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -57,15 +81,17 @@ def main() -> None:
     from s2c2seg.predict import predict
     from s2c2seg.factories import build_backend
 
-    protocol = get_protocol("voc21", "corrclip")
+    protocol = protocol_from_args(get_protocol("voc21", "corrclip"), args)
     vocab = vocabulary("voc21", "corrclip")
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)
-    sample = Sample("bench", image, regions=sam_like_regions(375, 500, args.regions))
+    h, w = args.image_hw
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    sample = Sample("bench", image, regions=sam_like_regions(h, w, args.regions))
 
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
-        seg = build_backend("random", baseline="corrclip", size="full", cache_dir=cache)
+        seg = (quick_backend("corrclip", cache) if args.quick else
+               build_backend("random", baseline="corrclip", size=args.size, cache_dir=cache))
         t_load = time.perf_counter() - t0
         seen = {}
 
@@ -94,10 +120,11 @@ def main() -> None:
                 acc.append(time.perf_counter() - t)
 
     alone, both = statistics.median(t_alone), statistics.median(t_both)
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("CorrCLIP vs CorrCLIP + S2C2Seg — RANDOM WEIGHTS, full-size architectures "
+    rss_gb = peak_rss_gb()
+    label = "RANDOM WEIGHTS" + ("" if args.size == "full" else " (tiny test models)")
+    print(f"CorrCLIP vs CorrCLIP + S2C2Seg — {label}, {args.size} architectures "
           "(CLIP ViT-B-16-quickgelu, DINO ViT-B/8, CLIPSeg rd64)")
-    print(f"image 500x375 -> {seen['resized'][1]}x{seen['resized'][0]} (short side {protocol.short_side}), "
+    print(f"image {w}x{h} -> {seen['resized'][1]}x{seen['resized'][0]} (short side {protocol.short_side}), "
           f"crop {protocol.crop}, stride {protocol.stride} ({seen['crops']} crops); {len(vocab.queries)} queries; "
           f"{args.regions} regions; "
           f"torch threads={torch.get_num_threads()}; load {t_load:.1f} s, warm-up {t_warm:.1f} s")
@@ -105,6 +132,12 @@ def main() -> None:
     print(f"CorrCLIP + S2C2Seg: {both * 1000:8.0f} ms/image  (runs: {[round(t, 2) for t in t_both]})")
     print(f"ratio: {both / alone:.2f}x (target <= 1.5x); peak RSS {rss_gb:.2f} GB; "
           f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    figures = {"CorrCLIP alone": figure(round(alone * 1000), "ms / image"),
+               "CorrCLIP + S2C2Seg": figure(round(both * 1000), "ms / image"),
+               "ratio": figure(round(both / alone, 2), "x"), "peak RSS": figure(round(rss_gb, 2), "GB"),
+               "crops": figure(seen["crops"]), "queries": figure(len(vocab.queries))}
+    return run.finish("CorrCLIP + S2C2Seg (the default encode) vs CorrCLIP alone, VOC21 protocol", label, figures,
+                      [target("ratio", "<=", 1.5, issue=7)])
 
 
 if __name__ == "__main__":

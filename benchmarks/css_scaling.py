@@ -6,7 +6,9 @@ every size alike; the reported time is the median wall time over rounds (the tar
 process CPU time per image is printed next to it, and the load average before and after: on a shared
 machine wall time grows with the load, CPU time much less. Inputs are random (labelled so below).
 
-    python benchmarks/css_scaling.py [--rounds 30] [--calls 20] [--threads N]
+    python benchmarks/css_scaling.py [--rounds 30] [--calls 20] [--threads N] [--quick] [--out-dir DIR]
+
+Writes ``benchmarks/results/css_scaling.json`` (``bench_common.Run``; ``--quick``: 2 rounds x 2 images).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import sys
 import time
 
 import torch
+from bench_common import Run, add_output_arguments, figure, target
 
 from s2c2seg.css import CSSConfig, select_categories
 
@@ -32,12 +35,16 @@ def make_inputs(c: int, n: int, seed: int = 0):
     return [(torch.randn(c, generator=gen) * 0.05 + 0.2, torch.rand(c, generator=gen) ** 2) for _ in range(n)]
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (median reported)")
     ap.add_argument("--calls", type=int, default=20, help="images per size per round")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
+    add_output_arguments(ap, quick="2 rounds x 2 images (the smoke test)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.calls = 2, 2
+    run = Run("css_scaling", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = CSSConfig()
@@ -73,8 +80,14 @@ def main(argv=None) -> int:
     ok_ratio = ratio <= TARGET_RATIO
     print(f"C=20000: {med[20000]:.3f} ms (target <= {TARGET_MS_AT_20000} ms): {'PASS' if ok_time else 'FAIL'}")
     print(f"ratio 2000 -> 20000: {ratio:.2f}x (target <= {TARGET_RATIO}x): {'PASS' if ok_ratio else 'FAIL'}")
-    return 0 if ok_time and ok_ratio else 1
+    figures = {f"median wall time, C = {c}": figure(round(med[c], 3), "ms") for c in SIZES}
+    figures.update({f"median CPU time, C = {c}": figure(round(statistics.median(cpu[c]), 3), "ms") for c in SIZES})
+    figures["ratio 2000 -> 20000"] = figure(round(ratio, 2), "x")
+    return run.finish("CSS select_categories, time per image against the vocabulary size",
+                      "RANDOM INPUTS (float32, CPU)", figures,
+                      [target("median wall time, C = 20000", "<=", TARGET_MS_AT_20000, issue=2),
+                       target("ratio 2000 -> 20000", "<=", TARGET_RATIO, issue=2)])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(0 if all(t["pass"] for t in main()["targets"]) else 1)

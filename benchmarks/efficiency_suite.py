@@ -24,6 +24,9 @@ to ``--figure``.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/efficiency_suite.py [--repeats 1] [--image-hw 336 336]
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/efficiency_suite.py --quick   # tiny models, small image (smoke test)
+
+Writes ``benchmarks/results/efficiency_suite.json`` (``bench_common.Run``; ``--out-dir DIR``): the per image
+totals, CLIPSeg decoder and peak RSS per vocabulary as figures, every stage under ``data``.
 """
 from __future__ import annotations
 
@@ -39,7 +42,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from bench_common import (
+    Run,
+    add_output_arguments,
     add_protocol_arguments,
+    figure,
     header,
     peak_rss_gb,
     protocol_from_args,
@@ -153,7 +159,6 @@ def downstream(bundle, protocol, preset, timer: Timer) -> torch.Tensor:
 
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="tiny models, small image, three vocabularies")
     ap.add_argument("--size", default="full", choices=["full", "tiny"])
     ap.add_argument("--repeats", type=int, default=1, help="timed repeats per vocabulary (median)")
     ap.add_argument("--image-hw", type=int, nargs=2, default=(336, 336), metavar=("H", "W"),
@@ -166,6 +171,7 @@ def parse(argv):
     ap.add_argument("--json", default=None, help="write the results (seconds, GB, FLOPs) to this JSON file")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     add_protocol_arguments(ap)
+    add_output_arguments(ap, quick="tiny models, small image, three vocabularies")
     args = ap.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
@@ -180,6 +186,7 @@ def parse(argv):
 
 def main(argv=None) -> dict:
     args = parse(argv)
+    record = Run("efficiency_suite", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)
     from s2c2seg.data import Sample
@@ -250,8 +257,18 @@ def main(argv=None) -> dict:
         Path(args.json).write_text(json.dumps({"header": start, "image_hw": list(args.image_hw),
                                                "results": results}, indent=1))
     if args.figure:
-        figure(results, args, Path(args.figure), start)
-    return {"results": results, "header": start}
+        plot(results, args, Path(args.figure), start)
+    figures = {}
+    for r in results:
+        v = r["vocab"]
+        figures[f"{v}: models"] = figure(round(sum(r["models"].values()), 2), "s / image")
+        figures.update({f"{v}: {k}": figure(round(t, 2), "s / image") for k, t in r["total"].items()})
+        figures[f"{v}: CLIPSeg decoder"] = figure(round(1000 * r["models"]["clipseg decoder"]), "ms")
+        figures[f"{v}: peak RSS, encode"] = figure(round(r["peak_rss_gb"]["encode"], 2), "GB")
+    json_ = record.finish(f"The release's efficiency suite on our pipeline, ProxyCLIP, {results[0]['windows']} "
+                          f"window(s)", start.split(";")[0], figures,
+                          extra={"image_hw": list(args.image_hw), "text_seconds": text_s, "results": results})
+    return {"results": results, "header": start, "json": json_}
 
 
 def report(results, args, protocol, start, text_s) -> None:
@@ -290,7 +307,7 @@ def _stage_row(vocab: str, models: dict, downstream: dict, model_fmt, downstream
     return f"| {vocab} | " + " | ".join(cells) + " |"
 
 
-def figure(results, args, path: Path, start: str) -> None:
+def plot(results, args, path: Path, start: str) -> None:
     """Left: per image time against the number of queries, per downstream setting and the models alone. Right: the
     vocabulary-dependent part alone (CLIPSeg decoder + the setting's downstream), free of the dense pass's noise."""
     import matplotlib

@@ -13,7 +13,8 @@ the real segmenter on a VOC-sized 375 x 500 image (SCLIP's protocol: short side 
 14 x 14 ViT-B/16 grid, 88-px CLIPSeg store), to measure the downstream at the real path's sizes.
 Printed: encode seconds per image, downstream
 (both predicts) seconds per image, peak RSS of the subprocess. Targets: <= 4 GB at 20,000 classes, time roughly
-linear in C.
+linear in C. Writes ``benchmarks/results/large_vocab.json`` (``bench_common.Run``; ``--out-dir DIR``); ``--quick``:
+C = 16 on the sim and random backends (the smoke test).
 """
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ import os
 import subprocess
 import sys
 import textwrap
+
+from bench_common import Run, add_output_arguments, figure, target
+
+TARGET_MIB = 4096
+"""Issue 13: peak RSS at most 4 GiB at 20,000 classes."""
+LABELS = {"sim": "SIMULATED", "shapes": "RANDOM VALUES (real bundle shapes)", "random": "RANDOM WEIGHTS (tiny)"}
 
 CHILD = textwrap.dedent("""
     import json, resource, sys, time, tempfile
@@ -96,7 +103,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", type=int, nargs="+", default=[1000, 4000, 20000])
     ap.add_argument("--backend", nargs="+", default=["sim", "shapes", "random"], choices=["sim", "shapes", "random"])
@@ -104,7 +111,12 @@ def main() -> None:
     ap.add_argument("--clipseg-input", type=int, default=96,
                     help="random: CLIPSeg input side (352 is the real processor's; smaller for CPU speed)")
     ap.add_argument("--window-store-size", type=int, default=32, help="random: SegmenterConfig.window_store_size")
-    args = ap.parse_args()
+    add_output_arguments(ap, quick="C = 16 on the sim and random backends, one image (the smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.classes, args.backend, args.images = [16], ["sim", "random"], 1
+    record = Run("large_vocab", argv, args.out_dir, args.quick)
+    figures, targets = {}, []
     print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print("| backend | C | encode s/image | downstream s/image | peak RSS MB |")
     print("|---|---|---|---|---|")
@@ -122,7 +134,15 @@ def main() -> None:
             r = json.loads(run.stdout.strip().splitlines()[-1])
             print(f"| {label} | {c} | {r['encode_s']:.2f} | {r['downstream_s']:.2f} | {r['peak_rss_mb']:.0f} |",
                   flush=True)
+            figures[f"{backend}, C = {c}: encode"] = figure(round(r["encode_s"], 2), "s / image")
+            figures[f"{backend}, C = {c}: downstream"] = figure(round(r["downstream_s"], 2), "s / image")
+            figures[f"{backend}, C = {c}: peak RSS"] = figure(round(r["peak_rss_mb"]), "MiB")
+            if c == 20000:
+                targets.append(target(f"{backend}, C = {c}: peak RSS", "<=", TARGET_MIB, issue=13))
     print("load average (1, 5, 15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    label = ", ".join(LABELS[b] for b in args.backend) + "; no number here is a segmentation result"
+    return record.finish("Large vocabularies: encode and downstream time, peak RSS per subprocess", label,
+                         figures, targets)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ Shapes: 375x500 image resized to 336x448, 2 windows of 336², 46 queries (ProxyC
 random tensors, so the selections are those of random scores.
 
     PYTHONPATH=. python benchmarks/released_downstream.py [--points 100] [--threads 2] [--before DIR]
+
+Writes ``benchmarks/results/released_downstream.json`` (``bench_common.Run``; ``--out-dir DIR``); ``--quick``: 2
+points, no per-image timings (the smoke test).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import Run, add_output_arguments, figure
 from sweep_cost import N_POINTS, released_grid
 
 from s2c2seg.bundle import FeatureBundle
@@ -131,7 +135,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--before", type=Path, default=None,
                     help="repository root of another checkout whose s2c2seg is timed beside this one")
     ap.add_argument("--no-per-image", action="store_true", help="skip the per-image timings (part 1)")
+    add_output_arguments(ap, quick="2 points, no per-image timings (the smoke test)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.points, args.no_per_image = 2, True
+    record = Run("released_downstream", argv, args.out_dir, args.quick)
     torch.set_num_threads(args.threads)
     points = released_grid(args.points)
     sides = {"this code": Side("s2c2seg", points)}
@@ -161,6 +169,22 @@ def main(argv=None) -> dict:
           f"{run['same_labels']} / {len(points)} points")
     print(f"load average now {os.getloadavg()[0]:.1f}")
     result["means_ms"] = means
+    figures = {}
+    for side, t in result.get("per_image", {}).items():
+        for k, label in (("baseline", "baseline post-processing"), ("released", "released"),
+                         ("released++", "released++")):
+            figures[f"{side}: per image, {label}"] = figure(round(1000 * t[k]), "ms")
+    for side, (shared, fresh) in means.items():
+        figures[f"{side}: sweep point, shared view"] = figure(round(shared, 1), "ms")
+        figures[f"{side}: sweep point, fresh view"] = figure(round(fresh, 1), "ms")
+    if len(means) > 1:
+        (_, (s_now, f_now)), (_, (s_old, f_old)) = means.items()
+        figures["speed-up before / this code, shared view"] = figure(round(s_old / s_now, 2), "x")
+        figures["speed-up before / this code, fresh view"] = figure(round(f_old / f_now, 2), "x")
+    figures["points"] = figure(len(points))
+    figures["points with identical label maps"] = figure(run["same_labels"])
+    result["json"] = record.finish("Downstream cost of the released presets on one VOC21-sized bundle", HEADER,
+                                   figures)
     return result
 
 

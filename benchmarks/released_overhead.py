@@ -21,6 +21,9 @@ split of the encode (dense + window CLS, whole-image CLIPSeg, per-window CLIPSeg
 time goes.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/released_overhead.py [--images 2] [--threads 0] [--size full]
+
+Writes ``benchmarks/results/released_overhead.json`` (``bench_common.Run``; ``--out-dir DIR``); ``--quick``: tiny
+test models (``bench_common.quick_backend``), one small image and protocol (the smoke test).
 """
 from __future__ import annotations
 
@@ -32,12 +35,24 @@ import time
 
 import numpy as np
 import torch
-from bench_common import add_protocol_arguments, header, peak_rss_gb, protocol_from_args
+from bench_common import (
+    Run,
+    add_output_arguments,
+    add_protocol_arguments,
+    figure,
+    header,
+    peak_rss_gb,
+    protocol_from_args,
+    quick_backend,
+    target,
+)
 
 TARGET = 1.5
 """Issue 10's target for ProxyCLIP + released over ProxyCLIP alone."""
 VOC_HW = (375, 500)
 """A VOC-sized image (height, width)."""
+QUICK = {"size": "tiny", "images": 1, "image_hw": (48, 64), "short_side": 48, "crop": 32, "stride": 16}
+"""``--quick``: tiny models, one small image and protocol."""
 
 
 def encode_stages(seg, sample, vocab, protocol) -> dict[str, float]:
@@ -64,7 +79,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--image-hw", type=int, nargs=2, default=VOC_HW, metavar=("H", "W"))
     ap.add_argument("--cache-dir", default=None, help="text-embedding cache to reuse across runs (default: temporary)")
     add_protocol_arguments(ap)
+    add_output_arguments(ap, quick="tiny models, one small image and protocol (the smoke test)")
     args = ap.parse_args(argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    record = Run("released_overhead", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)
     from s2c2seg.data import Sample
@@ -84,7 +104,8 @@ def main(argv=None) -> dict:
     start = header(args.size)
 
     with tempfile.TemporaryDirectory() as tmp:
-        seg = build_backend("random", baseline="proxyclip", size=args.size, cache_dir=args.cache_dir or tmp)
+        seg = (quick_backend("proxyclip", args.cache_dir or tmp) if args.quick else
+               build_backend("random", baseline="proxyclip", size=args.size, cache_dir=args.cache_dir or tmp))
 
         def segmenter(**sources):
             return Segmenter(seg.baseline, seg.clip, seg.clipseg, seg.text, vfm=seg.vfm,
@@ -130,7 +151,14 @@ def main(argv=None) -> dict:
     for k, v in stages.items():
         print(f"  {k:<38} {v * 1000:9.0f} ms")
     print(f"bundle {runs[0]['bundle_bytes'] / 1024:.0f} KiB / image; peak RSS {peak_rss_gb():.2f} GB")
-    return {"medians": med, "ratios": ratios, "stages": stages, "header": start}
+    figures = {k: figure(round(v * 1000), "ms / image") for k, v in med.items()}
+    figures.update({f"ratio {k} / ProxyCLIP": figure(round(v, 2), "x") for k, v in ratios.items()})
+    figures.update({f"encode split: {k}": figure(round(v * 1000), "ms") for k, v in stages.items()})
+    figures.update({"bundle": figure(round(runs[0]["bundle_bytes"] / 1024), "KiB / image"),
+                    "peak RSS": figure(round(peak_rss_gb(), 2), "GB"), "windows": figure(warm["windows"])})
+    json_ = record.finish("ProxyCLIP + released / released++ vs ProxyCLIP alone, VOC21 protocol", start.split(";")[0],
+                          figures, [target("ratio released / ProxyCLIP", "<=", TARGET, issue=10)])
+    return {"medians": med, "ratios": ratios, "stages": stages, "header": start, "json": json_}
 
 
 if __name__ == "__main__":

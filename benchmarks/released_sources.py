@@ -15,24 +15,32 @@ ratios, the bundle bytes per image (measured, and the same computed from the sha
 queries) and the process's peak RSS (target <= 4 GB).
 
     .venv/bin/python benchmarks/released_sources.py [--images 2] [--threads 0] [--cache-dir DIR]
+
+Writes ``benchmarks/results/released_sources.json`` (``bench_common.Run``; ``--out-dir DIR``); ``--quick``: tiny
+test models, one small image and protocol (the smoke test).
 """
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
+from bench_common import (
+    Run,
+    add_output_arguments,
+    add_protocol_arguments,
+    figure,
+    peak_rss_gb,
+    protocol_from_args,
+    quick_backend,
+)
 
 FLOAT32, FLOAT16, INT64 = 4, 2, 8
-
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process (Linux ``ru_maxrss`` is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+QUICK = {"images": 1, "image_hw": (48, 64), "short_side": 48, "crop": 32, "stride": 16}
+"""``--quick``: tiny models (``bench_common.quick_backend``), one small image and protocol."""
 
 
 def bundle_bytes(n: int, q: int, grid: int, window: tuple[int, int], resized: tuple[int, int], store: int,
@@ -48,12 +56,19 @@ def bundle_bytes(n: int, q: int, grid: int, window: tuple[int, int], resized: tu
     }
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2, help="timed images per path (after one warm-up)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--cache-dir", default=None, help="text-embedding cache to reuse across runs (default: temporary)")
-    args = ap.parse_args()
+    ap.add_argument("--image-hw", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
+    add_protocol_arguments(ap)
+    add_output_arguments(ap, quick="tiny models, one small image and protocol (the smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    run = Run("released_sources", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)
     from s2c2seg.data import Sample
@@ -62,13 +77,15 @@ def main() -> None:
     from s2c2seg.segmenter import Segmenter, SegmenterConfig
     from s2c2seg.factories import build_backend
 
-    protocol = get_protocol("voc21", "proxyclip")
+    protocol = protocol_from_args(get_protocol("voc21", "proxyclip"), args)
     vocab = vocabulary("voc21", "proxyclip")
     rng = np.random.default_rng(0)
-    images = [Sample(f"r{i}", rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)) for i in range(args.images + 1)]
+    h, w = args.image_hw
+    images = [Sample(f"r{i}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for i in range(args.images + 1)]
 
     with tempfile.TemporaryDirectory() as tmp:
-        seg = build_backend("random", baseline="proxyclip", size="full", cache_dir=args.cache_dir or tmp)
+        seg = (quick_backend("proxyclip", args.cache_dir or tmp) if args.quick else
+               build_backend("random", baseline="proxyclip", size="full", cache_dir=args.cache_dir or tmp))
         paper = Segmenter(seg.baseline, seg.clip, seg.clipseg, seg.text, vfm=seg.vfm,
                           config=SegmenterConfig(window_sources=False))
         paths = {
@@ -90,9 +107,10 @@ def main() -> None:
                     bundle = out
     med = {k: statistics.median(v) for k, v in times.items()}
     q, n = len(vocab.queries), len(bundle.crop_boxes)
-    print(f"ProxyCLIP + the release's per-window sources (RANDOM WEIGHTS), VOC21 protocol (short "
+    label = "RANDOM WEIGHTS" + (" (tiny test models)" if args.quick else "")
+    print(f"ProxyCLIP + the release's per-window sources ({label}), VOC21 protocol (short "
           f"{protocol.short_side}, crop {protocol.crop}, stride {protocol.stride}), {vocab.num_classes} classes / "
-          f"{q} queries, 500x375 image, {n} windows {tuple(bundle.window_local.shape[-2:])}, "
+          f"{q} queries, {w}x{h} image, {n} windows {tuple(bundle.window_local.shape[-2:])}, "
           f"torch threads={torch.get_num_threads()}")
     print(f"warm-up image (all paths, text embeddings included): {warm:.1f} s")
     for name in paths:
@@ -106,10 +124,20 @@ def main() -> None:
     shapes = bundle_bytes(n, q, grid, window, resized, store, FLOAT32)
     print(f"VOC21 bundle, measured: {bundle.nbytes():,} B; from shapes: {sum(shapes.values()):,} B "
           f"({', '.join(f'{k} {v:,}' for k, v in shapes.items())})")
+    figures = {f"{k} (encode)": figure(round(med[k], 2), "s / image") for k in paths}
+    figures.update({"paper / baseline": figure(round(med["paper"] / med["baseline"], 2), "x"),
+                    "released / baseline": figure(round(med["released"] / med["baseline"], 2), "x"),
+                    "released / paper": figure(round(med["released"] / med["paper"], 2), "x"),
+                    "peak RSS": figure(round(peak_rss_gb(), 2), "GB"),
+                    "bundle bytes, measured": figure(bundle.nbytes(), "B")})
     for name, queries in (("VOC21", q), ("COCO-Stuff (640x480 -> 336x448, 2 windows)", 171)):
-        for label, nbytes in (("exact", FLOAT32), ("compact-float16", FLOAT16)):
+        for storage, nbytes in (("exact", FLOAT32), ("compact-float16", FLOAT16)):
             total = sum(bundle_bytes(n, queries, grid, window, resized, store, nbytes).values())
-            print(f"  {name}, {queries} queries, storage {label}: {total / 1e6:.1f} MB / image")
+            print(f"  {name}, {queries} queries, storage {storage}: {total / 1e6:.1f} MB / image")
+            figures[f"{name.split(' ')[0]} bundle from the shapes, {queries} queries, {storage}"] = figure(
+                round(total / 1e6, 1), "MB / image")
+    return run.finish("Encode cost of the release's per-window sources on top of ProxyCLIP, VOC21 protocol", label,
+                      figures)
 
 
 if __name__ == "__main__":

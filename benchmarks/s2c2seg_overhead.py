@@ -10,32 +10,50 @@ evaluation. Both paths alternate in one process; the ratio of the medians is rep
 peak RSS of the whole process (target <= 4 GB).
 
     .venv/bin/python benchmarks/s2c2seg_overhead.py [--images 3] [--threads 0] [--first-names] [--cache-dir DIR]
+
+Writes ``benchmarks/results/s2c2seg_overhead.json`` (``bench_common.Run``); ``--quick``: tiny test models, one small
+image and protocol (the smoke test). ``benchmarks/cost_matrix.py`` measures every baseline and preset.
 """
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
+from bench_common import (
+    Run,
+    add_output_arguments,
+    add_protocol_arguments,
+    figure,
+    peak_rss_gb,
+    protocol_from_args,
+    quick_backend,
+    target,
+)
+
+QUICK = {"size": "tiny", "images": 1, "image_hw": (48, 64), "short_side": 48, "crop": 32, "stride": 16}
+"""``--quick``: tiny models, one small image and protocol."""
 
 
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process (Linux ``ru_maxrss`` is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-
-
-def main() -> None:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=3, help="timed images per path (after one warm-up)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--first-names", action="store_true",
                     help="one query per class (its first name) instead of SCLIP's name file with synonyms")
     ap.add_argument("--cache-dir", default=None, help="text-embedding cache to reuse across runs (default: temporary)")
-    args = ap.parse_args()
+    ap.add_argument("--size", default="full", choices=["full", "tiny"], help="tiny: the test models")
+    ap.add_argument("--image-hw", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
+    add_protocol_arguments(ap)
+    add_output_arguments(ap, quick="tiny models, one small image and protocol (the smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
+    run = Run("s2c2seg_overhead", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)
     from s2c2seg.bundle import FeatureBundle
@@ -45,15 +63,17 @@ def main() -> None:
     from s2c2seg.predict import predict
     from s2c2seg.factories import build_backend
 
-    protocol = get_protocol("voc21", "sclip")
+    protocol = protocol_from_args(get_protocol("voc21", "sclip"), args)
     vocab = vocabulary("voc21", "sclip")
     if args.first_names:
         vocab = Vocabulary.from_names(vocab.names, variant="voc21-first-names")
     rng = np.random.default_rng(0)
-    images = [Sample(f"r{i}", rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)) for i in range(args.images + 1)]
+    h, w = args.image_hw
+    images = [Sample(f"r{i}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for i in range(args.images + 1)]
 
     with tempfile.TemporaryDirectory() as tmp:
-        seg = build_backend("random", baseline="sclip", size="full", cache_dir=args.cache_dir or tmp)
+        seg = (quick_backend("sclip", args.cache_dir or tmp) if args.quick else
+               build_backend("random", baseline="sclip", size=args.size, cache_dir=args.cache_dir or tmp))
         q = len(vocab.queries)
 
         def sclip_alone(sample):
@@ -77,14 +97,23 @@ def main() -> None:
                 fn(sample)
                 acc.append(time.perf_counter() - t)
     base, s2 = statistics.median(t_base), statistics.median(t_s2)
-    print(f"SCLIP vs SCLIP + S2C2Seg (RANDOM WEIGHTS), VOC21 protocol (short {protocol.short_side}, crop "
-          f"{protocol.crop}, stride {protocol.stride}), {vocab.num_classes} classes / {q} queries, 500x375 image, "
+    label = "RANDOM WEIGHTS" + ("" if args.size == "full" else " (tiny test models)")
+    print(f"SCLIP vs SCLIP + S2C2Seg ({label}), VOC21 protocol (short {protocol.short_side}, crop "
+          f"{protocol.crop}, stride {protocol.stride}), {vocab.num_classes} classes / {q} queries, {w}x{h} image, "
           f"{len(bundle.crop_boxes)} crops, torch threads={torch.get_num_threads()}")
     print(f"warm-up image (both paths, text embeddings included): {warm:.1f} s")
     print(f"SCLIP alone:       {base * 1000:8.0f} ms / image  (runs: {[round(t, 2) for t in t_base]})")
     print(f"SCLIP + S2C2Seg:   {s2 * 1000:8.0f} ms / image  (runs: {[round(t, 2) for t in t_s2]})")
     print(f"ratio: {s2 / base:.2f}x (target <= 2.0x); bundle {bundle.nbytes() / 1024:.0f} KiB / image; "
           f"peak RSS {peak_rss_gb():.2f} GB (target <= 4 GB)")
+    figures = {"SCLIP alone": figure(round(base * 1000), "ms / image"),
+               "SCLIP + S2C2Seg": figure(round(s2 * 1000), "ms / image"),
+               "ratio": figure(round(s2 / base, 2), "x"),
+               "bundle": figure(round(bundle.nbytes() / 1024), "KiB / image"),
+               "peak RSS": figure(round(peak_rss_gb(), 2), "GB"), "queries": figure(q),
+               "windows": figure(len(bundle.crop_boxes))}
+    return run.finish("SCLIP + S2C2Seg (the default encode) vs SCLIP alone, VOC21 protocol", label, figures,
+                      [target("ratio", "<=", 2.0, issue=3), target("peak RSS", "<=", 4.0, issue=3)])
 
 
 if __name__ == "__main__":

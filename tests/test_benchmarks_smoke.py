@@ -1,5 +1,5 @@
-"""Smoke runs of the released-pipeline benchmarks with tiny random-weight models, a small image and protocol:
-they run end to end and report what they promise (behaviour only, never wall time)."""
+"""Smoke runs of the benchmarks with tiny random-weight models, a small image and protocol: they run end to end,
+report what they promise and write a valid JSON result to the folder given (behaviour only, never wall time)."""
 from __future__ import annotations
 
 import json
@@ -16,10 +16,43 @@ def _bench_path(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
 
 
-def test_released_overhead_tiny(capsys):
+QUICK = ["css_scaling", "text_embedding", "clipseg_encode_once", "s2c2seg_overhead", "corrclip_overhead",
+         "sweep_cost", "released_sources", "large_vocab", "released_downstream", "released_overhead",
+         "efficiency_suite", "cost_matrix"]
+"""Every benchmark script (each has a ``--quick`` mode)."""
+
+
+def test_every_benchmark_script_is_listed():
+    helpers = ("bench_common", "probes", "report")
+    assert sorted(QUICK) == sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in helpers)
+
+
+OWN_TEST = ("efficiency_suite", "cost_matrix")
+"""Quick modes checked by their own tests (below; tests/test_cost_matrix.py), each run once."""
+
+
+@pytest.mark.parametrize("name", [n for n in QUICK if n not in OWN_TEST])
+def test_quick_mode_writes_a_valid_result(name, tmp_path, capsys):
+    import importlib
+
+    import bench_common
+
+    module = importlib.import_module(name)
+    module.main(["--quick", "--out-dir", str(tmp_path)])
+    files = list(tmp_path.glob("*.json"))
+    assert [f.name for f in files] == [f"{name}.json"]
+    result = bench_common.validate(json.loads(files[0].read_text()), name)
+    assert result["mode"] == "quick" and result["command"] == f"benchmarks/{name}.py --quick"
+    assert result["figures"]
+    assert "tiny" in result["label"] or name in ("css_scaling", "released_downstream")  # no model / no weights
+    assert all(t["pass"] is not None for t in result["targets"])
+    assert f"result: {files[0]}" in capsys.readouterr().out
+
+
+def test_released_overhead_tiny(capsys, tmp_path):
     import released_overhead
 
-    out = released_overhead.main(["--images", "1", *SMALL])
+    out = released_overhead.main(["--images", "1", *SMALL, "--out-dir", str(tmp_path)])
     assert set(out["ratios"]) == {"released", "released++", "released, all sources"}
     assert all(r > 0 for r in out["ratios"].values())
     med = out["medians"]
@@ -27,6 +60,9 @@ def test_released_overhead_tiny(capsys):
     assert med["released++"] == pytest.approx(med["encode"] + med["predict released++"])
     text = capsys.readouterr().out
     assert "RANDOM WEIGHTS (tiny test models)" in text and "ratio released / ProxyCLIP" in text
+    saved = json.loads((tmp_path / "released_overhead.json").read_text())
+    assert saved["mode"] == "full" and saved["label"] == "RANDOM WEIGHTS (tiny test models)"
+    assert saved["figures"]["ratio released / ProxyCLIP"]["value"] == round(out["ratios"]["released"], 2)
 
 
 def test_released_grid_covers_the_issue_keys():
@@ -46,7 +82,7 @@ def test_sweep_cost_released_reads_each_bundle_once(tmp_path, capsys):
     import sweep_cost
 
     out = sweep_cost.main(["--images", "2", "--preset", "released++", "--points", "4", "--workdir", str(tmp_path),
-                           *SMALL])
+                           "--out-dir", str(tmp_path / "results"), *SMALL])
     assert out["points"] == 4 and out["ratio"] > 0
     assert out["eval_cache"]["misses"] == 2 and out["sweep_cache"]["hits"] == 2
     assert out["sweep_cache"]["misses"] == 0
@@ -58,7 +94,8 @@ def test_efficiency_suite_quick(tmp_path, capsys):
     import efficiency_suite
 
     fig = tmp_path / "scaling.png"
-    out = efficiency_suite.main(["--quick", "--figure", str(fig), "--json", str(tmp_path / "suite.json")])
+    out = efficiency_suite.main(["--quick", "--figure", str(fig), "--json", str(tmp_path / "suite.json"),
+                                 "--out-dir", str(tmp_path)])
     # (main stops if a timed label map differs from predict())
     rows = {r["vocab"]: r for r in out["results"]}
     assert list(rows) == ["cityscapes", "voc21", "union303"]
@@ -76,3 +113,9 @@ def test_efficiency_suite_quick(tmp_path, capsys):
     assert "RANDOM WEIGHTS (tiny test models)" in capsys.readouterr().out
     saved = json.loads((tmp_path / "suite.json").read_text())
     assert [r["queries"] for r in saved["results"]] == [19, 46, 303] and "RANDOM WEIGHTS" in saved["header"]
+    import bench_common
+
+    result = bench_common.validate(json.loads((tmp_path / "efficiency_suite.json").read_text()))
+    assert result["mode"] == "quick" and result["label"] == "RANDOM WEIGHTS (tiny test models)"
+    assert result["figures"]["voc21: released"]["value"] == round(rows["voc21"]["total"]["released"], 2)
+    assert result["command"].startswith("benchmarks/efficiency_suite.py --quick --figure ")
