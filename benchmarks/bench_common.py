@@ -78,7 +78,8 @@ def quick_backend(baseline: str, cache_dir, config=None):
     CLIPSeg at :data:`QUICK_CLIPSEG` and CLIP's text from one template per name (text features are excluded)."""
     from s2c2seg.models.clipseg import ClipSeg, ClipSegSettings, tiny_clipseg_config
     from s2c2seg.models.text import TextEncoder
-    from s2c2seg.segmenter import SegmenterConfig, build_backend
+    from s2c2seg.factories import build_backend
+    from s2c2seg.segmenter import SegmenterConfig
 
     seg = build_backend("random", baseline=baseline, size="tiny", cache_dir=cache_dir,
                         config=config or SegmenterConfig())

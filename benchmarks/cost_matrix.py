@@ -7,7 +7,7 @@ random image, in one process:
 
 * ``alone``: ``Segmenter.encode`` with no S2C2Seg source + ``predict(method="baseline")`` (the ratios' 1);
 * ``paper`` / ``released`` / ``released++``: the encode that ``s2c2seg eval --preset P --sources S`` builds
-  (``cli_eval.segmenter_config`` of the preset's encode side and ``predict.bundle_sources``: ``needed`` = the
+  (``runspec.resolve_run(...).encode.segmenter_config()``, the run's encode side: ``needed`` = the
   groups the preset reads, ``all`` = every group) + ``predict(method="s2c2seg", preset=P)``. An encode shared by
   two cells (same Segmenter settings) is timed once and counted in both.
 
@@ -64,16 +64,14 @@ def cell_key(protocol: str, baseline: str, method: str, sources: str) -> str:
 
 def plan(dataset: str):
     """``[(method, sources, preset, SegmenterConfig)]`` of one protocol: ``alone`` first, then every cell."""
-    from s2c2seg.cli_eval import segmenter_config
-    from s2c2seg.predict import bundle_sources
-    from s2c2seg.presets import EncodeSide, get_preset
+    from s2c2seg.runspec import resolve_run
 
-    cells = [("alone", "", None, segmenter_config(EncodeSide(), "cpu", bundle_sources("baseline")))]
+    cells = [("alone", "", None, resolve_run("baseline", dataset).encode.segmenter_config("cpu"))]
     for method in METHODS:
-        preset = get_preset(method, dataset)
+        run = resolve_run("s2c2seg", dataset, preset=method)
         for sources in SOURCES:
-            groups = bundle_sources("s2c2seg", preset) if sources == "needed" else None
-            cells.append((method, sources, preset, segmenter_config(preset.encode, "cpu", groups)))
+            config = run.encode.segmenter_config("cpu", all_sources=sources != "needed")
+            cells.append((method, sources, run.preset, config))
     return cells
 
 
@@ -110,7 +108,7 @@ def run_baseline(name: str, args, images, tmp) -> dict:
     from s2c2seg.data.datasets import get_spec
     from s2c2seg.data.names import vocabulary
     from s2c2seg.data.protocols import get_protocol
-    from s2c2seg.segmenter import build_backend
+    from s2c2seg.factories import build_backend
 
     seg = quick_backend(name, tmp) if args.quick else build_backend("random", baseline=name, size="full",
                                                                      cache_dir=tmp)
