@@ -216,8 +216,7 @@ if share.max() > 0.5:
 
 # %%
 from s2c2seg import css as css_steps
-from s2c2seg import csg as csg_steps
-from s2c2seg import released
+from s2c2seg import released, released_fusion, released_scores
 from s2c2seg.presets import get_preset
 
 rel = get_preset("released", dataset)
@@ -235,10 +234,10 @@ g_patch = released.window_scores(dense_w, local_w, None, "patch_mean")[0]
 has_cls = bundle.window_global is not None
 g_cls = bundle.window_global[n].float() if has_cls else None
 g, s = rv.scores(n, rel.score.global_score)
-g_bar, s_bar = css_steps.positive_l1(g), css_steps.positive_l1(s)
-alpha_r = css_steps.bhattacharyya_weight(g_bar, s_bar)
-p_r = css_steps.released_mixture(g_bar, s_bar, alpha_r)
-h_r = css_steps.released_residual_entropy(p_r)
+g_bar, s_bar = released_scores.positive_l1(g), released_scores.positive_l1(s)
+alpha_r = released_scores.bhattacharyya_weight(g_bar, s_bar)
+p_r = released_scores.released_mixture(g_bar, s_bar, alpha_r)
+h_r = released_scores.released_residual_entropy(p_r)
 c_r = css_steps.confidence_score(p_r, h_r)
 selected, c_pipe, alpha_pipe = rv.selection(n, rel)
 assert torch.allclose(c_r, c_pipe) and abs(float(alpha_r) - alpha_pipe) < 1e-6, "the steps differ from the pipeline"
@@ -284,11 +283,11 @@ print(f"global score used by the preset: {rel.score.global_score}")
 # ### 11 · The union pool and the weighted rerank
 
 # %%
-m_q = css_steps.candidate_size(len(queries), rel.select.tau)
+m_q = released_scores.candidate_size(len(queries), rel.select.tau)
 weights = rel.select.weights(rel.fusion.lam)
-pool = css_steps.candidate_pool((g, s, c_r), m_q)
-rerank = css_steps.composite_score(g, s, c_r, weights, pool)
-assert torch.equal(css_steps.released_select(g, s, c_r, rel.select, weights), selected)
+pool = released_scores.candidate_pool((g, s, c_r), m_q)
+rerank = released_scores.composite_score(g, s, c_r, weights, pool)
+assert torch.equal(released_scores.released_select(g, s, c_r, rel.select, weights), selected)
 tops = {name: set(torch.topk(v, m_q)[1].tolist()) for name, v in (("g", g), ("s", s), ("c", c_r))}
 pool_l = pool.tolist()
 order = np.argsort(-rerank.numpy(), kind="stable")
@@ -319,9 +318,9 @@ print(f"selected {len(selected)} queries: {int(sum(int(q2c[q]) in gt for q in se
 # ### 12 · Convex fusion, guide weights and the −1e9 fill
 
 # %%
-w_guide = csg_steps.released_guide_weights(dense_w[selected])
-fused_w = csg_steps.convex_fuse(dense_w[selected], local_w[selected], rel.fusion)
-filled = csg_steps.scatter_fill(fused_w, selected, len(queries), rel.fusion.fill)
+w_guide = released_fusion.released_guide_weights(dense_w[selected])
+fused_w = released_fusion.convex_fuse(dense_w[selected], local_w[selected], rel.fusion)
+filled = released_fusion.scatter_fill(fused_w, selected, len(queries), rel.fusion.fill)
 assert torch.allclose(released.run_window(dense_w, local_w, (g, s, c_r), selected, rel,
                                           S.protocol.logit_scale).fused, fused_w)
 show_q = [int(selected[j]) for j in np.argsort(-w_guide.numpy(), kind="stable")[:4]]
