@@ -12,22 +12,26 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m s2c2seg.lab
 	touch $(STAMP)
 
-.PHONY: env lab lint notebooks test benchmarks-doc
+.PHONY: env lab lint notebooks test test-slow benchmarks-doc
 env: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 notebooks: $(STAMP)
-	$(VENV)/bin/s2c2seg notebooks run
+	$(PY) tools/timed.py make notebooks -- $(VENV)/bin/s2c2seg notebooks run
 
 # JupyterLab on the notebooks; .py notebooks open as notebooks (setting written by `python -m s2c2seg.lab`).
 lab: $(STAMP)
 	$(PY) -m s2c2seg.lab
 	$(VENV)/bin/jupyter lab notebooks
 
+# the fast tier (everything but the tests marked slow); `make test-slow` runs the slow tier, `.ci/run` runs both
 test: lint
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q
+	HF_HUB_OFFLINE=1 $(PY) tools/timed.py make test -- $(PY) -m pytest -n 2 -q -m "not slow"
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) tools/timed.py make test-slow -- $(PY) -m pytest -n 2 -q -m slow
 
 # docs/benchmarks.md from the benchmarks' JSON results (benchmarks/results/*.json) and notes (benchmarks/notes/*.md)
 benchmarks-doc: $(STAMP)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the benchmarks' quick modes: the slow tier (`make test-slow`, run by .ci/run)
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 SMALL = ["--size", "tiny", "--image-hw", "48", "64", "--short-side", "48", "--crop", "32", "--stride", "16"]
 
