@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..bundle import FeatureBundle
+from ..budget import rows_per_chunk, window_storage
+from ..bundle import FeatureBundle, storage_label, stored_window_hw
 from ..data.protocols import Protocol
 from ..data.sample import Sample
 from .config import IGNORE_INDEX, LABEL, SimConfig
@@ -301,6 +302,10 @@ class SimBackend:
         bh, bw = int(boxes[0, 1] - boxes[0, 0]), int(boxes[0, 3] - boxes[0, 2])
         pad = (0, 0, 0, 0) if whole else _window_pad(bh, bw, cfg.window_multiple)
         ph, pw = bh + pad[0] + pad[1], bw + pad[2] + pad[3]
+        storage = None  # decided (or refused) from the geometry, before any source is built
+        if cfg.released_sources:
+            storage = window_storage(cfg.storage_request, 0, boxes.shape[0], q, (ph, pw), cfg.budget,
+                                     "SimConfig.window_storage")
         d = max(1, cfg.dense_downsample)
         gh, gw = max(1, math.ceil(ph / d)), max(1, math.ceil(pw / d))
         active, dense = _dense_active(scene, structure, cfg)
@@ -324,12 +329,14 @@ class SimBackend:
         stored = torch.empty(q, hs, ws, dtype=torch.float16)
         mean = torch.empty(q)
         local = None
-        if cfg.released_sources:
-            local_dtype = torch.float16 if cfg.window_storage == "compact-float16" else torch.float32
-            local = torch.empty(boxes.shape[0], q, ph, pw, dtype=local_dtype)
+        if storage is not None:
+            local_hw = stored_window_hw((ph, pw), storage[1])
+            local = torch.empty(boxes.shape[0], q, *local_hw, dtype=storage[0])
             nothing = clipseg_activation(torch.zeros(()), cfg)
-        for start in range(0, q, QUERY_CHUNK):
-            sl = slice(start, min(q, start + QUERY_CHUNK))
+        # the chunk's maps at the image, resized and window sizes within the budget's work bytes
+        chunk = min(QUERY_CHUNK, rows_per_chunk(4 * (3 * h * w + rh * rw + 2 * ph * pw), cfg.budget.work_bytes))
+        for start in range(0, q, chunk):
+            sl = slice(start, min(q, start + chunk))
             x = world.evidence(q2c[sl])
             if cfg.clipseg_noise > 0:
                 x += cfg.clipseg_noise * torch.from_numpy(rng.standard_normal(tuple(x.shape)).astype(np.float32))
@@ -340,7 +347,12 @@ class SimBackend:
             if local is not None:
                 up = maps if (rh, rw) == (h, w) else F.interpolate(maps[None], size=(rh, rw), mode="bilinear",
                                                                    align_corners=False)[0]
-                local[:, sl] = _cut_windows(up, boxes, pad, nothing.expand(up.shape[0])).to(local.dtype)
+                for n in range(boxes.shape[0]):  # one window at a time: never (N, chunk, ph, pw)
+                    crop = _cut_windows(up, boxes[n:n + 1], pad, nothing.expand(up.shape[0]))[0]
+                    if tuple(crop.shape[-2:]) != local_hw:  # compact-<s>-float16: the Segmenter's reduction
+                        crop = F.interpolate(crop[None], size=local_hw, mode="bilinear", align_corners=False,
+                                             antialias=True)[0]
+                    local[n, sl] = crop.to(local.dtype)
 
         meta = {"backend": "sim", "label": LABEL, "image_id": sample.id, "seed": cfg.seed,
                 "structure": structure.source}
@@ -348,7 +360,7 @@ class SimBackend:
         if cfg.released_sources:
             released = self._released_sources(sample, label, boxes, pad, protocol.short_side, structure, q2c, rng)
             released["window_local"] = local
-            meta["storage"] = cfg.window_storage
+            meta["storage"] = storage_label(*storage)
         return FeatureBundle(
             dense_logits=dense_q.contiguous(), crop_boxes=boxes.long(),
             resized_hw=torch.tensor([rh, rw], dtype=torch.long), image_hw=torch.tensor([h, w], dtype=torch.long),
