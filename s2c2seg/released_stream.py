@@ -22,6 +22,7 @@ import torch
 
 from .data.protocols import Protocol
 from .postprocess import BACKGROUND_LABEL, synonym_max
+from .refine import window_confidence
 from .released_post import PostConfig, background_threshold, image_at
 from .spatial_refine import RefineWorkspace, image_affinity, spatial_refine_many
 
@@ -69,7 +70,11 @@ def log_sum_exp(blocks: Iterable[torch.Tensor], scale: float) -> tuple[torch.Ten
 
 def streamed_confidence(blocks: Blocks, logit_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``refine.window_confidence`` of the rows ``blocks()`` yields: (max probability, winning row), the first
-    maximum on ties."""
+    maximum on ties; one block is handed to it whole (its own numbers)."""
+    first = iter(blocks())
+    head, second = next(first, None), next(first, None)
+    if second is None:
+        return window_confidence(head, logit_scale)
     m, z = log_sum_exp(blocks(), logit_scale)
     best = winner = None
     offset = 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .budget import MemoryBudget
 from .bundle import FeatureBundle
 from .css import CSSConfig
 from .postprocess import query_probabilities, streamed_softmax_means, synonym_max
@@ -83,8 +84,13 @@ class ViewConfig:
     """Queries per chunk of a streamed pass (whole classes: a class with more synonyms is one chunk)."""
     subset_cache: int = 8
     """Distinct subsets whose full-size maps a view keeps (the least recently used is dropped first)."""
+    budget: MemoryBudget = MemoryBudget()
+    """The released reading's budget (:class:`s2c2seg.budget.MemoryBudget`): beyond its work bytes a window's
+    rows, beyond its logits bytes the union's logits, are computed chunk by chunk."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.budget, MemoryBudget):
+            raise ValueError(f"ViewConfig.budget must be a MemoryBudget, got {type(self.budget).__name__}")
         for name, low in (("full_maps_bytes", 0), ("query_chunk", 1), ("subset_cache", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
