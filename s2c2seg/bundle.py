@@ -50,6 +50,16 @@ SOURCE_GROUPS = {"paper": PAPER_SOURCES, "window": WINDOW_SOURCES}
 """The optional source groups of a bundle, by the name a backend's ``describe()["sources"]`` lists."""
 
 
+FINITE_CHUNK = 2**22
+"""Values per chunk of the finiteness check (no bool copy of a large field at once)."""
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of ``t`` is finite, checked chunk by chunk of :data:`FINITE_CHUNK` values."""
+    flat = t.reshape(-1)
+    return all(bool(torch.isfinite(flat[i:i + FINITE_CHUNK]).all()) for i in range(0, flat.numel(), FINITE_CHUNK))
+
+
 class BundleError(ValueError):
     """A bundle (in memory or on disk) is malformed, truncated or belongs to another key."""
 
@@ -156,7 +166,7 @@ class FeatureBundle:
         for name in ("dense_logits", "global_sim", "clipseg_mean", "clipseg_maps", "window_local", "window_global",
                      "input_image"):
             t = getattr(self, name)
-            if t is not None and not torch.isfinite(t).all():
+            if t is not None and not _all_finite(t):
                 raise BundleError(f"FeatureBundle.{name} contains NaN or inf")
 
     def _check_window_storage(self) -> None:

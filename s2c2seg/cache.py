@@ -50,7 +50,7 @@ def _array_digest(a: np.ndarray | None) -> str | None:
     return h.hexdigest()
 
 
-BUNDLE_SOURCES = ("bundle", "segmenter", "slide", "models", "data", "sim")
+BUNDLE_SOURCES = ("bundle", "budget", "segmenter", "slide", "models", "data", "sim")
 """The package's modules / sub-packages whose code makes bundles (a name is ``<name>.py`` or a folder
 ``<name>/`` of ``.py`` files; either form, so ``sim`` may be a module or a package)."""
 

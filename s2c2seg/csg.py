@@ -107,10 +107,16 @@ def category_weights(s_glob, config: CSGConfig | None = None, **fields) -> torch
 
 def _weights(g: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
     """``category_weights`` on checked maps."""
+    return weights_of_means(g.mean(dim=(-2, -1)) if mode == "category_aware" else g[..., 0, 0], mode, temperature)
+
+
+def weights_of_means(means: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
+    """CSG weights (K,) from the rows' spatial means ``mean_{h,w} s_glob`` (K,) (only their count for the unweighted
+    modes): what :func:`category_weights` computes from the maps."""
     if mode == "category_aware":
-        return torch.softmax(g.mean(dim=(-2, -1)) / temperature, dim=-1)
-    fill = {"uniform": 1.0 / g.shape[-3], "add": 1.0, "global_only": 0.0}[mode]
-    return torch.full(g.shape[:-2], fill, dtype=g.dtype, device=g.device)
+        return torch.softmax(means / temperature, dim=-1)
+    fill = {"uniform": 1.0 / means.shape[-1], "add": 1.0, "global_only": 0.0, "local_only": 0.0}[mode]
+    return torch.full(means.shape, fill, dtype=means.dtype, device=means.device)
 
 
 def check_pair(s_glob, s_spat) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,10 +130,12 @@ def check_pair(s_glob, s_spat) -> tuple[torch.Tensor, torch.Tensor]:
     return g.to(dtype), s.to(dtype)
 
 
-def fuse(s_glob, s_spat, config: CSGConfig | None = None, **fields) -> torch.Tensor:
+def fuse(s_glob, s_spat, config: CSGConfig | None = None, weights: torch.Tensor | None = None,
+         **fields) -> torch.Tensor:
     """CSG fusion (K, H, W): ``fused_i = s_glob_i + λ·w_i·s_spat_i`` (``local_only`` returns ``s_spat``).
 
-    ``config`` (default ``CSGConfig()``) with any of its ``fields`` (``mode``, ``lam``, ``temperature``) overridden.
+    ``config`` (default ``CSGConfig()``) with any of its ``fields`` (``mode``, ``lam``, ``temperature``) overridden;
+    ``weights``: the rows' ``w`` when computed over a larger set of rows (a chunk of them is fused here).
     """
     cfg = (config if config is not None else CSGConfig()).replace(**fields)
     g, s = check_pair(s_glob, s_spat)
@@ -135,7 +143,7 @@ def fuse(s_glob, s_spat, config: CSGConfig | None = None, **fields) -> torch.Ten
         return s.clone()
     if cfg.mode == "global_only":
         return g.clone()
-    w = _weights(g, cfg.mode, cfg.temperature)
+    w = _weights(g, cfg.mode, cfg.temperature) if weights is None else weights
     return torch.addcmul(g, cfg.lam * w[..., None, None], s)  # g + (λ·w)·s in one pass
 
 

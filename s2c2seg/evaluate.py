@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -179,12 +179,13 @@ def _progress(total: int, enabled: bool, desc: str):
 def make_record(spec: RunSpec, *, info: DatasetInfo, backend: dict, background: int | None,
                 max_images: int | None, vocab: Vocabulary, cm: ConfusionMatrix, num_images: int, sums: torch.Tensor,
                 world_size: int, cache: dict | None, extra: dict | None, skipped: Sequence[dict],
-                predict_seconds: float | None = None) -> RunRecord:
+                predict_seconds: float | None = None, storage: dict | None = None) -> RunRecord:
     """The :class:`RunRecord` of one run (its :class:`~s2c2seg.runspec.RunSpec`: method, reading, preset, encode
     side, protocol, baseline) from its confusion matrix and the summed counters.
 
     ``sums`` = (load s, encode s, predict s, wall s, subset sizes, GT classes, GT classes kept, images voted);
-    ``num_images`` counts the evaluated images, ``skipped`` the others (``{"id", "error"}`` each).
+    ``num_images`` counts the evaluated images, ``skipped`` the others (``{"id", "error"}`` each); ``storage``:
+    images per ``window_local`` storage label (``bundle.meta["storage"]``, the budget's choice), in ``extra``.
     """
     n = num_images
     subset_stats = None
@@ -203,7 +204,8 @@ def make_record(spec: RunSpec, *, info: DatasetInfo, backend: dict, background: 
                 "predict_seconds": float(sums[2]) if predict_seconds is None else predict_seconds},
         confusion=cm.to_json(), environment=environment_info(), cache=cache,
         extra={"subset": subset_stats, "images_voted": int(sums[7]), "world_size": world_size,
-               "num_skipped": len(skipped), "skipped": [dict(e) for e in skipped], **(extra or {})},
+               "num_skipped": len(skipped), "skipped": [dict(e) for e in skipped],
+               "window_storage": dict(sorted((storage or {}).items())), **(extra or {})},
         label=str(backend.get("label", "")))
 
 
@@ -228,6 +230,8 @@ class Tally:
     """Images evaluated (all ranks): the requested ones less the skipped."""
     skipped: list
     """``{"id", "error"}`` of each skipped image (all ranks, in split order)."""
+    storage: dict = field(default_factory=dict)
+    """Images per ``window_local`` storage label (``bundle.meta["storage"]``; all ranks); bundles without it: none."""
 
     def cache_info(self, cache_dir) -> dict | None:
         """The run record's ``cache`` entry (None without a cache)."""
@@ -275,7 +279,7 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
     cms = [ConfusionMatrix(vocab.num_classes, info.ignore_index) for _ in settings]
     sums = torch.zeros(len(settings), 8, dtype=torch.float64)
     bundle_time = torch.zeros(1, dtype=torch.float64)
-    skipped = []
+    skipped, storage = [], {}
     t_start = time.perf_counter()
     bar = _progress(len(mine), progress and ctx.is_main, desc)
     for i in mine:
@@ -297,6 +301,9 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
             bar.update(1)
             continue
         gt = label[label != info.ignore_index].unique()
+        if item.bundle.window_local is not None:
+            name = str(item.bundle.meta.get("storage"))
+            storage[name] = storage.get(name, 0) + 1
         bundle_time += item.load_seconds + item.encode_seconds
         for j, pred in enumerate(preds):
             cms[j].update(pred.label_map, label)
@@ -324,8 +331,12 @@ def run_points(dataset, backend, vocab: Vocabulary, protocol: Protocol, settings
         raise ImageError(f"{info.name}: every one of the {len(indices)} images failed, e.g. {skipped[0]['id']!r}: "
                          f"{skipped[0]['error']} (fix the data or the backend; --debug with --on-error stop shows "
                          "the first failure's traceback)")
+    storages = {}
+    for rank in all_gather_objects(storage, ctx):
+        for name, count in rank.items():
+            storages[name] = storages.get(name, 0) + count
     return Tally(cms, all_reduce_sum(sums, ctx), float(all_reduce_sum(bundle_time, ctx)),
-                 all_reduce_sum(cache_counts, ctx), num_images, skipped)
+                 all_reduce_sum(cache_counts, ctx), num_images, skipped, storages)
 
 
 def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method: str = "s2c2seg",
@@ -373,7 +384,7 @@ def evaluate(dataset, backend, vocab: Vocabulary, protocol: Protocol, *, method:
     record = make_record(
         spec, info=info, backend=desc, background=bg, max_images=max_images, vocab=vocab, cm=tally.cms[0],
         num_images=tally.num_images, sums=tally.sums[0], world_size=ctx.world_size,
-        cache=tally.cache_info(cache_dir), extra=extra, skipped=tally.skipped)
+        cache=tally.cache_info(cache_dir), extra=extra, skipped=tally.skipped, storage=tally.storage)
     if out is not None and ctx.is_main:
         record.save(out)
     return record

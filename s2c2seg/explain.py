@@ -86,7 +86,7 @@ def explain_released(view: BundleView, protocol, preset) -> dict:
             "global": _floats(g), "spatial": _floats(s), "confidence": _floats(c),
             "candidates": _ints(candidates), "selected": _ints(selected),
             "admitted": [int(q) for q in result.log.admitted], "final": _ints(final),
-            "fusion_weights": _fusion_weights(rv.dense(n).index_select(0, final), preset),
+            "fusion_weights": _fusion_weights(rv.rows(n, final, "dense"), preset),
         })
     return {"kind": "released", "preset": preset.name, "unit": preset.select.unit, "scope": preset.select.scope,
             "tau": preset.select.tau, "k_max": preset.select.k_max, "global_score": preset.score.global_score,

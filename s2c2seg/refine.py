@@ -140,20 +140,27 @@ def set_iou(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def refine_window(selected: torch.Tensor, fused: torch.Tensor, scores: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                   local: torch.Tensor, fuse_rows: Callable[[torch.Tensor], torch.Tensor], config: RefineConfig,
-                  weights: tuple[float, float, float], k_min: int, logit_scale: float
+                  weights: tuple[float, float, float], k_min: int, logit_scale: float, *,
+                  confidence: Callable | None = None, residual: Callable | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, RoundLog]:
     """The refinement rounds on one window (``iterative.refine``): -> (selected, fused rows, log).
 
     ``scores`` = (g, s, c) of every query; ``local`` (Q, h, w) the window's CLIPSeg maps; ``fuse_rows(idx)``
-    the fused maps of the sorted query indices ``idx``; ``weights`` the rerank weights.
+    the fused maps of the sorted query indices ``idx``; ``weights`` the rerank weights. ``confidence(fused)`` and
+    ``residual(local, low, entries)`` replace :func:`window_confidence` and :func:`residual_evidence` (the
+    streamed ones of ``released_stream.py``, where ``fuse_rows`` returns a handle and ``local`` is None).
     """
+    if confidence is None:
+        def confidence(rows):
+            return window_confidence(rows, logit_scale)
+    residual = residual or residual_evidence
     g, s, c = scores
     q = g.numel()
     log = RoundLog()
     vocabulary = composite_score(g, s, c, weights)
     known = None  # window_confidence(fused) when the admit trial computed it already
     for _ in range(config.t_max):
-        conf, winner = known if known is not None else window_confidence(fused, logit_scale)
+        conf, winner = known if known is not None else confidence(fused)
         high = conf > config.theta_high
         n_high = int(high.sum())
         log.rounds_run += 1
@@ -165,7 +172,7 @@ def refine_window(selected: torch.Tensor, fused: torch.Tensor, scores: tuple[tor
             outsiders = torch.ones(q, dtype=torch.bool, device=g.device)
             outsiders[selected] = False
             outsiders = outsiders.nonzero().flatten()
-            f_low = residual_evidence(local, ~high, outsiders)
+            f_low = residual(local, ~high, outsiders)
             boost = torch.zeros(q, dtype=torch.float32, device=g.device)
             boost[outsiders] = f_low
             refined = refined + config.residual_beta * boost
@@ -184,7 +191,7 @@ def refine_window(selected: torch.Tensor, fused: torch.Tensor, scores: tuple[tor
         provisional = pool_idx[torch.topk(pool_scores, min(quota, pool_idx.numel()))[1]]
         updated = torch.sort(torch.unique(torch.cat([selected, provisional])))[0]
         fused_new = fuse_rows(updated)
-        kept, known = _admit_trial(provisional, updated, fused_new, ~high, config, logit_scale)
+        kept, known = _admit_trial(provisional, updated, fused_new, ~high, config, confidence)
         if kept.numel() == 0:
             log.set_iou = 1.0
             break
@@ -213,14 +220,14 @@ def _quota(ranked_scores: torch.Tensor, n_candidates: int, k: int, n_pool: int, 
     return min(quota, config.admit_cap)
 
 
-def _admit_trial(provisional: torch.Tensor, updated: torch.Tensor, fused_new: torch.Tensor, low: torch.Tensor,
-                 config: RefineConfig, logit_scale: float) -> tuple[torch.Tensor, tuple | None]:
+def _admit_trial(provisional: torch.Tensor, updated: torch.Tensor, fused_new, low: torch.Tensor,
+                 config: RefineConfig, confidence: Callable) -> tuple[torch.Tensor, tuple | None]:
     """(the admitted queries that win at least one previously low-confidence pixel (all without the trial),
     ``window_confidence(fused_new)`` if it was computed, else None)."""
     if not config.admit_trial:
         return provisional, None
     if not bool(low.any()):
         return provisional.new_empty((0,)), None
-    confidence = window_confidence(fused_new, logit_scale)
-    counts = high_confidence_counts(confidence[1], low, updated.numel())
-    return provisional[counts[torch.searchsorted(updated, provisional)] > 0], confidence
+    known = confidence(fused_new)
+    counts = high_confidence_counts(known[1], low, updated.numel())
+    return provisional[counts[torch.searchsorted(updated, provisional)] > 0], known

@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .budget import MiB, MemoryBudget, rows_per_chunk
 from .bundle import FeatureBundle
 from .released_scores import released_confidence, released_select
 from .data.protocols import Protocol
 from .prediction import Prediction
 from .refine import RoundLog, refine_window
 from .released_post import PostConfig, image_at, released_postprocess
+from .released_stream import streamed_confidence, streamed_postprocess, streamed_residual
 from .postprocess import synonym_max
 from .spatial_refine import RefineWorkspace, SpatialRefineConfig, image_affinity
 from .view import BundleView
@@ -47,7 +49,15 @@ __all__ = ["PostConfig", "WindowResult", "ReleasedView", "window_dense", "window
 
 IMAGE_MEMO = 4
 """Assembled images a :class:`ReleasedView` keeps, the least recently used dropped first (each the union's logits
-at the image size, (U, H, W) float32: at most 35 MB at VOC21 sizes, all 46 queries selected)."""
+at the image size, (U, H, W) float32: at most 35 MB at VOC21 sizes, all 46 queries selected; one, without its
+logits, when the view streams)."""
+ALIGN = 64
+"""Chunks of rows start at multiples of this: bilinear resizing rounds a row as it does among all rows only when
+the chunk keeps its place in the kernel's vector lanes (checked: equal to the whole at 8, 16 and 64)."""
+WINDOW_COPIES = 6
+"""(k, ph, pw) float32 maps one chunk of window rows holds at once (dense, CLIPSeg, fused, temporaries)."""
+IMAGE_COPIES = 3
+"""(U, H, W) float32 maps the post-processing of the whole union holds at once (logits, probabilities, softmax)."""
 
 
 @dataclass
@@ -150,12 +160,19 @@ class ReleasedView:
     the refinement round and the post-processing of a setting not in the memo are computed for it.
     """
 
-    def __init__(self, bundle: FeatureBundle):
+    def __init__(self, bundle: FeatureBundle, budget: MemoryBudget | None = None):
         for name in ("window_local",):
             if getattr(bundle, name) is None:
                 raise ValueError(f"bundle.{name} is None: the released preset needs the per-window sources "
                                  "(encode with a backend that produces them)")
         self.bundle = bundle
+        self.budget = budget if budget is not None else MemoryBudget()
+        ph, pw = bundle.window_size()
+        chunk = rows_per_chunk(WINDOW_COPIES * 4 * ph * pw, self.budget.work_bytes)
+        self.streams = bundle.num_queries > chunk
+        """Whether a window's rows are computed chunk by chunk (all (Q, ph, pw) would exceed the work budget)."""
+        self.chunk = max(ALIGN, chunk // ALIGN * ALIGN)
+        self._means: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.query_to_class = bundle.query_to_class.long()
         self.num_windows = int(bundle.dense_logits.shape[0])
         self._dense: dict[int, torch.Tensor] = {}
@@ -190,6 +207,106 @@ class ReleasedView:
             self._local[n] = local
         return self._local[n]
 
+    # ---------------------------------------------------------------- rows chunk by chunk (large vocabularies)
+    def _ranges(self, size: int) -> list[tuple[int, int]]:
+        return [(a, min(size, a + self.chunk)) for a in range(0, size, self.chunk)]
+
+    def _range(self, n: int, a: int, b: int, which: str) -> torch.Tensor:
+        """Window ``n``'s rows ``a:b`` (an aligned range) resized to the window: ``dense`` or ``local``."""
+        hw = self.bundle.window_size()
+        if which == "dense":
+            return F.interpolate(self.bundle.dense_logits[n:n + 1, a:b].float(), size=hw, mode="bilinear",
+                                 align_corners=False)[0]
+        local = self.bundle.window_local[n, a:b].float()
+        if tuple(local.shape[-2:]) != hw:
+            local = F.interpolate(local[None], size=hw, mode="bilinear", align_corners=False)[0]
+        return local
+
+    def rows(self, n: int, idx: torch.Tensor, which: str) -> torch.Tensor:
+        """Window ``n``'s rows ``idx`` (K, ph, pw) of ``dense`` (:func:`window_dense`) or ``local`` (the CLIPSeg
+        maps at the window size), the numbers of :meth:`dense` / :meth:`local`; chunk by chunk when streaming."""
+        idx = torch.as_tensor(idx).long()
+        if not self.streams:
+            return (self.dense(n) if which == "dense" else self.local(n)).index_select(0, idx)
+        order = torch.argsort(idx, stable=True)
+        ordered, parts = idx[order], []
+        for a, b in self._ranges(self.bundle.num_queries):
+            lo, hi = (int(torch.searchsorted(ordered, v)) for v in (a, b))
+            if hi > lo:
+                parts.append(self._range(n, a, b, which).index_select(0, ordered[lo:hi] - a))
+        if not parts:
+            return torch.zeros(0, *self.bundle.window_size())
+        out = torch.cat(parts)
+        return out if bool((order[1:] > order[:-1]).all()) else out[torch.argsort(order)]
+
+    def means(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window ``n``'s (dense, CLIPSeg) window means (Q,) of every query, memoised (the patch-mean score, the
+        spatial score and the fusion's guide weights)."""
+        if n not in self._means:
+            if not self.streams:
+                self._means[n] = (self.dense(n).float().mean(dim=(-2, -1)), self.local(n).float().mean(dim=(-2, -1)))
+            else:
+                pairs = [(self._range(n, a, b, "dense").mean(dim=(-2, -1)), self._range(n, a, b, "local").mean(
+                    dim=(-2, -1))) for a, b in self._ranges(self.bundle.num_queries)]
+                self._means[n] = (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+        return self._means[n]
+
+    def fused_blocks(self, n: int, idx: torch.Tensor, preset: Preset):
+        """Window ``n``'s fused rows of the sorted selection ``idx``, chunk by chunk (guide weights over ``idx``)."""
+        weights = preset.fusion.row_weights(self.means(n)[0].index_select(0, idx))
+        for a, b in self._ranges(self.bundle.num_queries):
+            lo, hi = (int(torch.searchsorted(idx, v)) for v in (a, b))
+            if hi > lo:
+                part = idx[lo:hi]
+                yield preset.fusion.fuse(self.rows(n, part, "dense"), self.rows(n, part, "local"), weights[lo:hi])
+
+    def _window_streamed(self, n: int, scores, selected: torch.Tensor, preset: Preset,
+                         logit_scale: float) -> WindowResult:
+        """:func:`run_window` with the rows recomputed chunk by chunk (``fused`` left empty: assembled later)."""
+        empty = torch.zeros(0, *self.bundle.window_size())
+        if preset.refine.t_max == 0:
+            return WindowResult(selected, empty)
+
+        def confidence(idx):
+            return streamed_confidence(lambda: self.fused_blocks(n, idx, preset), logit_scale)
+
+        def residual(_, low, entries):
+            return streamed_residual(lambda part: self.rows(n, part, "local"), low, entries, self.chunk)
+
+        weights = preset.select.weights(preset.fusion.lam)
+        selected, _, log = refine_window(selected, selected, scores, None, lambda idx: idx, preset.refine, weights,
+                                         preset.select.k_min, logit_scale, confidence=confidence, residual=residual)
+        return WindowResult(selected, empty, log=log)
+
+    def image_rows(self, results: list[WindowResult], union: torch.Tensor, a: int, b: int,
+                   preset: Preset) -> torch.Tensor:
+        """The union's assembled logits (b − a, H, W) of its rows ``a:b`` (:func:`assemble` of those rows)."""
+        part = union[a:b]
+
+        def windows():
+            for n, r in enumerate(results):
+                hit = torch.nonzero(torch.isin(part, r.selected)).flatten()
+                queries = part[hit]
+                weights = preset.fusion.row_weights(self.means(n)[0].index_select(0, r.selected))
+                w = weights.index_select(0, torch.searchsorted(r.selected, queries))
+                fused = (preset.fusion.fuse(self.rows(n, queries, "dense"), self.rows(n, queries, "local"), w)
+                         if queries.numel() else torch.zeros(0, *self.bundle.window_size()))
+                yield hit, fused
+
+        return assemble(windows(), b - a, self.bundle, preset.fusion.fill)
+
+    def image_chunk(self) -> int:
+        """Union rows per chunk of the image assembly (aligned; the resized image and a window's rows per row)."""
+        ph, pw = self.bundle.window_size()
+        rh, rw = (int(v) for v in self.bundle.resized_hw)
+        rows = rows_per_chunk(4 * (2 * rh * rw + WINDOW_COPIES * ph * pw), self.budget.work_bytes)
+        return max(ALIGN, rows // ALIGN * ALIGN)
+
+    def image_streams(self, num_rows: int) -> bool:
+        """Whether the post-processing of ``num_rows`` union rows streams (their logits would pass the budget)."""
+        h, w = (int(v) for v in self.bundle.image_hw)
+        return self.streams and IMAGE_COPIES * 4 * num_rows * h * w > self.budget.logits_bytes
+
     def scores(self, n: int, global_score: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Window ``n``'s (global, spatial) query scores, memoised per (window, ``score.global_score``: the
         argument itself is the key)."""
@@ -201,7 +318,11 @@ class ReleasedView:
                     raise ValueError("bundle.window_global is None: global_score='cls' needs it "
                                      "(re-encode, or use score.global_score='patch_mean')")
                 cls = self.bundle.window_global[n]
-            self._scores[key] = window_scores(self.dense(n), self.local(n), cls, global_score)
+            if self.streams:  # window_scores on the memoised means
+                dense_mean, local_mean = self.means(n)
+                self._scores[key] = (dense_mean if global_score == "patch_mean" else cls.float(), local_mean)
+            else:
+                self._scores[key] = window_scores(self.dense(n), self.local(n), cls, global_score)
         return self._scores[key]
 
     def selection(self, n: int | None, preset: Preset) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -229,7 +350,10 @@ class ReleasedView:
             selected, c, alpha = self.selection(None if image else n, preset)
             if image and preset.refine.t_max > 0:  # the refinement reads this window's own confidence
                 c = released_confidence(g, s, preset.score.alpha)[0]
-            result = run_window(self.dense(n), self.local(n), (g, s, c), selected, preset, logit_scale)
+            if self.streams:
+                result = self._window_streamed(n, (g, s, c), selected, preset, logit_scale)
+            else:
+                result = run_window(self.dense(n), self.local(n), (g, s, c), selected, preset, logit_scale)
             out.append(dataclasses.replace(result, alpha=alpha))
         return out
 
@@ -244,8 +368,16 @@ class ReleasedView:
             return self._images[key]
         full = self.windows(preset, logit_scale)
         union = torch.unique(torch.cat([r.selected for r in full]))
-        rows = [(torch.searchsorted(union, r.selected), r.fused) for r in full]
-        logits = assemble(rows, union.numel(), self.bundle, preset.fusion.fill)
+        if not self.streams:
+            rows = [(torch.searchsorted(union, r.selected), r.fused) for r in full]
+            logits = assemble(rows, union.numel(), self.bundle, preset.fusion.fill)
+        elif self.image_streams(union.numel()):
+            logits = None  # streamed by predict_released: assembled chunk by chunk, twice
+            self._images.clear()
+        else:
+            size = self.image_chunk()
+            logits = torch.cat([self.image_rows(full, union, a, min(union.numel(), a + size), preset)
+                                for a in range(0, union.numel(), size)])
         # assembled: the memo keeps new results with the selections and logs, not the window-size rows
         results = [dataclasses.replace(r, fused=r.fused.new_empty((0, *r.fused.shape[1:]))) for r in full]
         self._images[key] = (results, union, logits)
@@ -258,7 +390,7 @@ def released_view(bundle: FeatureBundle | BundleView) -> ReleasedView:
     """The memo of a bundle: shared by every call on one :class:`BundleView` (kept by the view itself,
     :meth:`BundleView.extension`), fresh for a bare bundle."""
     if isinstance(bundle, BundleView):
-        return bundle.extension("released", lambda: ReleasedView(bundle.bundle))
+        return bundle.extension("released", lambda: ReleasedView(bundle.bundle, bundle.config.budget))
     if not isinstance(bundle, FeatureBundle):
         raise ValueError(f"bundle must be a FeatureBundle or BundleView, got {type(bundle).__name__}")
     return ReleasedView(bundle)
@@ -272,16 +404,35 @@ def predict_released(bundle: FeatureBundle | BundleView, protocol: Protocol, pre
         raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     view = released_view(bundle)
     b = view.bundle
+    h, w = (int(v) for v in b.image_hw)
+    need = 4 * b.num_queries * h * w
+    if return_logits and need > view.budget.logits_bytes:
+        raise ValueError(f"return_logits: Prediction.logits ({b.num_queries} queries x {h} x {w} float32) would take "
+                         f"{need / MiB:.1f} MiB, over MemoryBudget.logits_bytes ({view.budget.logits_bytes / MiB:.1f} "
+                         "MiB): predict the labels alone (return_logits=False), or give a larger budget "
+                         "(BundleView(bundle, ViewConfig(budget=MemoryBudget(logits_bytes=...))))")
     results, union, logits_union = view.image(preset, protocol.logit_scale)
     fill = preset.fusion.fill
     q2c = view.query_to_class
-    label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image,
-                                 view.affinity(preset.post.spatial), view.workspace)
+    size = view.image_chunk()
+
+    def rows_of(positions: torch.Tensor) -> torch.Tensor:  # the union's logits of these positions, aligned chunks
+        parts = {}
+        for a in torch.unique(positions // size * size).tolist():
+            parts[a] = view.image_rows(results, union, a, min(union.numel(), a + size), preset)
+        return torch.cat([parts[int(a)][int(p - a)][None] for p, a in zip(positions, positions // size * size)])
+
+    if logits_union is None:
+        label = streamed_postprocess(rows_of, q2c[union], protocol, preset.post, b.input_image, size,
+                                     view.affinity(preset.post.spatial), view.workspace)
+    else:
+        label = released_postprocess(logits_union, q2c[union], protocol, preset.post, b.input_image,
+                                     view.affinity(preset.post.spatial), view.workspace)
     logits = None
     if return_logits:
         fill_row = assemble([(torch.zeros(0, dtype=torch.long), r.fused) for r in results], 1, b, fill)
         logits = fill_row.expand(b.num_queries, *fill_row.shape[-2:]).clone()
-        logits[union] = logits_union
+        logits[union] = logits_union if logits_union is not None else rows_of(torch.arange(union.numel()))
     meta = {"preset": preset.name, "selected_per_window": [r.selected.tolist() for r in results],
             "admitted_per_window": [list(r.log.admitted) for r in results],
             "storage": b.meta.get("storage", "exact")}

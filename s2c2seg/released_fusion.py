@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .csg import CSGConfig, check_pair, fuse
+from .csg import CSGConfig, check_pair, fuse, weights_of_means
 
 __all__ = ["FUSION_FORMS", "FusionConfig", "released_guide_weights", "convex_fuse", "scatter_fill"]
 
@@ -49,11 +49,18 @@ class FusionConfig:
         if not isinstance(self.paper, CSGConfig):
             raise ValueError(f"FusionConfig.paper must be a CSGConfig, got {type(self.paper).__name__}")
 
-    def fuse(self, dense: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
-        """The selected rows' fused maps (K, H, W) in this form."""
+    def fuse(self, dense: torch.Tensor, local: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The selected rows' fused maps (K, H, W) in this form; ``weights``: their guide / CSG weights when taken
+        over a larger selection (:meth:`row_weights`; a chunk of its rows is fused here)."""
         if self.form == "convex":
-            return convex_fuse(dense, local, self)
-        return fuse(dense, local, self.paper)
+            return convex_fuse(dense, local, self, weights)
+        return fuse(dense, local, self.paper, weights)
+
+    def row_weights(self, means: torch.Tensor) -> torch.Tensor:
+        """The weights (K,) :meth:`fuse` gives the K selected rows, from their dense window means (K,)."""
+        if self.form == "convex":
+            return torch.softmax(means, dim=-1)
+        return weights_of_means(means, self.paper.mode, self.paper.temperature)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -68,14 +75,16 @@ def released_guide_weights(dense: torch.Tensor) -> torch.Tensor:
 
 
 
-def convex_fuse(dense: torch.Tensor, local: torch.Tensor, config: FusionConfig) -> torch.Tensor:
-    """Released fusion (K, H, W): ``(1 − gw)·((1 − λ)·G + λ·L) + gw·L·w`` (``csg.fuse`` of the release)."""
+def convex_fuse(dense: torch.Tensor, local: torch.Tensor, config: FusionConfig,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Released fusion (K, H, W): ``(1 − gw)·((1 − λ)·G + λ·L) + gw·L·w`` (``csg.fuse`` of the release); ``weights``
+    is ``w`` when taken over a larger selection (default :func:`released_guide_weights` of these rows)."""
     g, s = check_pair(dense, local)
     lam, gw = float(config.lam), float(config.guide_weight)
     out = g * (1.0 - lam)  # the release's op sequence, in place: every step rounds as it does
     out += s * lam
     out *= 1.0 - gw
-    guided = s * released_guide_weights(g)[:, None, None]
+    guided = s * (released_guide_weights(g) if weights is None else weights)[:, None, None]
     guided *= gw
     out += guided
     return out

@@ -35,18 +35,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .budget import MemoryBudget, window_storage
 from .bundle import FeatureBundle, storage_label, stored_window_hw
 from .data.protocols import Protocol
 from .data.sample import Sample
 from .data.vocab import Vocabulary
-from .slide import LONG_MAX, PIXEL_MEAN, PIXEL_STD, resize_short_side, slide_boxes, window_padding
+from .slide import LONG_MAX, PIXEL_MEAN, PIXEL_STD, rescale_size, resize_short_side, slide_boxes, window_padding
 
 __all__ = ["SegmenterConfig", "Segmenter", "full_vfm_config", "RANDOM_LABEL"]
 
 RANDOM_LABEL = "RANDOM WEIGHTS"
 
-WINDOW_STORAGES = ("float32", "float16")
-"""``SegmenterConfig.window_storage`` dtypes (the bundle's ``meta["storage"]`` label: :func:`storage_label`)."""
+WINDOW_STORAGES = ("auto", "float32", "float16")
+"""``SegmenterConfig.window_storage``: the budget's rule (:func:`s2c2seg.budget.window_storage`) or a dtype (the
+bundle's ``meta["storage"]`` label: :func:`storage_label`)."""
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,18 @@ class SegmenterConfig:
     ``input_image``); False gives the baseline + paper-reading sources only."""
     local_text: str = "plain"
     """CLIPSeg text of ``window_local``: ``plain`` (bare query word) or ``template`` (mean of the 80 templates)."""
-    window_storage: str = "float32"
-    """dtype of ``window_local``: ``float32`` (lossless, ``meta["storage"] = "exact"``) or ``float16``
-    (half the bytes, lossy: ``"compact-float16"``)."""
+    window_storage: str = "auto"
+    """Storage of ``window_local``: ``auto`` (the budget's rule, :func:`s2c2seg.budget.window_storage`: exact
+    float32 while it fits ``budget.window_bytes``, else float16, else reduced), ``float32`` (lossless,
+    ``meta["storage"] = "exact"``) or ``float16`` (half the bytes, lossy: ``"compact-float16"``); an explicit
+    dtype that does not fit the budget stops the encode before any model runs."""
     window_store_size: int = 0
-    """0: ``window_local`` at the window's size. s > 0 (large vocabularies): each window's maps reduced
-    (bilinear, anti-aliased) to a long side of s (:func:`~s2c2seg.bundle.stored_window_hw`), lossy,
-    ``meta["storage"] = "compact-<s>-<dtype>"``; the released pipeline upsamples them bilinearly to the window."""
+    """With an explicit ``window_storage``: 0 keeps ``window_local`` at the window's size; s > 0 reduces each
+    window's maps (bilinear, anti-aliased) to a long side of s (:func:`~s2c2seg.bundle.stored_window_hw`), lossy,
+    ``meta["storage"] = "compact-<s>-<dtype>"``; the released pipeline upsamples them bilinearly to the window.
+    ``auto`` picks the size itself (must be 0)."""
+    budget: MemoryBudget = MemoryBudget()
+    """The bytes one image may hold (:class:`s2c2seg.budget.MemoryBudget`); part of the cache key."""
     precision: str = "fp32"
     """CLIP image tower + VFM precision: ``fp32`` or ``fp16`` (the release's; CUDA only)."""
 
@@ -101,6 +108,10 @@ class SegmenterConfig:
             raise ValueError(f"window_storage must be one of {WINDOW_STORAGES}, got {self.window_storage!r}")
         if self.window_store_size < 0:
             raise ValueError(f"window_store_size must be >= 0 (0: the window's own size), got {self.window_store_size}")
+        if self.window_storage == "auto" and self.window_store_size:
+            raise ValueError("window_store_size is chosen by window_storage='auto'; give window_storage='float16' "
+                             f"(or 'float32') with window_store_size={self.window_store_size}, or 0")
+        object.__setattr__(self, "budget", MemoryBudget.of(self.budget))
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be 'fp32' or 'fp16', got {self.precision!r}")
 
@@ -168,11 +179,28 @@ class Segmenter:
             "precision": self.config.precision,
             "sources": [name for name, on in (("paper", self.config.paper_sources),
                                               ("window", self.config.window_sources)) if on],
-            "storage": (storage_label(getattr(torch, self.config.window_storage), self.config.window_store_size)
-                        if self.config.window_sources else None),
+            "storage": (self._stated_storage() if self.config.window_sources else None),
             "local_text": self.config.local_text if self.config.window_sources else None,
             "config": asdict(self.config),
         }
+
+    def _stated_storage(self) -> str:
+        """The storage label an explicit ``window_storage`` gives; ``auto`` (chosen per image, in the bundle)."""
+        if self.config.window_storage == "auto":
+            return "auto"
+        return storage_label(getattr(torch, self.config.window_storage), self.config.window_store_size)
+
+    def storage_for(self, image_hw: tuple[int, int], vocab: Vocabulary, protocol: Protocol
+                       ) -> tuple[torch.dtype, int]:
+        """(dtype, store size) of ``window_local`` for an image of ``image_hw`` (the budget's rule,
+        :func:`s2c2seg.budget.window_storage`), from the geometry alone: called before any model runs."""
+        rh, rw = rescale_size(*image_hw, protocol.short_side, self.config.long_max)
+        boxes = slide_boxes(rh, rw, protocol.crop, protocol.stride)
+        top, bottom, left, right = self.window_pad(boxes, protocol)
+        y1, y2, x1, x2 = boxes[0].tolist()
+        return window_storage(self.config.window_storage, self.config.window_store_size, len(boxes),
+                              len(vocab.queries), (y2 - y1 + top + bottom, x2 - x1 + left + right),
+                              self.config.budget, "SegmenterConfig.window_storage")
 
     # ------------------------------------------------------------------ inputs
     def _check(self, sample: Sample, vocab: Vocabulary) -> None:
@@ -243,6 +271,9 @@ class Segmenter:
     def encode(self, sample: Sample, vocab: Vocabulary, protocol: Protocol) -> FeatureBundle:
         """The FeatureBundle of ``sample`` for ``vocab`` under ``protocol`` (short side, crop, stride)."""
         want_paper, want_windows = self.config.paper_sources, self.config.window_sources
+        if want_windows:  # decided (or refused) from the geometry, before any model runs
+            self._check(sample, vocab)
+            storage = self.storage_for(sample.image.shape[:2], vocab, protocol)
         want_global = want_paper and self.config.global_view == "crops"
         logits, boxes, (rh, rw), text, globals_, image = self.dense(sample, vocab, protocol,
                                                                     with_global=want_global or want_windows)
@@ -261,9 +292,9 @@ class Segmenter:
         pad = self.window_pad(boxes, protocol)  # geometry: the dense logits are of the padded windows
         windows = {"window_pad": torch.tensor(pad, dtype=torch.long)}
         if want_windows:
-            windows.update(window_local=self.window_local(image, boxes, pad, vocab),
+            windows.update(window_local=self.window_local(image, boxes, pad, vocab, storage),
                            window_global=(globals_.float() @ text.T).cpu(), input_image=image.float().cpu())
-            meta.update(storage=desc["storage"], local_text=desc["local_text"])
+            meta.update(storage=storage_label(*storage), local_text=desc["local_text"])
         return FeatureBundle(
             dense_logits=logits,
             crop_boxes=boxes,
@@ -288,13 +319,20 @@ class Segmenter:
             stored[i:i + len(maps)] = maps.clamp(0, 1).to(torch.float16).cpu()
         return means, stored
 
-    def window_local(self, image: torch.Tensor, boxes: torch.Tensor, pad, vocab: Vocabulary) -> torch.Tensor:
+    def window_local(self, image: torch.Tensor, boxes: torch.Tensor, pad, vocab: Vocabulary,
+                     storage: tuple[torch.dtype, int] | None = None) -> torch.Tensor:
         """(N, Q, hs, ws) CLIPSeg sigmoid maps of every padded window (``ClipSeg.window_map_chunks``), in the stored
-        dtype and size (``window_store_size``), one decoder chunk at a time: never (Q, ph, pw) float32 for all Q."""
+        dtype and size ``storage`` (default: :meth:`storage_for`'s rule), one decoder chunk at a time: never
+        (Q, ph, pw) float32 for all Q."""
         top, bottom, left, right = pad
-        dtype = getattr(torch, self.config.window_storage)
         y1, y2, x1, x2 = boxes[0].tolist()
-        hs, ws = stored_window_hw((y2 - y1 + top + bottom, x2 - x1 + left + right), self.config.window_store_size)
+        window_hw = (y2 - y1 + top + bottom, x2 - x1 + left + right)
+        if storage is None:
+            storage = window_storage(self.config.window_storage, self.config.window_store_size, len(boxes),
+                                     len(vocab.queries), window_hw, self.config.budget,
+                                     "SegmenterConfig.window_storage")
+        dtype, store_size = storage
+        hs, ws = stored_window_hw(window_hw, store_size)
         out = torch.empty(len(boxes), len(vocab.queries), hs, ws, dtype=dtype)
         for n, (y1, y2, x1, x2) in enumerate(boxes.tolist()):
             window = F.pad(image[:, y1:y2, x1:x2], (left, right, top, bottom))

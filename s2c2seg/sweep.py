@@ -275,7 +275,7 @@ def sweep(dataset, backend, vocab: Vocabulary, protocol: Protocol, grid, *, meth
             p, info=info, backend=desc, background=bg, max_images=max_images, vocab=vocab, cm=tally.cms[j],
             num_images=tally.num_images, sums=tally.sums[j], world_size=ctx.world_size,
             cache=tally.cache_info(cache_dir), extra={"sweep_point": j, "settings": dict(p.settings)},
-            skipped=tally.skipped))
+            skipped=tally.skipped, storage=tally.storage))
     result = SweepResult(points, records, tally.sums[:, 2].tolist(), tally.bundle_seconds)
     if out is not None and ctx.is_main:
         result.write(out)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .budget import MemoryBudget, rows_per_chunk
 from .bundle import FeatureBundle
 from .css import CSSConfig
 from .postprocess import query_probabilities, streamed_softmax_means, synonym_max
@@ -76,15 +77,21 @@ class ViewConfig:
     """How a :class:`BundleView` bounds its memory: full-size maps of all queries only while they are small."""
 
     full_maps_bytes: int = 512 * 2**20
-    """All-query full-size maps (dense + CLIPSeg, float32) are built once and sliced when they take at most
+    """All-query full-size maps (dense + CLIPSeg, float32, and the slide average's windows that build the dense
+    ones) are built once and sliced when they take at most
     this many bytes; beyond it (large vocabularies) only a subset's maps are ever upsampled, and passes over
     all queries (the baseline's arg-max, ``score_source="baseline"``) stream in chunks of whole classes."""
     query_chunk: int = 256
     """Queries per chunk of a streamed pass (whole classes: a class with more synonyms is one chunk)."""
     subset_cache: int = 8
     """Distinct subsets whose full-size maps a view keeps (the least recently used is dropped first)."""
+    budget: MemoryBudget = MemoryBudget()
+    """The released reading's budget (:class:`s2c2seg.budget.MemoryBudget`): beyond its work bytes a window's
+    rows, beyond its logits bytes the union's logits, are computed chunk by chunk."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.budget, MemoryBudget):
+            raise ValueError(f"ViewConfig.budget must be a MemoryBudget, got {type(self.budget).__name__}")
         for name, low in (("full_maps_bytes", 0), ("query_chunk", 1), ("subset_cache", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -112,8 +119,13 @@ class BundleView:
         self.num_classes = bundle.num_classes
         self.image_hw = tuple(int(v) for v in bundle.image_hw)
         h, w = self.image_hw
-        self.streams = 2 * 4 * bundle.num_queries * h * w > config.full_maps_bytes
+        (rh, rw), (ph, pw) = (int(v) for v in bundle.resized_hw), bundle.window_size()
+        row = 4 * (rh * rw + bundle.dense_logits.shape[0] * ph * pw + 2 * h * w)
+        """Bytes per query of the all-query maps: ``slide_average``'s windows and sum, the dense and CLIPSeg maps."""
+        self.streams = bundle.num_queries * row > config.full_maps_bytes
         """Whether all-query passes stream in chunks (the all-query maps would exceed the budget)."""
+        self.chunk_queries = min(config.query_chunk, rows_per_chunk(row, config.budget.work_bytes))
+        """Queries per chunk of a streamed pass: ``config.query_chunk``, fewer where the work budget says so."""
         self._dense: torch.Tensor | None = None
         self._clipseg: torch.Tensor | None = None
         self._scores: dict = {}
@@ -159,7 +171,7 @@ class BundleView:
         return self._clipseg if queries is None else self._clipseg.index_select(0, torch.as_tensor(queries).long())
 
     def class_chunks(self) -> list[torch.Tensor]:
-        """Query indices in chunks of whole classes, classes ascending (``config.query_chunk`` queries each)."""
+        """Query indices in chunks of whole classes, classes ascending (:attr:`chunk_queries` queries each)."""
         if self._chunks is None:
             q2c = self.query_to_class
             order = torch.sort(q2c, stable=True).indices
@@ -167,7 +179,7 @@ class BundleView:
             self._chunks, start, size = [], 0, 0
             bounds = torch.cumsum(counts, 0).tolist()
             for end in bounds:
-                if end - start > self.config.query_chunk and size > start:
+                if end - start > self.chunk_queries and size > start:
                     self._chunks.append(order[start:size])
                     start = size
                 size = end

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..bundle import FeatureBundle
+from ..budget import rows_per_chunk, window_storage
+from ..bundle import FeatureBundle, storage_label, stored_window_hw
 from ..data.protocols import Protocol
 from ..data.sample import Sample
 from .config import IGNORE_INDEX, LABEL, SimConfig
@@ -214,6 +215,35 @@ def _cut_windows(maps: torch.Tensor, boxes: torch.Tensor, pad, fill: torch.Tenso
     return torch.stack(out)
 
 
+def _window_sampler(box, pad, hw: tuple[int, int], resized_hw: tuple[int, int], stored_hw: tuple[int, int]):
+    """(grid (1, hs, ws, 2), outside (top, bottom, left, right)) of one padded window at its stored size: the
+    centre of each stored cell in the padded window, the resized image, then the scene (half-pixel centres, as
+    bilinear resizing maps them), and how many stored rows / columns fall in the padding."""
+    (y1, y2, x1, x2), (t, _, left, _) = box, pad
+    (h, w), (rh, rw), (hs, ws) = hw, resized_hw, stored_hw
+    ph, pw = y2 - y1 + pad[0] + pad[1], x2 - x1 + pad[2] + pad[3]
+    ry = y1 - t + (torch.arange(hs, dtype=torch.float64) + 0.5) * ph / hs - 0.5  # resized-image coordinates
+    rx = x1 - left + (torch.arange(ws, dtype=torch.float64) + 0.5) * pw / ws - 0.5
+    outside = [int(((ry < y1 - 0.5)).sum()), int((ry > y2 - 0.5).sum()), int((rx < x1 - 0.5).sum()),
+               int((rx > x2 - 0.5).sum())]  # stored rows / columns in the top, bottom, left, right padding
+    sy, sx = (ry + 0.5) * h / rh - 0.5, (rx + 0.5) * w / rw - 0.5  # scene coordinates
+    gy, gx = (2 * sy + 1) / h - 1, (2 * sx + 1) / w - 1  # grid_sample's normalised coordinates
+    grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1).float()[None]
+    return grid, outside
+
+
+def _sample_window(maps: torch.Tensor, grid: torch.Tensor, outside, fill: torch.Tensor) -> torch.Tensor:
+    """(K, hs, ws): (K, h, w) scene-size ``maps`` sampled bilinearly at one window's stored cells, ``fill`` in its
+    padding (the compact storage's rendering: never the window at full size)."""
+    out = F.grid_sample(maps[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    t, b, left, r = outside
+    hs, ws = out.shape[-2:]
+    for rows, cols in ((slice(0, t), slice(None)), (slice(hs - b, hs), slice(None)),
+                       (slice(None), slice(0, left)), (slice(None), slice(ws - r, ws))):
+        out[:, rows, cols] = float(fill)
+    return out
+
+
 class SimBackend:
     """A backend whose sources are simulated from the ground truth (``sample.label``): SIMULATED.
 
@@ -301,6 +331,10 @@ class SimBackend:
         bh, bw = int(boxes[0, 1] - boxes[0, 0]), int(boxes[0, 3] - boxes[0, 2])
         pad = (0, 0, 0, 0) if whole else _window_pad(bh, bw, cfg.window_multiple)
         ph, pw = bh + pad[0] + pad[1], bw + pad[2] + pad[3]
+        storage = None  # decided (or refused) from the geometry, before any source is built
+        if cfg.released_sources:
+            storage = window_storage(cfg.storage_request, 0, boxes.shape[0], q, (ph, pw), cfg.budget,
+                                     "SimConfig.window_storage")
         d = max(1, cfg.dense_downsample)
         gh, gw = max(1, math.ceil(ph / d)), max(1, math.ceil(pw / d))
         active, dense = _dense_active(scene, structure, cfg)
@@ -309,13 +343,18 @@ class SimBackend:
         absent = _absent_dense(structure, cfg)
         windows = _cut_windows(dense, boxes, pad, absent[active])
         pooled = F.adaptive_avg_pool2d(windows, (gh, gw))
-        per_class = absent[None, :, None, None].expand(boxes.shape[0], c, gh, gw).clone()
-        per_class[:, active] = pooled
-        dense_q = per_class[:, q2c]
-        del per_class
-        if cfg.dense_noise > 0:
-            dense_q += cfg.dense_noise * torch.from_numpy(
-                rng.standard_normal(tuple(dense_q.shape)).astype(np.float32))
+        row = torch.full((c,), -1, dtype=torch.long)  # each class's row in ``pooled``; -1: the constant map
+        row[active] = torch.arange(active.numel())
+        dense_q = absent[q2c][None, :, None, None].expand(boxes.shape[0], q, gh, gw).clone()
+        lit = torch.nonzero(row[q2c] >= 0).flatten()
+        if lit.numel():
+            dense_q[:, lit] = pooled[:, row[q2c[lit]]]
+        if cfg.dense_noise > 0:  # one stream in (window, query, cell) order, drawn in chunks of the work budget
+            flat = dense_q.view(-1)
+            step = rows_per_chunk(12, cfg.budget.work_bytes)  # a float64 draw and its float32 copy per value
+            for i in range(0, flat.numel(), step):
+                j = min(flat.numel(), i + step)
+                flat[i:j] += cfg.dense_noise * torch.from_numpy(rng.standard_normal(j - i).astype(np.float32))
 
         # CLIPSeg, in chunks of queries (the noise is one stream in query order)
         world = _ClipsegWorld(scene, structure, cfg, rng)
@@ -324,12 +363,16 @@ class SimBackend:
         stored = torch.empty(q, hs, ws, dtype=torch.float16)
         mean = torch.empty(q)
         local = None
-        if cfg.released_sources:
-            local_dtype = torch.float16 if cfg.window_storage == "compact-float16" else torch.float32
-            local = torch.empty(boxes.shape[0], q, ph, pw, dtype=local_dtype)
+        if storage is not None:
+            local_hw = stored_window_hw((ph, pw), storage[1])
+            local = torch.empty(boxes.shape[0], q, *local_hw, dtype=storage[0])
             nothing = clipseg_activation(torch.zeros(()), cfg)
-        for start in range(0, q, QUERY_CHUNK):
-            sl = slice(start, min(q, start + QUERY_CHUNK))
+            samplers = None if local_hw == (ph, pw) else [
+                _window_sampler(box, pad, (h, w), (rh, rw), local_hw) for box in boxes.tolist()]
+        # the chunk's maps at the image, resized and window sizes within the budget's work bytes
+        chunk = min(QUERY_CHUNK, rows_per_chunk(4 * (3 * h * w + rh * rw + ph * pw), cfg.budget.work_bytes))
+        for start in range(0, q, chunk):
+            sl = slice(start, min(q, start + chunk))
             x = world.evidence(q2c[sl])
             if cfg.clipseg_noise > 0:
                 x += cfg.clipseg_noise * torch.from_numpy(rng.standard_normal(tuple(x.shape)).astype(np.float32))
@@ -337,10 +380,14 @@ class SimBackend:
             mean[sl] = maps.mean(dim=(1, 2))
             small = F.interpolate(maps[None], size=(hs, ws), mode="area")[0] if scale < 1 else maps
             stored[sl] = small.to(torch.float16)
-            if local is not None:
+            if local is not None and samplers is not None:  # compact-<s>: rendered at the stored size
+                for n, (grid, outside) in enumerate(samplers):
+                    local[n, sl] = _sample_window(maps, grid, outside, nothing).to(local.dtype)
+            elif local is not None:
                 up = maps if (rh, rw) == (h, w) else F.interpolate(maps[None], size=(rh, rw), mode="bilinear",
                                                                    align_corners=False)[0]
-                local[:, sl] = _cut_windows(up, boxes, pad, nothing.expand(up.shape[0])).to(local.dtype)
+                for n in range(boxes.shape[0]):  # one window at a time: never (N, chunk, ph, pw)
+                    local[n, sl] = _cut_windows(up, boxes[n:n + 1], pad, nothing.expand(up.shape[0]))[0].to(local.dtype)
 
         meta = {"backend": "sim", "label": LABEL, "image_id": sample.id, "seed": cfg.seed,
                 "structure": structure.source}
@@ -348,7 +395,7 @@ class SimBackend:
         if cfg.released_sources:
             released = self._released_sources(sample, label, boxes, pad, protocol.short_side, structure, q2c, rng)
             released["window_local"] = local
-            meta["storage"] = cfg.window_storage
+            meta["storage"] = storage_label(*storage)
         return FeatureBundle(
             dense_logits=dense_q.contiguous(), crop_boxes=boxes.long(),
             resized_hw=torch.tensor([rh, rw], dtype=torch.long), image_hw=torch.tensor([h, w], dtype=torch.long),

@@ -5,14 +5,19 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from ..budget import MemoryBudget
+
 __all__ = ["LABEL", "IGNORE_INDEX", "SHAPES", "WINDOW_STORAGES", "SimConfig", "EFFECT_DIALS"]
 
 LABEL = "SIMULATED"
 """What every output of this module says it is."""
 IGNORE_INDEX = 255
 SHAPES = ("ellipse", "rectangle", "voronoi")
-WINDOW_STORAGES = ("exact", "compact-float16")
-"""How ``window_local`` is stored (recorded in ``bundle.meta["storage"]``, as the contract asks)."""
+WINDOW_STORAGES = ("auto", "exact", "compact-float16")
+"""How ``window_local`` is stored (recorded in ``bundle.meta["storage"]``, as the contract asks): ``auto`` is the
+budget's rule (:func:`s2c2seg.budget.window_storage`), the others a fixed dtype at the window size."""
+_STORAGE_DTYPES = {"auto": "auto", "exact": "float32", "compact-float16": "float16"}
+"""``SimConfig.window_storage`` -> the request :func:`s2c2seg.budget.window_storage` reads."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,12 @@ class SimConfig:
     released_sources: bool = True
     """Also produce the released pipeline's per-window sources (False: those bundle fields are None, e.g. for
     very large vocabularies, where ``window_local`` is N·Q·crop² values)."""
-    window_storage: str = "exact"
-    """``exact`` (float32) or ``compact-float16`` (lossy, half the bytes) storage of ``window_local``."""
+    window_storage: str = "auto"
+    """``auto`` (exact while ``budget.window_bytes`` holds it, else float16, else float16 reduced to the largest
+    long side that fits: ``compact-<s>-float16``), ``exact`` (float32) or ``compact-float16`` (lossy, half the
+    bytes); an explicit storage that does not fit the budget stops the encode before any source is built."""
+    budget: MemoryBudget = MemoryBudget()
+    """The bytes one image may hold (:class:`s2c2seg.budget.MemoryBudget`): the window storage and the chunks."""
     window_multiple: int = 56
     """Sliding windows (crop > 0) are zero-padded, centred, to a multiple of this side, as the release does
     (its 336 / 224 crops already are; only images smaller than the crop get padding); 0 = never pad."""
@@ -161,8 +170,17 @@ class SimConfig:
                 bad(name, "must be a bool")
         if self.window_storage not in WINDOW_STORAGES:
             bad("window_storage", f"must be one of {WINDOW_STORAGES}")
+        try:
+            object.__setattr__(self, "budget", MemoryBudget.of(self.budget))
+        except (TypeError, ValueError) as exc:
+            bad("budget", f"must be a MemoryBudget ({exc})")
         if self.similarity is not None and not isinstance(self.similarity, (str, Path)):
             bad("similarity", "must be a file path or None")
+
+    @property
+    def storage_request(self) -> str:
+        """``window_storage`` as :func:`s2c2seg.budget.window_storage` reads it (``auto``, ``float32``, ``float16``)."""
+        return _STORAGE_DTYPES[self.window_storage]
 
     @property
     def n_present_range(self) -> tuple[int, int]:
