@@ -15,10 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "s2c2seg"
 LAYERS = [
     ("base", ["", "store", "io", "regions", "metrics", "slide", "distributed", "palettes", "lab", "notebook_params",
               "data.*", "prediction", "primitives"]),
-    ("bundle", ["bundle", "records"]),
+    ("bundle", ["bundle", "records", "budget"]),
     ("models", ["models.*", "segmenter", "sim.*"]),
     ("math", ["css", "csg", "released_scores", "released_fusion", "refine", "spatial_refine", "postprocess",
-              "released_post", "view"]),
+              "released_post", "released_stream", "view"]),
     ("configuration", ["presets", "encode_side"]),
     ("methods", ["paper", "released", "predict", "analysis"]),
     ("run", ["runspec", "cache", "experiments", "factories", "plots", "figures", "explain", "explain_plot",
