@@ -20,7 +20,7 @@ LAYERS = [
     ("math", ["css", "csg", "released_scores", "released_fusion", "refine", "spatial_refine", "postprocess",
               "released_post", "released_stream", "view"]),
     ("configuration", ["presets", "encode_side"]),
-    ("methods", ["paper", "released", "predict", "analysis"]),
+    ("methods", ["paper", "released_window", "released", "predict", "analysis"]),
     ("run", ["runspec", "cache", "experiments", "factories", "plots", "figures", "explain", "explain_plot",
              "segment_backends"]),
     ("evaluation", ["evaluate", "sweep"]),
