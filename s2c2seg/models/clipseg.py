@@ -74,7 +74,7 @@ class ClipSegSettings:
     """Template set for ``prompt="templates"``: ``openai_imagenet`` (80) or ``simple_imagenet`` (open_clip's lists)."""
     decoder_chunk: int = 8
     """Prompts per decoder call. Bounds memory for large vocabularies (the decoder MLP holds K x 485 x 2048
-    floats) and is faster on CPU than one large batch (measured in docs/benchmarks.md)."""
+    floats) and is faster on CPU than one large batch (measured in docs/benchmarks.md at e7201bb; git history)."""
     text_chunk: int = 256
     """Prompts per text-encoder call."""
 
