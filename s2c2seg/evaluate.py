@@ -252,8 +252,10 @@ def encode_of(settings: Sequence[RunSpec]) -> EncodeSpec:
 
 def check_sources(backend_desc: dict, settings: Sequence[RunSpec]) -> None:
     """Refuse, before any image is encoded, a backend whose stated encode side (its ``describe()``: source groups,
-    CLIPSeg text, precision) is not what the settings need (:meth:`EncodeSpec.check`)."""
-    encode_of(settings).check(backend_desc, "backend")
+    CLIPSeg text, precision) is not what each setting needs (:meth:`EncodeSpec.check`; a backend that states no
+    CLIPSeg text, as the simulation, serves settings of either text)."""
+    for p in settings:
+        p.encode.check(backend_desc, "backend")
 
 
 def _text_corrupt(backend) -> int:

@@ -203,3 +203,15 @@ def test_a_sweep_preset_applies_to_its_s2c2seg_points_only(city):
     assert [p.preset for p in points][0] is None and points[1].preset.name == "released++"
     with pytest.raises(ValueError, match="reads no preset"):
         make_points([{"method": "baseline", "preset": "released"}], proto, dataset="cityscapes")
+
+
+def test_a_backend_without_clipseg_text_serves_both_texts_in_one_pass():
+    """The simulation states no CLIPSeg text: one pass may mix released (plain) and released++ (template) on
+    Cityscapes, as notebook 07's tables do; a Segmenter that states 'plain' is refused for the template run."""
+    from s2c2seg.data.protocols import Protocol
+    from s2c2seg.evaluate import check_sources
+
+    both = [resolve_run("s2c2seg", "cityscapes", Protocol(), preset=p) for p in ("released", "released++")]
+    check_sources({"backend": "sim", "sources": ["paper", "window"]}, both)
+    with pytest.raises(EncodeMismatchError, match="'template' text, this backend encoded 'plain'"):
+        check_sources({"sources": ["paper", "window"], "local_text": "plain"}, both)
