@@ -97,3 +97,56 @@ def test_class_scores_default_logit_scale_is_the_anchors_40():
     default = class_scores(b, "baseline")
     assert torch.equal(default[1], BundleView(b).class_scores("baseline", 40.0)[1])
     assert not torch.equal(default[1], BundleView(b).class_scores("baseline", 41.0)[1])
+
+
+def test_feedback_signal_share_by_hand():
+    """Catches ``total > 0`` -> ``> 1`` (one high pixel is a share too) and ``total + 1e-6`` -> ``- 1e-6``."""
+    s = refine.feedback_signal(torch.tensor([1.0]), 1, torch.tensor([2]), 4)
+    assert s.tolist()[0:2] == [0.0, 0.0] and s[3] == 0.0
+    assert float(s[2]) == pytest.approx(1.0 / (1.0 + 1e-6), rel=0, abs=2e-7)  # float32; 1 / (1 - 1e-6) is 2e-6 off
+
+
+def test_residual_evidence_edges():
+    """Catches ``or`` -> ``and`` in the guard (no low pixel: zeros, not the NaN mean of nothing) and
+    ``numel() == 0`` -> ``== 1`` (one entry has its evidence)."""
+    local = torch.arange(2 * 2 * 3, dtype=torch.float32).reshape(2, 2, 3)
+    none = torch.zeros(2, 3, dtype=torch.bool)
+    assert refine.residual_evidence(local, none, torch.tensor([0, 1])).tolist() == [0.0, 0.0]
+    low = torch.tensor([[True, False, False], [False, False, True]])
+    assert refine.residual_evidence(local, low, torch.tensor([1])).tolist() == [(6.0 + 11.0) / 2]  # row 1: 6..11
+
+
+def _paper_bundle():
+    return make_bundle(seed=3)
+
+
+def test_predict_paper_defaults_and_messages():
+    """Catches predict_paper's defaults moved (``score_source="clipseg"``, ``select=True``, ``ignore_index=255``),
+    the oracle's ignore value not passed on, the single-class oracle subset widened (``numel() == 0`` ->
+    ``== 1``), the oracle's ``s_glob`` not None, and the reader named in the missing-source error."""
+    import dataclasses as dc
+
+    from s2c2seg.bundle import BundleError
+    from s2c2seg.css import CSSConfig
+    from s2c2seg.data.protocols import get_protocol
+    from s2c2seg.paper import predict_paper
+    from s2c2seg.predict import predict
+
+    b, proto = _paper_bundle(), get_protocol("voc21", "proxyclip")
+    css, csg = CSSConfig(k_min=2, k_max=3), CSGConfig()
+    direct = predict_paper(BundleView(b), proto, "s2c2seg", css, csg)
+    full = predict(b, proto, "s2c2seg", css=css, csg=csg, score_source="clipseg", select=True)
+    assert torch.equal(direct.label_map, full.label_map) and torch.equal(direct.subset, full.subset)
+    h, w = (int(v) for v in b.image_hw)
+    label = torch.full((h, w), 255, dtype=torch.long)
+    label[:3, :3] = 2  # one class present, the rest unlabelled (255, the default ignore value)
+    oracle = predict_paper(BundleView(b), proto, "oracle", css, csg, label=label)
+    assert oracle.subset.tolist() == [2] and oracle.s_glob is None and oracle.s_spat is None
+    label16 = torch.where(label == 255, torch.full_like(label, 65535), label)
+    assert predict_paper(BundleView(b), proto, "oracle", css, csg, label=label16,
+                         ignore_index=65535).subset.tolist() == [2]
+    with pytest.raises(ValueError, match="^label: method='oracle' needs the image's label map$"):
+        predict_paper(BundleView(b), proto, "oracle", css, csg)
+    lean = dc.replace(b, global_sim=None)
+    with pytest.raises(BundleError, match=r"\(method='s2c2seg' with the paper reading reads"):
+        predict_paper(BundleView(lean), proto, "s2c2seg", css, csg)
