@@ -12,36 +12,40 @@
 # ---
 
 # %% [markdown]
-# # 00 · Quickstart: one image, any vocabulary, baseline vs S2C2Seg
+# # 00 · Quickstart: your image, your words
 #
-# Encode one image once (the models run only here), then predict with the training-free baseline and with
-# S2C2Seg (CSS picks a category subset, CSG fuses the baseline's global cosine maps with CLIPSeg's local
-# maps). With `backend="auto"` real weights are used when they load, otherwise the simulation; the line
-# printed below, every figure title and the JSON record say which (`SIMULATED` / `RANDOM WEIGHTS`).
+# One call, `s2c2seg.segment_image(image, classes)`, the same path as the command line
+# `s2c2seg segment IMAGE --classes "cat; kitty, sofa, floor"`: the words become a vocabulary (classes split on
+# `,`, synonyms of one class on `;`), the models encode the image once, and S2C2Seg's default preset chooses
+# a class subset and fuses the baseline's maps with CLIPSeg's. Below: the baseline and S2C2Seg side by side,
+# then the explanation figure (`docs/segment.md`): the class scores, what was selected in each sliding
+# window, and the fusion weights.
 #
-# Your own vocabulary: set `vocabulary = ["cat", ["sofa", "couch"], "floor"]` (a list item may be a list of
-# synonyms). Your own image: `image_path = "photo.jpg"` (no ground truth then).
+# Your photo: `image_path = "photo.jpg"`; your words: `classes = "dog, grass; lawn, sky"`. The preset is
+# named, never typed out: `preset = ""` is the package's default (`s2c2seg.presets.DEFAULT_PRESET`),
+# `"released++"` or `"paper"` the others, and `overrides = {"select.tau": 0.5}` changes one of its values
+# (as `--set select.tau=0.5` does).
+#
+# With `backend="auto"` real weights are used when they load, otherwise the simulation, and every figure and
+# the record say so (`SIMULATED` / `RANDOM WEIGHTS`). The simulation does not look at the picture: it draws
+# a simulated scene at the image's size, so its overlay shows the pipeline working, not a segmentation of
+# the picture.
 
 # %% tags=["parameters"]
-backend = "auto"            # pretrained, random, sim or auto (pretrained when it loads, else sim)
-dataset = "voc21"           # protocol (and vocabulary unless `vocabulary` is given)
-# a dataset root in its MMSeg layout; empty = simulated scenes or generated data
-data_root = ""
-baseline = "sclip"          # sclip | maskclip | clearclip | naclip | proxyclip | corrclip
-size = "full"               # model size: "full" (the paper's) or "tiny" (CI, random weights)
-n_images = 1
-image_index = 0
-# your own image (overrides the dataset's)
+backend = "auto"            # auto (real weights when they load, else sim), pretrained, random or sim
+baseline = "proxyclip"      # proxyclip | sclip | clearclip | naclip | maskclip
+size = "full"               # model size for backend="random": "full" or "tiny" (CI)
+# your photo; empty = a generated picture
 image_path = ""
-# your own class names; empty = the dataset vocabulary
-vocabulary = []
+# your words: classes separated by ",", synonyms of one class by ";"
+classes = "cat; kitty, sofa, floor"
+# a benchmark key (e.g. "voc21") for its protocol, and its names when classes is empty
+dataset = ""
+# empty = the default preset; "released++" or "paper"
+preset = ""
+# the preset's values to change, by dotted key (as --set KEY=VALUE)
+overrides = {}
 seed = 0
-tau = 0.3
-k_min = 6
-k_max = 20
-lam = 0.6
-temperature = 0.01
-fusion = "category_aware"
 # empty = runs/notebooks/interactive/NOTEBOOK
 out_dir = ""
 # bundle cache shared by the notebooks of a run; empty = none
@@ -50,68 +54,70 @@ records_dir = ""
 backend_requested = ""
 
 # %%
+from pathlib import Path
+
 import numpy as np
 
-from s2c2seg import plots, session
+from s2c2seg import explain_plot, plots, segment_image, session
 
 plots.use_style()
-from s2c2seg.css import CSSConfig
-from s2c2seg.csg import CSGConfig
-from s2c2seg.predict import BundleView, predict
 
-S = session.open_session(
-    "00_quickstart", backend=backend, dataset=dataset, data_root=data_root, baseline=baseline,
-    n_images=max(n_images, image_index + 1), size=size, seed=seed, out_dir=out_dir, cache_dir=cache_dir,
-    backend_requested=backend_requested, vocabulary=vocabulary,
-    params=dict(tau=tau, k_min=k_min, k_max=k_max, lam=lam, temperature=temperature, fusion=fusion,
-                image_index=image_index, image_path=image_path))
-print(S.banner())
-
-# %%
 if image_path:
-    if S.backend_name == "sim":
-        raise ValueError("image_path needs a model backend (pretrained or random): the simulation makes its "
-                         "features from a scene's ground truth, so it runs on its own scenes only")
-    from s2c2seg.data import Sample
-    from s2c2seg.io import load_image
+    image, source = image_path, f"your image {image_path}"
+else:  # a picture painted from a simulated scene over the words (not a photo)
+    from s2c2seg.segment import parse_classes
+    from s2c2seg.sim import SimConfig, make_scene
 
-    sample = Sample(id=image_path, image=load_image(image_path))
-else:
-    sample = S.sample(image_index)
-bundle = S.backend.encode(sample, S.vocab, S.protocol)
-css_cfg = CSSConfig(tau=tau, k_min=k_min, k_max=k_max)
-csg_cfg = CSGConfig(mode=fusion, lam=lam, temperature=temperature)
-view = BundleView(bundle)  # the full-size maps, computed once for both predictions
-base = predict(view, S.protocol, "baseline", background=S.background)
-ours = predict(view, S.protocol, "s2c2seg", css=css_cfg, csg=csg_cfg, background=S.background)
-subset = ours.subset.tolist()
-print(f"{S.num_classes} classes in the vocabulary; CSS kept {len(subset)}:",
-      ", ".join(S.class_names[i] for i in subset))
+    words = parse_classes(classes) if classes else dataset
+    image = make_scene(words, SimConfig(seed=seed, image_size=(375, 500)), index=0).image
+    source = "a generated picture (a simulated scene, painted; not a photo)"
+
+res = segment_image(image, classes or None, baseline=baseline, preset=preset or None, overrides=overrides,
+                    backend=backend, size=size, dataset=dataset or None, cache_dir=cache_dir or None, explain=True)
+run = res.run
+out = Path(out_dir) if out_dir else Path("runs") / "notebooks" / "interactive" / "00_quickstart"
+S = session.Session(notebook="00_quickstart", backend=None, info=run["backend"],
+                    backend_requested=backend_requested or backend, dataset_name=dataset or "custom",
+                    dataset=[res.image], data_source=source, vocab=res.vocab, protocol=run["protocol"],
+                    out_dir=out.resolve(), params=dict(backend=backend, baseline=baseline, size=size,
+                                                       image_path=image_path, classes=classes, dataset=dataset,
+                                                       preset=preset, overrides=overrides, seed=seed))
+print(S.banner())
+print(f"preset {run['preset']['preset']!r} on {run['preset']['dataset']!r}; protocol: {run['protocol_source']}")
 
 # %%
-maps = {}
-# a custom vocabulary matches the labels only in simulated scenes (made over that vocabulary)
-has_gt = sample.label is not None and not image_path and (not vocabulary or S.backend_name == "sim")
-if has_gt:
-    maps["ground truth"] = np.asarray(sample.label)
-maps[f"baseline ({baseline})"] = base.label_map.numpy()
-maps["S2C2Seg"] = ours.label_map.numpy()
-palette = plots.label_palette(dataset, S.num_classes)
-fig = plots.plot_label_maps(sample.image, maps, S.class_names, palette=palette,
-                            title=f"{baseline} vs S2C2Seg on {sample.id}", label=S.label)
+rows = {c.name: {"synonyms": ", ".join(c.synonyms), "area %": c.area_percent, "kept by CSS": c.selected,
+                 "global": c.scores["global"], "spatial": c.scores["spatial"], "confidence": c.scores["confidence"]}
+        for c in res.classes}
+print(S.markdown_table(rows, "class"))
+
+# %%
+palette = plots.label_palette(dataset or None, len(res.classes))
+fig = plots.plot_label_maps(res.image, {f"baseline ({baseline})": res.baseline_map,
+                                        f"S2C2Seg ({run['preset']['preset']})": res.label_map},
+                            res.class_names, palette=palette, title=f"{baseline} vs S2C2Seg on {res.name}",
+                            label=S.label)
 S.save(fig, "overlays", close=False)
 
-# %%
-values = {"image": sample.id, "subset": subset, "subset_names": [S.class_names[i] for i in subset],
-          "num_classes": S.num_classes, "classes_predicted": {}}
-for name, m in maps.items():
-    values["classes_predicted"][name] = sorted(int(v) for v in np.unique(m) if v != 255)
-if has_gt:
-    from s2c2seg.metrics import ConfusionMatrix
-    import torch
+# %% [markdown]
+# ## Why S2C2Seg kept each class
+#
+# Top row: the image with its sliding windows, the baseline and S2C2Seg. Bottom row: each class's global,
+# spatial and confidence scores (coloured per column, values printed; α in the title), what each window's
+# selection did with each class (candidate union, selected, admitted by the refinement round of
+# `released++`), and the fusion weights `w` of the kept classes (the paper preset: its stage-1 union, the
+# subset and CSG's `w`).
 
-    lab = torch.as_tensor(np.asarray(sample.label))
-    values["miou_baseline"] = 100 * ConfusionMatrix(S.num_classes).update(base.label_map, lab).miou()
-    values["miou_s2c2seg"] = 100 * ConfusionMatrix(S.num_classes).update(ours.label_map, lab).miou()
-    print(f"this image: baseline mIoU {values['miou_baseline']:.1f}, S2C2Seg {values['miou_s2c2seg']:.1f}")
+# %%
+fig = explain_plot.explain_figure(res)
+S.save(fig, "explanation", close=False)
+
+# %%
+values = {"image": res.name, "size": list(res.label_map.shape), "preset": run["preset"]["preset"],
+          "subset": res.selected, "subset_names": [res.class_names[i] for i in res.selected],
+          "num_classes": len(res.classes), "alpha": res.alpha,
+          "areas": {c.name: c.area_percent for c in res.classes},
+          "baseline_classes": sorted(int(v) for v in np.unique(res.baseline_map)),
+          "s2c2seg_classes": sorted(int(v) for v in np.unique(res.label_map)), "run": run}
+print(f"CSS kept {len(res.selected)} of {len(res.classes)} classes:", ", ".join(values["subset_names"]))
 S.write_record(values)

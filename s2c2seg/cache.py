@@ -159,7 +159,6 @@ class BundleCache:
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = CacheStats()
-        self._partial: tuple[str, FeatureBundle] | None = None
 
     def __repr__(self) -> str:
         return f"BundleCache({str(self.root)!r})"
@@ -170,10 +169,16 @@ class BundleCache:
         return self.root / key[:2] / f"{key}{self.SUFFIX}"
 
     def get(self, key: str, need=frozenset()) -> FeatureBundle | None:
-        """The bundle stored under ``key``, or None (missing, or unreadable/foreign: then deleted). An entry that
-        lacks one of the source groups ``need`` is not served: it is kept aside and the next :meth:`put` under
-        ``key`` extends it with the new encode's groups (``FeatureBundle.extended``)."""
-        self._partial = None
+        """The bundle stored under ``key``, or None: missing, unreadable / foreign (then deleted and counted
+        corrupt), or lacking one of the source groups ``need`` (kept: :meth:`extend` adds the groups)."""
+        bundle = self._read(key)
+        if bundle is None or not set(need) <= bundle.source_groups():
+            return None
+        self.stats.hits += 1
+        return bundle
+
+    def _read(self, key: str) -> FeatureBundle | None:
+        """The verified entry under ``key``, or None (missing; damaged or foreign: deleted and counted)."""
         path = self.path(key)
         if not path.is_file():
             return None
@@ -185,22 +190,21 @@ class BundleCache:
             self.stats.corrupt += 1
             path.unlink(missing_ok=True)
             return None
-        if not set(need) <= bundle.source_groups():
-            self._partial = (key, bundle)
-            return None
-        self.stats.hits += 1
         return bundle
 
     def put(self, key: str, bundle: FeatureBundle) -> Path:
-        """Store ``bundle`` under ``key`` (its ``meta`` gets ``key`` and the tensors' ``checksum``); atomic. An entry
-        that :meth:`get` found lacking a group is extended with it, not replaced; returns the entry's path."""
-        if self._partial is not None and self._partial[0] == key:
-            bundle = bundle.extended(self._partial[1])  # the new encode, plus what only the entry had
-        self._partial = None
+        """Store ``bundle`` under ``key``, replacing any entry (its ``meta`` gets ``key`` and the tensors'
+        ``checksum``); atomic. Returns the entry's path."""
         path = self.path(key)
         bundle.meta = {**bundle.meta, "key": key, "checksum": tensor_checksum(bundle)}
         bundle.save(path)
         return path
+
+    def extend(self, key: str, bundle: FeatureBundle) -> Path:
+        """Store ``bundle`` under ``key`` together with the source groups that only the existing entry has
+        (``FeatureBundle.extended``: an entry is extended, never narrowed); atomic. Returns the entry's path."""
+        old = self._read(key)
+        return self.put(key, bundle if old is None else bundle.extended(old))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob(f"*/*{self.SUFFIX}"))

@@ -7,6 +7,11 @@ running. ``--debug`` (anywhere on the line) or ``S2C2SEG_DEBUG=1`` prints the tr
 every rank exits with that status (so torchrun stops; it then prints its own failure summary) and only rank 0
 prints, except for an error of one image (:class:`~s2c2seg.evaluate.ImageError`), which the rank that met it
 reports (the ranks that then lose their peer stay quiet).
+
+Every path option is declared with :func:`add_path_argument` and a :class:`PathRule` (file or folder, whether it
+must exist, whether it may be empty, the fix): a path that does not exist, a file where a folder belongs (or the
+reverse) or an empty folder is refused while the line is parsed, before any work, by :func:`check_path`, with a
+:class:`PathError` naming the option, the path and the fix (exit 2).
 """
 from __future__ import annotations
 
@@ -16,15 +21,19 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from .distributed import PeerFailedError, env_rank
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "DEBUG_ENV", "OFFLINE_FIX", "QUIET_EXIT_DELAY_S",
-           "UsageError", "build_parser", "main", "console", "exit_status", "error_line"]
+           "UsageError", "PathError", "PathRule", "OUT_FOLDER", "check_path", "add_path_argument", "build_parser",
+           "main", "console", "exit_status", "error_line"]
 
 # module that owns each sub-command; each exposes ``register_cli(subparsers)`` which sets ``func``.
-_COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.cli_sweep", "s2c2seg.tables", "s2c2seg.notebooks")
+_COMMANDS = ("s2c2seg.cli_eval", "s2c2seg.cli_sweep", "s2c2seg.cli_tables", "s2c2seg.cli_notebooks",
+             "s2c2seg.cli_segment")
 
 EXIT_FAILURE = 1
 """Exit status of a failure while running."""
@@ -62,6 +71,70 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
+class PathError(OSError):
+    """A path on the command line that cannot be used as given (the message names the option and the fix)."""
+
+
+@dataclass(frozen=True)
+class PathRule:
+    """What a path option takes: ``kind`` (``"file"``, ``"folder"`` or ``"file or folder"``), whether it must
+    already exist (an output is created when missing) and may be empty, and the fix an error offers."""
+
+    kind: str
+    fix: str
+    must_exist: bool = True
+    may_be_empty: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("file", "folder", "file or folder"):
+            raise ValueError(f"PathRule.kind must be 'file', 'folder' or 'file or folder', got {self.kind!r}")
+
+
+OUT_FOLDER = PathRule("folder", "give a folder; it is created when missing", must_exist=False)
+"""An output folder (``--out``, ``--cache-dir``): created when missing, so only a file in its place is refused."""
+
+
+def check_path(value: str | os.PathLike, option: str, rule: PathRule) -> Path:
+    """``value`` as a Path when it fits ``rule``; else :class:`PathError` naming ``option``, the path and the fix."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        if rule.must_exist:
+            raise PathError(f"{option} {value}: no such {rule.kind} ({rule.fix})")
+        return path
+    if rule.kind == "folder" and not path.is_dir():
+        raise PathError(f"{option} {value} is a file, not a folder ({rule.fix})")
+    if rule.kind == "file" and path.is_dir():
+        raise PathError(f"{option} {value} is a folder, not a file ({rule.fix})")
+    if rule.must_exist and not rule.may_be_empty:
+        if path.is_dir() and next(path.iterdir(), None) is None:
+            raise PathError(f"{option} {value} is an empty folder ({rule.fix})")
+        if path.is_file() and path.stat().st_size == 0:
+            raise PathError(f"{option} {value} is an empty file ({rule.fix})")
+    return path
+
+
+class _PathType:
+    """argparse ``type=`` of a path option: :func:`check_path`, keeping the string. Its :class:`PathError` is an
+    ``OSError``, which argparse does not turn into a usage message: it reaches :func:`console` whole."""
+
+    def __init__(self, option: str, rule: PathRule) -> None:
+        self.option, self.rule = option, rule
+
+    def __call__(self, value: str) -> str:
+        check_path(value, self.option, self.rule)
+        return value
+
+    def __repr__(self) -> str:
+        return f"path ({self.rule.kind})"
+
+
+def add_path_argument(parser, *flags: str, rule: PathRule, **kwargs) -> argparse.Action:
+    """``parser.add_argument(*flags, **kwargs)`` for a path checked by ``rule`` when the line is parsed."""
+    # an option is named by its long form, a positional by its metavar
+    option = max(flags, key=len) if flags[0].startswith("-") else kwargs.get("metavar", flags[0].upper())
+    return parser.add_argument(*flags, type=_PathType(option, rule), **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="s2c2seg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,7 +153,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     from .models.offline import ModelUnavailableError
 
     return (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
-            ModelUnavailableError)
+            PathError, ModelUnavailableError)
 
 
 def exit_status(exc: BaseException) -> int:

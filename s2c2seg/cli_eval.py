@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import OUT_FOLDER, PathRule, add_path_argument
 from .css import STAGE2_POOLS, CSSConfig
 from .csg import FUSION_MODES, CSGConfig
 from .data.datasets import DATASETS
@@ -17,7 +18,7 @@ from .data.protocols import Protocol
 from .data.vocab import Vocabulary
 from .distributed import env_rank
 from .evaluate import ON_ERROR, ON_ERROR_DEFAULT, evaluate
-from .factories import SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
+from .factories import MODEL_BACKENDS, SIM_IMAGES, backend_by_name, benchmark_key, dataset_by_name
 from .encode_side import EncodeSpec
 from .predict import METHODS, SCORE_SOURCES
 from .presets import PRESETS, resolve_preset
@@ -33,13 +34,15 @@ METHOD_OPTIONS = "--tau, --k-min, --k-max, --use, --stage2-pool, --mode, --lam, 
 PAPER_OPTIONS = {"tau": "css", "k_min": "css", "k_max": "css", "use": "css", "stage2_pool": "css",
                  "no_keep_background": "css", "mode": "csg", "lam": "csg", "temperature": "csg"}
 """The paper preset's options (argument dest -> the config it sets)."""
-MODEL_BACKENDS = ("pretrained", "random", "auto")
-"""``--backend`` values that build a Segmenter (the others take no Segmenter settings)."""
 SOURCE_CHOICES = ("needed", "all")
 """``--sources``: the bundle sources a model backend computes: what the run reads, or every group (one cache
 entry then serves the baseline, the paper reading and the released presets alike)."""
 RELEASED_ALIASES = {"tau": "select.tau", "k_min": "select.k_min", "k_max": "select.k_max", "lam": "fusion.lam"}
 """Paper options that a released preset has too, as its dotted keys; the others need ``--preset paper``."""
+
+
+DATA_ROOT = PathRule("folder", "give the dataset's root folder; see docs/datasets.md", must_exist=False)
+"""``--data-root``: a missing or empty root is the dataset's own error, which names the layout it expects."""
 
 
 def _opt_float(text: str):
@@ -52,9 +55,10 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("dataset", help=f"benchmark key ({', '.join(DATASETS)}), or sim:<key> for SIMULATED scenes "
                                    "(use --backend sim)")
     g.add_argument("--sim-images", type=int, default=SIM_IMAGES, help="number of scenes for sim:<key>")
-    g.add_argument("--data-root", help="the dataset's root folder (see docs/datasets.md)")
+    add_path_argument(g, "--data-root", rule=DATA_ROOT, help="the dataset's root folder (see docs/datasets.md)")
     g.add_argument("--split", default="val")
-    g.add_argument("--region-dir", help="folder of CorrCLIP's <image stem>.npz region masks (for the vote)")
+    add_path_argument(g, "--region-dir", rule=PathRule("folder", "give the folder of CorrCLIP's <image stem>.npz "
+                      "region masks"), help="folder of CorrCLIP's <image stem>.npz region masks (for the vote)")
     g.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     g = p.add_argument_group("backend")
     g.add_argument("--baseline", default="sclip", help="sclip, proxyclip, corrclip, naclip, clearclip, maskclip")
@@ -68,7 +72,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                         "reading's whole-image CLIPSeg, a baseline run every S2C2Seg source), or all of them, so "
                         "that one --cache-dir serves later runs of every method")
     g = p.add_argument_group("vocabulary")
-    g.add_argument("--names", help="a name file (one class per line, synonyms on the line) instead of the packaged one")
+    add_path_argument(g, "--names", rule=PathRule("file", "give a name file: one class per line, synonyms on the line"),
+                      help="a name file (one class per line, synonyms on the line) instead of the packaged one")
     g.add_argument("--names-sep", default=None, help="synonym separator of --names (default: ', ' or '; ' by variant)")
     g = p.add_argument_group("protocol overrides (defaults: the anchors' table for dataset x baseline)")
     g.add_argument("--short-side", type=int)
@@ -81,8 +86,9 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vote", dest="vote", action="store_true", default=None, help="CorrCLIP's region vote on")
     g.add_argument("--no-vote", dest="vote", action="store_false", help="region vote off")
     g = p.add_argument_group("cache and output")
-    g.add_argument("--cache-dir", help="feature-bundle cache folder (resume, sweeps)")
-    g.add_argument("--out", required=True, help="output folder (refused if it holds a finished record)")
+    add_path_argument(g, "--cache-dir", rule=OUT_FOLDER, help="feature-bundle cache folder (resume, sweeps)")
+    add_path_argument(g, "--out", rule=OUT_FOLDER, required=True,
+                      help="output folder (refused if it holds a finished record)")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--on-error", choices=ON_ERROR, default=ON_ERROR_DEFAULT,
                    help="an image that fails: stop naming it (default), or skip it and list it in the record")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .cli import PathRule, add_path_argument
 from .cli_eval import add_common_arguments, add_method_arguments, backend_from_args, data_from_args, method_from_args
 from .distributed import env_rank
 from .evaluate import dataset_info, encode_of
@@ -64,7 +65,8 @@ def register_cli(subparsers) -> None:
     p = subparsers.add_parser("sweep", help="evaluate a grid of downstream settings, each image's bundle read once",
                               description=sweep_module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--grid", help="YAML grid: a mapping key -> values (product) or a list of points")
+    add_path_argument(what, "--grid", rule=PathRule("file", "give a YAML grid: a mapping key -> values or a list of "
+                      "points"), help="YAML grid: a mapping key -> values (product) or a list of points")
     what.add_argument("--points", help="named experiment points of the paper's tables: point keys and/or layouts "
                                        "(main, components, scoring, fusion, unit_scope), comma-separated, or 'all'")
     add_common_arguments(p)

@@ -141,7 +141,7 @@ def load_item(dataset, backend, vocab: Vocabulary, protocol: Protocol, index: in
     check_bundle(bundle, vocab, sample)
     if not cached and cache is not None:
         cache.stats.misses += 1
-        cache.put(key, bundle)
+        cache.extend(key, bundle)  # keeps the source groups only an older entry has
     t2 = time.perf_counter()
     return Item(index, sample, bundle, cached, encode_seconds=t2 - t1, load_seconds=t1 - t0)
 

@@ -9,9 +9,12 @@ from pathlib import Path
 
 from .segmenter import Segmenter, SegmenterConfig, full_vfm_config
 
-__all__ = ["build_backend", "backend_for", "SIM_IMAGES", "SIM_PREFIX", "benchmark_key", "backend_by_name",
+__all__ = ["build_backend", "backend_for", "MODEL_BACKENDS", "SIM_IMAGES", "SIM_PREFIX", "benchmark_key",
+           "backend_by_name",
            "dataset_by_name"]
 
+MODEL_BACKENDS = ("pretrained", "random", "auto")
+"""Backend names that build a Segmenter (the others take no Segmenter settings)."""
 SIM_IMAGES = 8
 """Number of SIMULATED scenes of a ``sim:<dataset>`` split unless told otherwise."""
 SIM_PREFIX = "sim:"

@@ -10,15 +10,17 @@ Every exported file ``X`` gets a sidecar ``X.json`` naming the run record it cam
 notebook, the backend and its label (``SIMULATED`` / ``RANDOM WEIGHTS`` / ``""`` for real weights), the
 datasets and the image count. A file from another run is never silently replaced: the new one gets the next
 free versioned name (``main_results.v2.pdf``) unless ``replace=True``; a re-export from the same record
-overwrites its own files.
+overwrites its own files. Every file is written atomically, its sidecar first (so a file never stands without the
+sidecar that makes it ours); a sidecar that is damaged (it carries its checksum), or a folder in a file's place,
+is not ours: the export takes the next free name and leaves it as it is.
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from .store import CorruptFileError, atomic_write, dumps_checked, read_json_checked
 
 __all__ = ["FIGURES_DIRNAME", "PAPER_FIGURES", "SIDECAR_SUFFIX", "default_dir", "provenance", "pdf_width_in",
            "export_file", "export_text", "export_notebook_figures"]
@@ -51,7 +53,10 @@ def provenance(record_path: str | Path, record: Mapping[str, Any] | None = None)
     if record is None:
         if not record_path.is_file():
             raise FileNotFoundError(f"run record not found: {record_path} (run its notebook first)")
-        record = json.loads(record_path.read_text())
+        try:
+            record = read_json_checked(record_path)
+        except CorruptFileError as exc:
+            raise CorruptFileError(f"run record {exc} (run its notebook again)") from None
     params = record.get("params", {}) or {}
     datasets = params.get("datasets") or [record.get("dataset")]
     return {"record": str(record_path), "run_dir": str(record_path.parent.parent),
@@ -74,9 +79,9 @@ def _same_record(path: Path, record: str) -> bool:
     side = _sidecar(path)
     if not side.is_file():
         return False
-    try:
-        return json.loads(side.read_text()).get("record") == record
-    except json.JSONDecodeError:
+    try:  # a damaged sidecar is not ours: the new export takes the next free name, the old file stays
+        return read_json_checked(side).get("record") == record
+    except (CorruptFileError, AttributeError):
         return False
 
 
@@ -94,7 +99,7 @@ def _target(dest_dir: Path, stem: str, suffixes: Iterable[str], record: str, rep
 
 
 def _write_sidecar(path: Path, prov: Mapping[str, Any], **extra: Any) -> None:
-    _sidecar(path).write_text(json.dumps({"file": path.name, **prov, **extra}, indent=2, sort_keys=True) + "\n")
+    atomic_write(_sidecar(path), dumps_checked({"file": path.name, **prov, **extra}, indent=2, sort_keys=True))
 
 
 def export_file(figure_stem: str | Path, dest_dir: str | Path, prov: Mapping[str, Any], *, name: str | None = None,
@@ -114,14 +119,15 @@ def export_file(figure_stem: str | Path, dest_dir: str | Path, prov: Mapping[str
     out = []
     for src in sources:
         dst = dest_dir / f"{stem}{src.suffix}"
-        shutil.copyfile(src, dst)
+        data = src.read_bytes()
         extra: dict[str, Any] = {"source": str(src.resolve())}
         if src.suffix == ".pdf":
-            w = pdf_width_in(dst)
+            w = pdf_width_in(src)
             extra.update(width_in=w, pdf_fonttype=42,
                          cvpr_column=None if w is None else ("single" if w <= CVPR_SINGLE + 0.5 else
                                                              "double" if w <= CVPR_DOUBLE + 0.75 else "wider"))
-        _write_sidecar(dst, prov, **extra)
+        _write_sidecar(dst, prov, **extra)  # first: a file is never left without the sidecar that makes it ours
+        atomic_write(dst, data)
         out.append(dst)
     return out
 
@@ -136,8 +142,8 @@ def export_text(texts: Mapping[str, str], stem: str, dest_dir: str | Path, prov:
     out = []
     for suffix, text in texts.items():
         dst = dest_dir / f"{stem}{suffix}"
-        dst.write_text(text.rstrip("\n") + "\n")
         _write_sidecar(dst, prov)
+        atomic_write(dst, text.rstrip("\n") + "\n")
         out.append(dst)
     return out
 

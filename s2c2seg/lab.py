@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from .store import atomic_write
+
 __all__ = ["DOCMANAGER_PLUGIN", "JUPYTEXT_VIEWER", "TEXT_NOTEBOOK_TYPES", "settings_path", "default_viewers",
            "install_lab_settings", "main"]
 
@@ -51,7 +53,7 @@ def install_lab_settings(prefix: str | Path | None = None) -> Path:
     plugin: Mapping = current.setdefault(DOCMANAGER_PLUGIN, {})
     plugin.setdefault("defaultViewers", {}).update(default_viewers())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    atomic_write(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
     return path
 
 

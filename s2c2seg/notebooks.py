@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -30,12 +29,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .notebook_params import (NOTEBOOKS, ParameterError, check_params, declared_parameters, grid_points,
                               key_lines, load_params, notebook_key, params_for)
+from .store import CorruptFileError, atomic_write, read_json_checked, replacing
 
 __all__ = [
     "NOTEBOOKS", "KERNEL_NAME", "RECORD_NAME", "NotebookResult", "notebooks_dir", "resolve_notebooks",
     "to_ipynb", "interpreter_kernel_spec", "execute_notebook", "ParameterError", "load_params", "notebook_key",
     "params_for", "key_lines", "declared_parameters", "check_params", "grid_points", "new_run_dir",
-    "run_collection", "format_summary", "register_cli", "main",
+    "run_collection", "format_summary",
 ]
 
 KERNEL_NAME = "s2c2seg-python"
@@ -120,7 +120,7 @@ def to_ipynb(src: str | Path, dst: str | Path) -> Path:
     nb.metadata.setdefault("language_info", {"name": "python"})
     nb.metadata.pop("jupytext", None)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, dst)
+    atomic_write(dst, nbformat.writes(nb))
     return dst
 
 
@@ -183,10 +183,15 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
         if defaults:
             declared = pm.inspect_notebook(str(source_nb))
             params = {**{k: v for k, v in defaults.items() if k in declared}, **params}
-        pm.execute_notebook(str(source_nb), str(executed), parameters=params, kernel_name=KERNEL_NAME,
-                            kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
-                            progress_bar=False, log_output=False, execution_timeout=timeout,
-                            start_timeout=start_timeout)
+        # papermill saves as it goes: into a temporary name, renamed when it ends (a failure's traceback kept)
+        with replacing(executed, suffix=".ipynb", keep_partial=True) as tmp:
+            try:
+                pm.execute_notebook(str(source_nb), str(tmp), parameters=params, kernel_name=KERNEL_NAME,
+                                    kernel_manager_class=_kernel_manager_class(), cwd=str(cwd) if cwd else None,
+                                    progress_bar=False, log_output=False, execution_timeout=timeout,
+                                    start_timeout=start_timeout)
+            finally:
+                _name_output(tmp, executed)
     except Exception as exc:  # noqa: BLE001 - any failure of one notebook is reported, never fatal
         error = _error_summary(exc)
     finally:
@@ -196,13 +201,23 @@ def execute_notebook(src: str | Path, out_dir: str | Path, parameters: Mapping[s
     rec_path = out_dir / RECORD_NAME
     if rec_path.is_file():
         try:
-            record = json.loads(rec_path.read_text())
-        except json.JSONDecodeError as exc:
-            error = error or f"record {rec_path} is not valid JSON: {exc}"
+            record = read_json_checked(rec_path)
+        except CorruptFileError as exc:
+            error = error or f"record {exc}"
     if not error and record is None:
         error = f"notebook finished but wrote no {RECORD_NAME}"
     return NotebookResult(name=name, ok=not error, seconds=round(seconds, 2), out_dir=str(out_dir),
                           notebook=str(executed), params=params, error=error, record=record)
+
+
+def _name_output(tmp: Path, executed: Path) -> None:
+    """The executed notebook's ``metadata.papermill.output_path``: its final name, not the temporary one."""
+    import nbformat
+
+    if tmp.is_file():
+        nb = nbformat.read(tmp, as_version=4)
+        nb.metadata.setdefault("papermill", {})["output_path"] = str(executed)
+        nbformat.write(nb, tmp)
 
 
 def _point_tag(point: Mapping[str, Any]) -> str:
@@ -286,8 +301,8 @@ def _write_summary(run_dir: Path, results: Sequence[NotebookResult], params: Map
             for r in results]
     summary = {"all_passed": bool(results) and all(r.ok for r in results), "params": _str_keys(params),
                "grid": _str_keys(grid or {}), "python": sys.executable, "notebooks": rows}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str, sort_keys=True) + "\n")
-    (run_dir / "summary.md").write_text(format_summary(results, run_dir) + "\n")
+    atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2, default=str, sort_keys=True) + "\n")
+    atomic_write(run_dir / "summary.md", format_summary(results, run_dir) + "\n")
 
 
 def _str_keys(obj: Any) -> Any:
@@ -320,50 +335,3 @@ def format_summary(results: Iterable[NotebookResult], run_dir: str | Path | None
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def register_cli(subparsers) -> None:
-    """Add ``notebooks run`` to the ``s2c2seg`` command line."""
-    p = subparsers.add_parser("notebooks", help="run the notebook collection headless (papermill)")
-    sub = p.add_subparsers(dest="notebooks_command", required=True)
-    r = sub.add_parser("run", help="execute notebooks into a new run folder",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("names", nargs="*", help=f"notebooks to run (default: all): {', '.join(NOTEBOOKS)}")
-    r.add_argument("-f", "--params", dest="params_file", help="YAML parameters (common + per-notebook keys)")
-    r.add_argument("--grid", help="YAML mapping parameter -> list of values; runs every combination")
-    r.add_argument("--out", default="runs/notebooks", help="parent folder of the run folder (default: %(default)s)")
-    r.add_argument("--notebook-dir", default=None, help="folder of the .py notebooks (default: the package's)")
-    r.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds (default: none)")
-    r.add_argument("--allow-unknown", action="store_true",
-                   help="pass parameters no selected notebook declares on to papermill instead of failing")
-    r.set_defaults(func=_cli_run)
-    lst = sub.add_parser("list", help="list the notebooks")
-    lst.set_defaults(func=lambda args: print("\n".join(NOTEBOOKS)) or 0)
-
-
-def _cli_run(args) -> int:
-    try:
-        params = load_params(args.params_file)
-        grid = load_params(args.grid) if args.grid else None
-        run_dir, results = run_collection(args.names, params=params, grid=grid, out=args.out,
-                                          notebook_dir=args.notebook_dir, timeout=args.timeout,
-                                          allow_unknown=args.allow_unknown,
-                                          params_source=args.params_file or "parameters",
-                                          grid_source=args.grid or "grid", params_lines=key_lines(args.params_file),
-                                          grid_lines=key_lines(args.grid))
-    except ParameterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print()
-    print(format_summary(results, run_dir))
-    return 0 if results and all(r.ok for r in results) else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m s2c2seg.notebooks run ...`` (same as ``s2c2seg notebooks run ...``)."""
-    parser = argparse.ArgumentParser(prog="s2c2seg")
-    register_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -6,6 +6,7 @@ weights or the simulation, says so in its title (``label="SIMULATED"`` / ``"RAND
 """
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -13,6 +14,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from .palettes import ade_palette, label_palette, voc_palette
+from .store import atomic_write
 
 __all__ = [
     "CVPR_SINGLE", "CVPR_DOUBLE", "OKABE_ITO", "SEQUENTIAL_CMAP", "DIVERGING_CMAP", "RC_PARAMS",
@@ -170,10 +172,12 @@ def save_figure(fig, path: str | Path, *, label: str | None = None, close: bool 
         if label not in current:
             fig.suptitle(labelled_title(current, label), fontsize=RC_PARAMS["figure.titlesize"])
     out = {"pdf": str(path.with_suffix(".pdf")), "png": str(path.with_suffix(".png"))}
-    with matplotlib.rc_context(RC_PARAMS):
-        fig.savefig(out["pdf"], metadata={"CreationDate": None, "ModDate": None, "Producer": None,
-                                          "Creator": "s2c2seg"})
-        fig.savefig(out["png"], metadata={"Software": None})
+    with matplotlib.rc_context(RC_PARAMS):  # rendered in memory, then written atomically (store.atomic_write)
+        for fmt, metadata in (("pdf", {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": "s2c2seg"}),
+                              ("png", {"Software": None})):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, metadata=metadata)
+            atomic_write(out[fmt], buf.getvalue())
     if close:
         plt.close(fig)
     return out

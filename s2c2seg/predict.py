@@ -22,22 +22,25 @@ Methods
   "+CSS only".
 * ``oracle``: as ``s2c2seg`` with the ground-truth classes of the image as the subset (the upper bound).
 
-The maps come from a :class:`~s2c2seg.view.BundleView` (``view.py``: memoised, memory-bounded), the
-post-processing from ``postprocess.py``; the released presets' path is ``released.py``. The names of both
-modules are re-exported here (``from s2c2seg.predict import BundleView`` keeps working).
+``predict`` is a dispatcher: it resolves the preset by the one rule, checks the bundle's encode side and hands
+over to the baseline's post-processing (``postprocess.py``), the paper reading (``paper.py``) or the release's
+window pipeline (``released.py``). The maps come from a :class:`~s2c2seg.view.BundleView` (``view.py``:
+memoised, memory-bounded). The names of those modules are re-exported here (``from s2c2seg.predict import
+BundleView`` keeps working).
 """
 from __future__ import annotations
 
 
-import torch
 
 from .bundle import FeatureBundle
-from .css import CSSConfig, oracle_categories
+from .css import CSSConfig
 from .csg import CSGConfig
 from .data.protocols import Protocol
 from .encode_side import EncodeSpec, bundle_sources
 from .presets import resolve_preset
 from .prediction import Prediction
+from .released import predict_released
+from .paper import fuse_subset, predict_paper
 from .postprocess import BACKGROUND_LABEL, postprocess, streamed_postprocess, synonym_max
 from .view import SCORE_SOURCES, BundleView, ViewConfig, class_scores, clipseg_maps, dense_logits
 
@@ -51,14 +54,6 @@ IGNORE_INDEX = 255
 
 
 # ------------------------------------------------------------------------------------------------ predict
-def _background_keep(css: CSSConfig, background: int | None, num_classes: int) -> tuple[int, ...]:
-    if background is None or not css.keep_background:
-        return ()
-    if not 0 <= int(background) < num_classes:
-        raise ValueError(f"background must be a class index in [0, {num_classes}) or None, got {background!r}")
-    return (int(background),)
-
-
 def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str = "baseline",
             css: CSSConfig | None = None, csg: CSGConfig | None = None, label=None, background: int | None = None,
             score_source: str = "clipseg", select: bool = True, preset=None,
@@ -80,7 +75,7 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if score_source not in SCORE_SOURCES:
         raise ValueError(f"score_source must be one of {SCORE_SOURCES}, got {score_source!r}")
-    if isinstance(preset, str) or preset is not None or method == "s2c2seg":
+    if preset is not None or method == "s2c2seg":
         preset, css, csg = resolve_preset(method, dataset, preset, css, csg,
                                           paper_options=not select or score_source != SCORE_SOURCES[0])
     css, csg = css or CSSConfig(), csg or CSGConfig()
@@ -89,52 +84,16 @@ def predict(bundle: FeatureBundle | BundleView, protocol: Protocol, method: str 
         # the CLIPSeg text and precision; a missing source group is the BundleError of its first read
         EncodeSpec.of(method, preset).check({k: v for k, v in meta.items() if k != "sources"}, "bundle")
         if preset.reading == "released":
-            from .released import predict_released
-
             return predict_released(bundle, protocol, preset, return_logits=return_logits)
     if not isinstance(protocol, Protocol):
         raise ValueError(f"protocol must be a Protocol, got {type(protocol).__name__}")
     view = bundle if isinstance(bundle, BundleView) else BundleView(bundle)
-    b, c, q2c = view.bundle, view.num_classes, view.query_to_class
     if method == "baseline":
         if view.streams:
             label_map, voted = streamed_postprocess(view, protocol)
         else:
-            label_map, voted = postprocess(view.dense(), q2c, c, protocol, b.regions)
+            label_map, voted = postprocess(view.dense(), view.query_to_class, view.num_classes, protocol,
+                                           view.bundle.regions)
         return Prediction(label_map, None, voted=voted)
-
-    b.require_paper_sources(f"method={method!r} with the paper reading")
-    keep = _background_keep(css, background, c)
-    s_glob = s_spat = None
-    if method == "oracle":
-        if label is None:
-            raise ValueError("label: method='oracle' needs the image's label map")
-        lab = torch.as_tensor(label)
-        if tuple(lab.shape) != view.image_hw:
-            raise ValueError(f"label has size {tuple(lab.shape)}, the bundle's image is {view.image_hw}")
-        subset = oracle_categories(lab, c, ignore_index=ignore_index, always_keep=keep)
-        if subset.numel() == 0:  # an all-ignore label: nothing is scored, keep every class
-            subset = torch.arange(c)
-    else:
-        s_glob, s_spat = view.class_scores(score_source, protocol.logit_scale)
-        subset = view.select(css, score_source, protocol.logit_scale, keep) if select else torch.arange(c)
-    queries = torch.nonzero(torch.isin(q2c, subset)).reshape(-1)
-    fused, units = fuse_subset(view, queries, csg)
-    label_map, voted = postprocess(fused, units, c, protocol, b.regions, consume=True)  # fused is ours
-    return Prediction(label_map, subset, s_glob, s_spat, voted=voted)
-
-
-def fuse_subset(view: BundleView, queries: torch.Tensor, csg: CSGConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """CSG on the subset's ``queries``: -> (fused maps, class of each fused row).
-
-    ``csg.unit="query"``: every query (synonym) is fused with its own CLIPSeg map, ``w`` normalised over the
-    subset's queries; ``"class"`` (the paper's literal reading): per class the synonym max of ``S_glob`` and of
-    ``S_spat`` first, then the fusion over the K classes, ``w`` normalised over the classes.
-    """
-    s_glob, s_spat = view.subset_maps(queries)
-    q2c = view.query_to_class[queries]
-    if csg.unit == "query":
-        return csg.fuse(s_glob, s_spat), q2c
-    classes, inverse = torch.unique(q2c, sorted=True, return_inverse=True)
-    k = classes.numel()
-    return csg.fuse(synonym_max(s_glob, inverse, k), synonym_max(s_spat, inverse, k)), classes
+    return predict_paper(view, protocol, method, css, csg, label=label, background=background,
+                         score_source=score_source, select=select, ignore_index=ignore_index)

@@ -18,8 +18,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .css import CSSConfig, ScoreConfig, SelectConfig
-from .csg import CSGConfig, FusionConfig
+from .css import CSSConfig
+from .csg import CSGConfig
+from .released_fusion import FusionConfig
+from .released_scores import ScoreConfig, SelectConfig
 from .data.operating_points import DATASETS, RUN_SOURCES, operating_point
 from .refine import RefineConfig
 from .released_post import PostConfig

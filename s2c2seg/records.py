@@ -8,6 +8,11 @@ only.
 Output folders are never overwritten: :func:`claim_out_dir` refuses a folder that already holds a finished
 ``record.json``, before any work starts, and :func:`write_json_new` creates the final file with an
 exclusive link, so two runs racing into one folder cannot replace each other's record either.
+
+A record carries the SHA-256 of its contents (``checksum``, :func:`s2c2seg.store.dumps_checked`), verified
+whenever it is read: a damaged record (truncated, a flipped byte, empty) is never used. :func:`load_records`
+raises :class:`DamagedRecordError` naming every damaged record it met (``s2c2seg tables``: one line, exit 2),
+never a table built without them. A record written before checksums (no ``checksum`` field) is read as it is.
 """
 from __future__ import annotations
 
@@ -22,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .store import atomic_write
+from .store import CorruptFileError, atomic_write, dumps_checked, read_json_checked
 
-__all__ = ["RECORD_NAME", "CSV_NAME", "RecordExistsError", "RunRecord", "claim_out_dir", "write_json_new",
-           "environment_info", "git_revision", "load_records", "method_label"]
+__all__ = ["RECORD_NAME", "CSV_NAME", "RecordExistsError", "DamagedRecordError", "RunRecord", "claim_out_dir",
+           "write_json_new", "environment_info", "git_revision", "load_records", "method_label"]
 
 RECORD_NAME = "record.json"
 CSV_NAME = "per_class.csv"
@@ -33,6 +38,12 @@ CSV_NAME = "per_class.csv"
 
 class RecordExistsError(FileExistsError):
     """The output folder already holds a finished run record."""
+
+
+class DamagedRecordError(CorruptFileError):
+    """A run record that cannot be read back intact (not JSON, or failing its checksum)."""
+
+    FIX = "rerun the run that wrote it into a new --out folder, or move the file out of the records' folders"
 
 
 def git_revision(path: str | Path | None = None) -> str | None:
@@ -140,8 +151,12 @@ class RunRecord:
         if path.is_dir():
             path = path / RECORD_NAME
         try:
-            return cls.from_json({**json.loads(path.read_text(encoding="utf-8")), "source": str(path)})
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            d = read_json_checked(path)
+        except CorruptFileError as exc:
+            raise DamagedRecordError(f"damaged run record: {exc} ({DamagedRecordError.FIX})") from exc
+        try:
+            return cls.from_json({**d, "source": str(path)})
+        except (OSError, TypeError) as exc:
             raise ValueError(f"cannot read run record {path}: {exc}") from exc
 
     def per_class_rows(self) -> list[dict]:
@@ -150,36 +165,60 @@ class RunRecord:
             rows.append({"index": i, "class": name, "IoU": v.get("IoU"), "Acc": v.get("Acc")})
         return rows
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``record.json`` (never over an existing one) and ``per_class.csv`` into ``out_dir``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = write_json_new(out_dir / RECORD_NAME, self.to_json())
+    def per_class_csv(self) -> str:
+        """The text of ``per_class.csv``: index, class, IoU, Acc (fractions; empty where undefined)."""
         buf = io.StringIO(newline="")
         w = csv.DictWriter(buf, fieldnames=["index", "class", "IoU", "Acc"])
         w.writeheader()
         for row in self.per_class_rows():
             w.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        atomic_write(out_dir / CSV_NAME, buf.getvalue())
-        return path
+        return buf.getvalue()
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``per_class.csv``, then ``record.json`` (never over an existing one), into ``out_dir``.
+
+        The record is the commit point: a run killed before it leaves no record, so the folder may be used again.
+        A run that loses the folder to another (its record exists) puts the winner's CSV back before it raises."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _refuse_folders(out_dir)
+        atomic_write(out_dir / CSV_NAME, self.per_class_csv())
+        try:
+            return write_json_new(out_dir / RECORD_NAME, self.to_json())
+        except RecordExistsError:
+            try:
+                atomic_write(out_dir / CSV_NAME, RunRecord.load(out_dir).per_class_csv())
+            except (ValueError, OSError):
+                pass  # the winner's record is unreadable: nothing to put back
+            raise
 
 
 def write_json_new(path: str | Path, obj: Any) -> Path:
     """Write JSON to ``path`` atomically; raise :class:`RecordExistsError` if ``path`` exists (never replaced)."""
     path = Path(path)
     try:
-        return atomic_write(path, json.dumps(_clean(obj), indent=2, sort_keys=False, allow_nan=False) + "\n",
+        return atomic_write(path, dumps_checked(_clean(obj), indent=2, sort_keys=False, allow_nan=False),
                             exclusive=True)  # no overwrite, even under a race
     except FileExistsError:
         raise RecordExistsError(f"{path} already exists: a finished run is never overwritten; "
                                 "choose another --out folder") from None
 
 
+def _refuse_folders(out_dir: Path, names: Iterable[str] = (RECORD_NAME, CSV_NAME)) -> None:
+    """A folder where a run's file belongs is an error naming it (before any work, or any file, is written)."""
+    for name in names:
+        if (out_dir / name).is_dir():
+            raise IsADirectoryError(f"{out_dir / name} is a folder where the run's {name} belongs (remove it, or "
+                                    "choose another --out folder)")
+
+
 def claim_out_dir(out_dir: str | Path | None, name: str = RECORD_NAME) -> Path | None:
-    """Check, before any work, that ``out_dir`` holds no finished ``name``; create the folder."""
+    """Check, before any work, that ``out_dir`` holds no finished ``name`` (nor a folder where a run's file
+    belongs); create the folder."""
     if out_dir is None:
         return None
     out_dir = Path(out_dir).expanduser()
+    _refuse_folders(out_dir, {name, RECORD_NAME, CSV_NAME})
     if (out_dir / name).exists():
         raise RecordExistsError(f"{out_dir / name} already exists: a finished run is never overwritten; "
                                 "choose another --out folder")
@@ -188,15 +227,22 @@ def claim_out_dir(out_dir: str | Path | None, name: str = RECORD_NAME) -> Path |
 
 
 def load_records(paths: Iterable[str | Path]) -> list[RunRecord]:
-    """Every run record under ``paths`` (files, or folders searched recursively for ``*.json`` records)."""
-    out = []
+    """Every run record under ``paths`` (files, or folders searched recursively for ``*.json`` records).
+
+    In a folder, a ``*.json`` that is not a record is passed over; a damaged record (a ``record.json`` that is
+    not JSON, or a record failing its checksum) is not: :class:`DamagedRecordError` names them all."""
+    out, damaged = [], []
     for p in paths:
         p = Path(p)
-        files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
+        files = sorted(f for f in p.rglob("*.json") if f.is_file()) if p.is_dir() else [p]
         for f in files:
             try:
-                d = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
+                d = read_json_checked(f)
+            except CorruptFileError:
+                if not p.is_dir() or f.name == RECORD_NAME or _is_record(f):
+                    damaged.append(str(f))
+                continue
+            except OSError as exc:
                 if not p.is_dir():
                     raise ValueError(f"cannot read run record {f}: {exc}") from exc
                 continue
@@ -204,4 +250,16 @@ def load_records(paths: Iterable[str | Path]) -> list[RunRecord]:
                 out.append(RunRecord.from_json({**d, "source": str(f)}))
             elif not p.is_dir():
                 raise ValueError(f"{f} is not a run record (no kind='eval' and metrics)")
+    if damaged:
+        raise DamagedRecordError(f"{len(damaged)} damaged run record{'s' if len(damaged) > 1 else ''} (truncated, "
+                                 f"altered, empty or not a record): {', '.join(damaged)} ({DamagedRecordError.FIX})")
     return out
+
+
+def _is_record(path: Path) -> bool:
+    """Whether a file that failed its checksum is still JSON of a run record (else: another file, passed over)."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(d, dict) and d.get("kind") == "eval"

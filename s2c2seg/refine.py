@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from .css import composite_score
+from .released_scores import composite_score
 
 __all__ = ["RefineConfig", "RoundLog", "window_confidence", "high_confidence_counts", "feedback_signal",
            "expansion_pool", "residual_evidence", "score_gap_k", "set_iou", "refine_window"]

@@ -6,11 +6,12 @@ its existing fields; never touches a model. In the release's order (``models/pip
 
 1. :func:`window_dense`: the dense logits bilinearly resized to the (padded) window;
 2. :func:`window_scores`: the global score (``patch_mean`` window mean | ``cls`` cosine) and the spatial score;
-3. ``css.released_confidence`` (positive-part L1, Bhattacharyya α, residual entropy) and
-   ``css.released_select`` (top-``int(τQ)`` union, weighted min-max rerank, k_min / k_max);
-4. ``csg.FusionConfig.fuse`` (convex fusion, guide weight 0.07) and, for S2C2Seg++, ``refine.refine_window``;
-5. ``csg.scatter_fill`` (−1e9), :func:`assemble` (cut the padding, window average, bilinear resize to the
-   original image size);
+3. ``released_scores.released_confidence`` (positive-part L1, Bhattacharyya α, residual entropy) and
+   ``released_scores.released_select`` (top-``int(τQ)`` union, weighted min-max rerank, k_min / k_max);
+4. ``released_fusion.FusionConfig.fuse`` (convex fusion, guide weight 0.07) and, for S2C2Seg++,
+   ``refine.refine_window``;
+5. ``released_fusion.scatter_fill`` (−1e9), :func:`assemble` (cut the padding, window average, bilinear resize to
+   the original image size);
 6. ``released_post.released_postprocess``: softmax at the logit scale over all queries, synonym max, optional spatial
    refinement (``spatial_refine.py``), ``prob_thd`` / Otsu clamped to [prob_thd, C].
 
@@ -19,8 +20,8 @@ is assembled on the union of the selected queries; the full (Q, H, W) logits are
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .bundle import FeatureBundle
-from .css import released_confidence, released_select
+from .released_scores import released_confidence, released_select
 from .data.protocols import Protocol
 from .prediction import Prediction
 from .refine import RoundLog, refine_window
@@ -167,10 +168,10 @@ class ReleasedView:
         """The spatial refinement's buffers, reused by every setting (two of the largest stack refined)."""
 
     def affinity(self, sr: SpatialRefineConfig) -> torch.Tensor | None:
-        """The spatial refinement's affinities at the image size (per dilations and work cap), or None."""
+        """The spatial refinement's affinities at the image size (memoised per ``sr.affinity_config()``), or None."""
         if sr.iterations <= 0 or self.bundle.input_image is None:
             return None
-        key = (sr.dilations, sr.max_side)
+        key = sr.affinity_config()
         if key not in self._affinity:
             hw = tuple(int(v) for v in self.bundle.image_hw)
             self._affinity[key] = image_affinity(image_at(self.bundle.input_image, hw), hw, sr)
@@ -190,6 +191,8 @@ class ReleasedView:
         return self._local[n]
 
     def scores(self, n: int, global_score: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window ``n``'s (global, spatial) query scores, memoised per (window, ``score.global_score``: the
+        argument itself is the key)."""
         key = (n, global_score)
         if key not in self._scores:
             cls = None
@@ -203,9 +206,7 @@ class ReleasedView:
 
     def selection(self, n: int | None, preset: Preset) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Window ``n``'s selection (``n=None``: the image scope's, from the scores averaged over the windows)."""
-        sel = preset.select
-        key = (n, preset.score.global_score, preset.score.alpha, sel.tau, sel.k_min, sel.k_max,
-               sel.weights(preset.fusion.lam) if sel.k_max is not None else None, sel.unit)
+        key = (n, preset.score, preset.select, preset.fusion)  # the frozen sections it reads, whole
         if key not in self._selections:
             if n is None:
                 pairs = [self.scores(m, preset.score.global_score) for m in range(self.num_windows)]
@@ -229,8 +230,7 @@ class ReleasedView:
             if image and preset.refine.t_max > 0:  # the refinement reads this window's own confidence
                 c = released_confidence(g, s, preset.score.alpha)[0]
             result = run_window(self.dense(n), self.local(n), (g, s, c), selected, preset, logit_scale)
-            result.alpha = alpha
-            out.append(result)
+            out.append(dataclasses.replace(result, alpha=alpha))
         return out
 
     def image(self, preset: Preset, logit_scale: float) -> tuple[list[WindowResult], torch.Tensor, torch.Tensor]:
@@ -242,27 +242,23 @@ class ReleasedView:
         if key in self._images:
             self._images.move_to_end(key)
             return self._images[key]
-        results = self.windows(preset, logit_scale)
-        union = torch.unique(torch.cat([r.selected for r in results]))
-        rows = [(torch.searchsorted(union, r.selected), r.fused) for r in results]
+        full = self.windows(preset, logit_scale)
+        union = torch.unique(torch.cat([r.selected for r in full]))
+        rows = [(torch.searchsorted(union, r.selected), r.fused) for r in full]
         logits = assemble(rows, union.numel(), self.bundle, preset.fusion.fill)
-        for r in results:  # assembled: the memo keeps the selections and logs, not the window-size rows
-            r.fused = r.fused.new_empty((0, *r.fused.shape[1:]))
+        # assembled: the memo keeps new results with the selections and logs, not the window-size rows
+        results = [dataclasses.replace(r, fused=r.fused.new_empty((0, *r.fused.shape[1:]))) for r in full]
         self._images[key] = (results, union, logits)
         while len(self._images) > IMAGE_MEMO:
             self._images.popitem(last=False)
         return self._images[key]
 
 
-_VIEWS: weakref.WeakKeyDictionary[BundleView, ReleasedView] = weakref.WeakKeyDictionary()
-
-
 def released_view(bundle: FeatureBundle | BundleView) -> ReleasedView:
-    """The memo of a bundle: shared by every call on one :class:`BundleView`, fresh for a bare bundle."""
+    """The memo of a bundle: shared by every call on one :class:`BundleView` (kept by the view itself,
+    :meth:`BundleView.extension`), fresh for a bare bundle."""
     if isinstance(bundle, BundleView):
-        if bundle not in _VIEWS:
-            _VIEWS[bundle] = ReleasedView(bundle.bundle)
-        return _VIEWS[bundle]
+        return bundle.extension("released", lambda: ReleasedView(bundle.bundle))
     if not isinstance(bundle, FeatureBundle):
         raise ValueError(f"bundle must be a FeatureBundle or BundleView, got {type(bundle).__name__}")
     return ReleasedView(bundle)

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .analysis import ConfigResult, finite_tree, markdown_table
+from .store import atomic_write, dumps_checked
 
 __all__ = ["Session", "open_session", "evaluate_points", "evaluate_datasets", "class_similarity", "PRESET_POINTS",
            "preset_point"]
@@ -33,7 +34,8 @@ def preset_point(preset: str) -> str:
 
 
 class _Remembering:
-    """A backend that keeps each bundle it encodes (by sample id), so a session encodes an image once."""
+    """A backend that keeps each bundle it encodes, keyed by everything the encode reads (the sample id, the
+    vocabulary's full JSON, the frozen protocol), so a session encodes an image once per vocabulary and protocol."""
 
     def __init__(self, backend):
         self.backend = backend
@@ -43,9 +45,10 @@ class _Remembering:
         return self.backend.describe()
 
     def encode(self, sample, vocab, protocol):
-        if sample.id not in self.bundles:
-            self.bundles[sample.id] = self.backend.encode(sample, vocab, protocol)
-        return self.bundles[sample.id]
+        key = (sample.id, json.dumps(vocab.to_json(), sort_keys=True), protocol)
+        if key not in self.bundles:
+            self.bundles[key] = self.backend.encode(sample, vocab, protocol)
+        return self.bundles[key]
 
 
 _LABEL_NOTES = {
@@ -218,9 +221,7 @@ class Session:
         }
         path = self.out_dir / "record.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(finite_tree(rec), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        atomic_write(path, dumps_checked(finite_tree(rec), indent=2, sort_keys=True))
         return path
 
 

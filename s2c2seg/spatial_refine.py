@@ -57,6 +57,11 @@ class SpatialRefineConfig:
         d["dilations"] = list(self.dilations)
         return d
 
+    def affinity_config(self) -> SpatialRefineConfig:
+        """This config with the fields :func:`image_affinity` does not read at their defaults: the affinities'
+        memo key (a sweep over ``iterations`` / ``temperature`` shares them)."""
+        return SpatialRefineConfig(dilations=self.dilations, max_side=self.max_side)
+
 
 def neighbours(maps: torch.Tensor, dilation: int) -> list[torch.Tensor]:
     """The 8 neighbour maps (C, H, W) at ``dilation`` in a 3×3 unfold's slot order, zero outside the image
@@ -144,8 +149,8 @@ def spatial_refine(image: torch.Tensor, probs: torch.Tensor, config: SpatialRefi
 class RefineWorkspace:
     """The two zero-bordered buffers of :func:`spatial_refine_many`, kept from call to call: a sweep refines maps
     of one size at every point, and fresh buffers of tens of MB cost their page faults at every call. Holds two
-    buffers of the largest stack seen (channels × the padded work size, float32); the maps a call returns are
-    views into them, valid until the workspace's next call."""
+    buffers of the largest stack seen (channels × the padded work size, float32); they never leave
+    :func:`spatial_refine_many`, which returns maps of its own."""
 
     def __init__(self):
         self._key: tuple | None = None
@@ -166,7 +171,7 @@ def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], confi
                         ) -> list[torch.Tensor]:
     """:func:`spatial_refine` of several (C_i, H, W) stacks of one size, propagated together: the maps are
     independent along the classes, so each stack's numbers are those of its own call. ``workspace``: buffers
-    kept between calls (the results are then views into it, valid until its next use)."""
+    kept between calls (the results are new tensors: nothing handed out is overwritten by a later call)."""
     if config.iterations <= 0:
         return list(maps)
     h, w = maps[0].shape[-2:]
@@ -188,7 +193,9 @@ def spatial_refine_many(image: torch.Tensor, maps: Sequence[torch.Tensor], confi
         _propagate_into(buffers[i % 2], margin, weights, config.dilations, _inside(buffers[(i + 1) % 2], margin))
     out = _inside(buffers[config.iterations % 2], margin)
     if work != (h, w):
-        out = F.interpolate(out[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        out = F.interpolate(out[None], size=(h, w), mode="bilinear", align_corners=False)[0]  # a new tensor
+    else:
+        out = out.clone()
     return list(out.split(sizes))
 
 

@@ -20,6 +20,7 @@ reads like any other). The command line is :mod:`s2c2seg.cli_sweep`.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from .evaluate import (ON_ERROR_DEFAULT, Setting, check_on_error, dataset_info, 
                        make_record, run_points)
 from .runspec import RunSpec, resolve_run
 from .records import RunRecord, claim_out_dir, method_label, write_json_new
+from .store import atomic_write
 
 __all__ = ["GRID_KEYS", "SweepPoint", "expand_grid", "make_points", "load_grid", "sweep", "SweepResult"]
 
@@ -220,11 +222,12 @@ class SweepResult:
 
     def write(self, out_dir: Path) -> None:
         rows = self.rows()
-        with (out_dir / "sweep.csv").open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-        (out_dir / "sweep.md").write_text(self.markdown(), encoding="utf-8")
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write(out_dir / "sweep.csv", buf.getvalue())
+        atomic_write(out_dir / "sweep.md", self.markdown())
         for i, r in enumerate(self.records):
             r.save(out_dir / "points" / f"{i:03d}")
         write_json_new(out_dir / "sweep.json", {

@@ -20,20 +20,16 @@ is pandas' (``DataFrame.to_markdown``, ``Styler.to_latex`` with booktabs rules a
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import experiments
-from .records import RunRecord, load_records
-from .store import atomic_write
+from .records import RunRecord
 
-__all__ = ["BENCHMARKS", "LAYOUTS", "PICKS", "TableError", "Table", "build_table", "provenance", "render",
-           "register_cli"]
+__all__ = ["BENCHMARKS", "LAYOUTS", "PICKS", "TableError", "Table", "build_table", "provenance", "render"]
 
 BENCHMARKS = ("voc21", "context60", "coco_object", "voc20", "context59", "coco_stuff164k", "cityscapes", "ade20k")
 """The paper's 8 benchmarks, in its column order (with background first)."""
@@ -335,38 +331,3 @@ def render(records: Sequence[RunRecord], layouts: Sequence[str] = LAYOUTS, fmt: 
         if table.rows:
             parts.append(table.markdown() if fmt == "markdown" else table.latex())
     return "\n".join(parts)
-
-
-def _run_tables(args) -> int:
-    for p in args.records:
-        if not Path(p).exists():
-            raise FileNotFoundError(f"{p} does not exist (name a record.json file or a folder of run records)")
-    records = load_records(args.records)
-    if not records:
-        raise FileNotFoundError(f"no run records found under {' '.join(args.records)} (run s2c2seg eval ... --out "
-                                "DIR first, or name the folder that holds record.json files)")
-    layouts = list(LAYOUTS) if args.layout == "all" else [args.layout]
-    text = render(records, layouts, args.format, pick=args.pick, allow_mixed=args.allow_mixed,
-                  allow_skipped=args.allow_skipped)
-    if args.out:
-        atomic_write(args.out, text)
-        print(f"{len(records)} records -> {args.out}")
-    else:
-        print(text)
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("tables", help="the paper's tables (markdown / LaTeX) from run records",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("records", nargs="+", help="record.json files or folders searched recursively")
-    p.add_argument("--layout", default="all", choices=["all", *LAYOUTS])
-    p.add_argument("--format", default="markdown", choices=["markdown", "latex"])
-    p.add_argument("--pick", default="error", choices=list(PICKS),
-                   help="records that claim one cell but differ: an error (default), or take the newest")
-    p.add_argument("--allow-mixed", action="store_true",
-                   help="allow a row mixing backends / image counts, or a column mixing image counts (marked ‡)")
-    p.add_argument("--allow-skipped", action="store_true",
-                   help="allow records whose run skipped images (--on-error skip; marked §)")
-    p.add_argument("--out", help="write to this file instead of stdout")
-    p.set_defaults(func=_run_tables)

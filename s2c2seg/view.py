@@ -120,6 +120,14 @@ class BundleView:
         self._selections: dict = {}
         self._subsets: OrderedDict = OrderedDict()
         self._chunks: list[torch.Tensor] | None = None
+        self._extensions: dict = {}
+
+    def extension(self, name: str, factory):
+        """A downstream memo that lives (and dies) with this view, built once by ``factory()`` (e.g. the released
+        pipeline's :class:`~s2c2seg.released.ReleasedView`): no module-global registry."""
+        if name not in self._extensions:
+            self._extensions[name] = factory()
+        return self._extensions[name]
 
     # ------------------------------------------------------------------ maps
     def subset_maps(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,9 +193,8 @@ class BundleView:
         return self._scores[key]
 
     def select(self, css: CSSConfig, source: str, logit_scale: float, always_keep: tuple) -> torch.Tensor:
-        """CSS's subset for this image, memoised per (config, source, always_keep)."""
-        key = (css.tau, css.k_min, css.k_max, css.use, css.stage2_pool, source,
-               float(logit_scale) if source == "baseline" else None, always_keep)
+        """CSS's subset for this image, memoised per (the whole frozen config, source, always_keep)."""
+        key = (css, source, float(logit_scale) if source == "baseline" else None, tuple(always_keep))
         if key not in self._selections:
             s_glob, s_spat = self.class_scores(source, logit_scale)
             self._selections[key] = css.select(s_glob, s_spat, always_keep=always_keep)

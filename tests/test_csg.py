@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from s2c2seg.csg import FUSION_MODES, CSGConfig, category_weights, fuse, scatter_fill
+from s2c2seg.csg import FUSION_MODES, CSGConfig, category_weights, fuse
+from s2c2seg.released_fusion import scatter_fill
 
 T64 = dict(dtype=torch.float64)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_released import extended_bundle  # tests/ is on the path, as for fakes
 
-from s2c2seg import csg, refine, spatial_refine
+from s2c2seg import csg, refine, released_fusion, spatial_refine
 from s2c2seg.css import CSSConfig
 from s2c2seg.data.protocols import get_protocol
 from s2c2seg.predict import BundleView, predict
@@ -26,7 +26,7 @@ def _admit_case(residual_beta: float):
     g = torch.tensor([0.3, 0.3, 0.2, 0.1, 0.0])
     s = torch.tensor([0.1, 0.1, 0.05, 0.02, 0.0])
     c = torch.tensor([0.2, 0.2, 0.1, 0.05, 0.0])
-    fusion = csg.FusionConfig(lam=0.5, guide_weight=0.0)
+    fusion = released_fusion.FusionConfig(lam=0.5, guide_weight=0.0)
 
     def fuse_rows(idx):
         return fusion.fuse(dense[idx], local[idx])
@@ -144,3 +144,51 @@ def test_paper_memos_follow_the_logit_scale_of_the_baseline_score():
         assert not torch.allclose(s40, s2)
         changed += not torch.equal(sel40, sel2)
     assert changed
+
+
+# ---------------------------------------------------------------------------------------------- memo keys (issue 17.4)
+def test_the_affinity_memo_key_holds_exactly_what_the_affinities_read():
+    """``affinity_config()`` (the refinement-weights memo key) drops iterations / temperature, which the
+    affinities do not read, and keeps dilations and max_side, which they do (a key without them goes stale)."""
+    from s2c2seg.spatial_refine import SpatialRefineConfig, image_affinity
+
+    image = torch.rand(3, 23, 31, generator=torch.Generator().manual_seed(4))
+    cfg = SpatialRefineConfig(iterations=3, temperature=7.0, dilations=(1, 3), max_side=17)
+    assert cfg.affinity_config() == SpatialRefineConfig(iterations=0, dilations=(1, 3), max_side=17)
+    torch.testing.assert_close(image_affinity(image, (23, 31), cfg),
+                               image_affinity(image, (23, 31), cfg.affinity_config()), rtol=0, atol=0)
+    for other in (SpatialRefineConfig(dilations=(1, 2), max_side=17), SpatialRefineConfig(dilations=(1, 3),
+                                                                                          max_side=16)):
+        assert other.affinity_config() != cfg.affinity_config()
+        assert not torch.equal(image_affinity(image, (23, 31), other), image_affinity(image, (23, 31), cfg))
+
+
+def test_memoised_results_are_new_objects_and_spatial_refine_returns_its_own_maps():
+    """The image memo keeps copies without the window rows (the fresh results keep theirs), and the refinement
+    workspace's buffers never leave ``spatial_refine_many`` (a later call does not overwrite earlier results)."""
+    from s2c2seg.released import ReleasedView
+    from s2c2seg.spatial_refine import RefineWorkspace, SpatialRefineConfig, spatial_refine_many
+
+    b = extended_bundle(0)
+    view = ReleasedView(b)
+    preset = get_preset("released", "voc21")
+    fresh = view.windows(preset, 40.0)
+    memo, _, _ = view.image(preset, 40.0)
+    assert all(r.fused.shape[0] == 0 for r in memo) and all(r.fused.shape[0] > 0 for r in fresh)
+    ws, cfg = RefineWorkspace(), SpatialRefineConfig(iterations=2, dilations=(1, 2))
+    image = torch.rand(3, 12, 14, generator=torch.Generator().manual_seed(1))
+    first = spatial_refine_many(image, [torch.rand(2, 12, 14, generator=torch.Generator().manual_seed(2))], cfg,
+                                workspace=ws)[0]
+    kept = first.clone()
+    spatial_refine_many(image, [torch.rand(2, 12, 14, generator=torch.Generator().manual_seed(3))], cfg, workspace=ws)
+    assert torch.equal(first, kept)
+
+
+def test_a_bundle_view_keeps_its_own_released_memo():
+    """No module-global registry: each BundleView holds its released memo, a bare bundle gets a fresh one."""
+    from s2c2seg.released import released_view
+
+    b = extended_bundle(2)
+    v1, v2 = BundleView(b), BundleView(b)
+    assert released_view(v1) is released_view(v1) and released_view(v1) is not released_view(v2)
+    assert released_view(b) is not released_view(b)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from s2c2seg import notebooks
+from s2c2seg import notebooks, cli_notebooks
 
 WRITE_RECORD = ("import json, pathlib\n"
                 "pathlib.Path(out_dir, 'record.json').write_text(json.dumps({'backend': 'sim', 'label': 'SIMULATED',"
@@ -67,13 +67,14 @@ def test_unknown_parameter_is_an_error_listing_known_ones(tmp_path):
 def test_cli_unknown_parameter_exit_2(tmp_path, capsys):
     src = _toy(tmp_path / "toy.py", WRITE_RECORD)
     (tmp_path / "p.yaml").write_text("value: 3\nn_imags: 2\n")
-    rc = notebooks.main(["notebooks", "run", str(src), "-f", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "r")])
+    rc = cli_notebooks.main(["notebooks", "run", str(src), "-f", str(tmp_path / "p.yaml"),
+                             "--out", str(tmp_path / "r")])
     assert rc == 2
     err = capsys.readouterr().err
     assert "p.yaml:2: unknown parameter 'n_imags'" in err and "known: out_dir, value" in err
     (tmp_path / "q.yaml").write_text("value: 3\n05:\n  top_n: 3\n  nope: 1\n")
     assert notebooks.key_lines(tmp_path / "q.yaml") == {("value",): 1, (5,): 2, (5, "top_n"): 3, (5, "nope"): 4}
-    rc = notebooks.main(["notebooks", "run", str(src), "-f", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "r"),
+    rc = cli_notebooks.main(["notebooks", "run", str(src), "-f", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "r"),
                          "--allow-unknown"])
     assert rc == 0
 

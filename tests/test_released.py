@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from s2c2seg import css, csg, refine, released_post, spatial_refine
+from s2c2seg import csg, css, refine, released_fusion, released_post, released_scores, spatial_refine
 from s2c2seg.bundle import FeatureBundle
 from s2c2seg.data.protocols import get_protocol
 from s2c2seg.predict import BundleView, predict
@@ -41,55 +41,57 @@ def make_bundle(seed=0, q2c=Q2C, resized=(30, 44), hw=(25, 37), crop=24, stride=
 
 # ------------------------------------------------------------------------------------------------ hand-computed steps
 def test_positive_l1_hand():
-    torch.testing.assert_close(css.positive_l1(torch.tensor([1.0, -1.0, 3.0])),
+    torch.testing.assert_close(released_scores.positive_l1(torch.tensor([1.0, -1.0, 3.0])),
                                torch.tensor([1 / (4 + 1e-6), 0.0, 3 / (4 + 1e-6)]))
-    torch.testing.assert_close(css.positive_l1(torch.tensor([-1.0, 0.0, -2.0, -0.5])), torch.full((4,), 0.25))
+    torch.testing.assert_close(released_scores.positive_l1(torch.tensor([-1.0, 0.0, -2.0, -0.5])),
+                               torch.full((4,), 0.25))
 
 
 def test_bhattacharyya_alpha_hand():
-    a = css.bhattacharyya_weight(torch.tensor([0.25, 0.0, 0.75]), torch.tensor([0.5, 0.5, 0.0]))
+    a = released_scores.bhattacharyya_weight(torch.tensor([0.25, 0.0, 0.75]), torch.tensor([0.5, 0.5, 0.0]))
     assert float(a) == pytest.approx(math.sqrt(0.125), abs=1e-7)
-    assert float(css.bhattacharyya_weight(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5]))) == 1.0  # clamped
+    half = torch.tensor([0.5, 0.5])
+    assert float(released_scores.bhattacharyya_weight(half, half)) == 1.0  # clamped
 
 
 def test_released_residual_entropy_hand():
-    h = css.released_residual_entropy(torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64))
+    h = released_scores.released_residual_entropy(torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64))
     # others of p_0: (0.5, 0.5) -> entropy log 2 / log 2 = 1; of p_1: (2/3, 1/3) -> 0.918296 / 1
     two_thirds = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3)) / math.log(2)
     torch.testing.assert_close(h, torch.tensor([1.0, two_thirds, two_thirds], dtype=torch.float64))
-    assert css.released_residual_entropy(torch.tensor([0.7, 0.3])).tolist() == [0.0, 0.0]  # Q < 3
-    assert float(css.released_residual_entropy(torch.tensor([1.0, 0.0, 0.0]))[0]) == 0.0  # p_i >= 1
+    assert released_scores.released_residual_entropy(torch.tensor([0.7, 0.3])).tolist() == [0.0, 0.0]  # Q < 3
+    assert float(released_scores.released_residual_entropy(torch.tensor([1.0, 0.0, 0.0]))[0]) == 0.0  # p_i >= 1
 
 
 def test_candidate_size_is_the_float_product():
-    assert css.candidate_size(46, 0.4) == 18 and css.candidate_size(46, 0.3) == 13
-    assert css.candidate_size(100, 0.29) == 28  # int(28.999999999999996): the release; the paper's m is 29
+    assert released_scores.candidate_size(46, 0.4) == 18 and released_scores.candidate_size(46, 0.3) == 13
+    assert released_scores.candidate_size(100, 0.29) == 28  # int(28.999999999999996): the release; the paper's m is 29
     assert css.stage1_size(100, 0.29) == 29
-    assert css.candidate_size(3, 0.1) == 1 and css.candidate_size(5, 1.0) == 5
+    assert released_scores.candidate_size(3, 0.1) == 1 and released_scores.candidate_size(5, 1.0) == 5
 
 
 def test_candidate_pool_and_select_hand():
     g, s, c = torch.tensor([3.0, 1.0, 2.0, 0.0]), torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([1.0, 0.0, 0.5, 0.2])
-    assert css.candidate_pool((g, s, c), 1).tolist() == [0, 3]
-    assert css.candidate_pool((g, s, c), 2).tolist() == [0, 2, 3]
-    cfg = css.SelectConfig(tau=0.5, k_min=1, k_max=None)
-    assert css.released_select(g, s, c, cfg, (1, 1, 1)).tolist() == [0, 2, 3]  # k_max None: the whole union
+    assert released_scores.candidate_pool((g, s, c), 1).tolist() == [0, 3]
+    assert released_scores.candidate_pool((g, s, c), 2).tolist() == [0, 2, 3]
+    cfg = released_scores.SelectConfig(tau=0.5, k_min=1, k_max=None)
+    assert released_scores.released_select(g, s, c, cfg, (1, 1, 1)).tolist() == [0, 2, 3]  # k_max None: the whole union
     # composite over the pool [0, 2, 3]: mm(g) = (1, 2/3, 0), mm(s) = (0, 2/3, 1), mm(c) = (1, 3/8, 0) (eps 1e-6)
-    comp = css.composite_score(g, s, c, (0.65, 0.15, 0.2), torch.tensor([0, 2, 3]))
+    comp = released_scores.composite_score(g, s, c, (0.65, 0.15, 0.2), torch.tensor([0, 2, 3]))
     expect = [0.65 * 3 / (3 + 1e-6) + 0.2 * 0.8 / (0.8 + 1e-6),
               0.65 * 2 / (3 + 1e-6) + 0.15 * 2 / (3 + 1e-6) + 0.2 * 0.3 / (0.8 + 1e-6),
               0.15 * 3 / (3 + 1e-6)]
     torch.testing.assert_close(comp, torch.tensor(expect))
-    cut = css.SelectConfig(tau=0.5, k_min=1, k_max=2)
-    assert css.released_select(g, s, c, cut, (0.65, 0.15, 0.2)).tolist() == [0, 2]
-    few = css.SelectConfig(tau=0.5, k_min=4, k_max=2 + 2)  # |pool| = 3 < k_min: the pool is kept
-    assert css.released_select(g, s, c, few, (0.65, 0.15, 0.2)).tolist() == [0, 2, 3]
+    cut = released_scores.SelectConfig(tau=0.5, k_min=1, k_max=2)
+    assert released_scores.released_select(g, s, c, cut, (0.65, 0.15, 0.2)).tolist() == [0, 2]
+    few = released_scores.SelectConfig(tau=0.5, k_min=4, k_max=2 + 2)  # |pool| = 3 < k_min: the pool is kept
+    assert released_scores.released_select(g, s, c, few, (0.65, 0.15, 0.2)).tolist() == [0, 2, 3]
 
 
 def test_rerank_weights():
-    assert css.SelectConfig().weights(0.15) == pytest.approx((0.65, 0.15, 0.2))
-    assert css.SelectConfig(rerank="unweighted").weights(0.15) == (1.0, 1.0, 1.0)
-    assert css.SelectConfig(rerank=(0.5, 0.3, 0.2)).weights(0.15) == (0.5, 0.3, 0.2)
+    assert released_scores.SelectConfig().weights(0.15) == pytest.approx((0.65, 0.15, 0.2))
+    assert released_scores.SelectConfig(rerank="unweighted").weights(0.15) == (1.0, 1.0, 1.0)
+    assert released_scores.SelectConfig(rerank=(0.5, 0.3, 0.2)).weights(0.15) == (0.5, 0.3, 0.2)
 
 
 def test_convex_fusion_hand():
@@ -97,14 +99,14 @@ def test_convex_fusion_hand():
     L = torch.tensor([[[0.5]], [[1.0]]])
     w0 = math.exp(1) / (math.exp(1) + 1)
     expect = [0.93 * (0.85 + 0.075) + 0.07 * 0.5 * w0, 0.93 * 0.15 + 0.07 * (1 - w0)]
-    out = csg.convex_fuse(G, L, csg.FusionConfig(lam=0.15, guide_weight=0.07))
+    out = released_fusion.convex_fuse(G, L, released_fusion.FusionConfig(lam=0.15, guide_weight=0.07))
     torch.testing.assert_close(out.flatten(), torch.tensor(expect))
-    paper = csg.FusionConfig(form="paper").fuse(G, L)
+    paper = released_fusion.FusionConfig(form="paper").fuse(G, L)
     torch.testing.assert_close(paper, csg.fuse(G, L))  # the paper's S_glob + 0.6·w·S_spat
 
 
 def test_scatter_fill_and_the_float32_swallow():
-    out = csg.scatter_fill(torch.ones(1, 1, 2), torch.tensor([1]), 3, -1e9)
+    out = released_fusion.scatter_fill(torch.ones(1, 1, 2), torch.tensor([1]), 3, -1e9)
     assert out[:, 0].tolist() == [[-1e9, -1e9], [1.0, 1.0], [-1e9, -1e9]]
     # a query selected in one of two overlapping windows: (x + -1e9)/2 == -5e8 in float32 for |x| < 32
     x = torch.tensor([0.3, -7.0, 31.0])
@@ -141,7 +143,7 @@ def test_refinement_round_admits_a_winning_outsider():
     g, s = torch.tensor([0.3, 0.3, 0.1, 0.0]), torch.tensor([0.1, 0.1, 0.0, 0.0])
     c = torch.tensor([0.2, 0.2, 0.0, 0.0])
     cfg = refine.RefineConfig(adaptive_admit=False)
-    fusion = csg.FusionConfig(lam=0.5, guide_weight=0.0)
+    fusion = released_fusion.FusionConfig(lam=0.5, guide_weight=0.0)
     fuse_rows = lambda idx: fusion.fuse(dense[idx], local[idx])  # noqa: E731
     sel = torch.tensor([0, 1])
     out, fused, log = refine.refine_window(sel, fuse_rows(sel), (g, s, c), local, fuse_rows, cfg, (1.0, 1.0, 1.0),

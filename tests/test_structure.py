@@ -3,7 +3,7 @@
 Every module has a layer (:data:`LAYERS`, low to high, as ``docs/design.md`` draws it). A module imports only
 from its own layer or below, counting every import (module level, inside functions, under ``TYPE_CHECKING``),
 and no two modules import each other through any path. Command-line handling (``argparse``) lives in the CLI
-layer only, except the sub-commands listed in :data:`CLI_HOSTS` (still to be moved).
+layer only (``cli_*.py``).
 """
 import ast
 from pathlib import Path
@@ -14,20 +14,22 @@ PACKAGE = Path(__file__).resolve().parents[1] / "s2c2seg"
 
 LAYERS = [
     ("base", ["", "store", "io", "regions", "metrics", "slide", "distributed", "palettes", "lab", "notebook_params",
-              "data.*", "prediction"]),
+              "data.*", "prediction", "primitives"]),
     ("bundle", ["bundle", "records"]),
     ("models", ["models.*", "segmenter", "sim.*"]),
-    ("math", ["css", "csg", "refine", "spatial_refine", "postprocess", "released_post", "view"]),
+    ("math", ["css", "csg", "released_scores", "released_fusion", "refine", "spatial_refine", "postprocess",
+              "released_post", "view"]),
     ("configuration", ["presets", "encode_side"]),
-    ("methods", ["released", "predict", "analysis"]),
-    ("run", ["runspec", "cache", "experiments", "factories", "plots", "figures"]),
+    ("methods", ["paper", "released", "predict", "analysis"]),
+    ("run", ["runspec", "cache", "experiments", "factories", "plots", "figures", "explain", "explain_plot",
+             "segment_backends"]),
     ("evaluation", ["evaluate", "sweep"]),
-    ("notebooks and tables", ["session", "scenarios", "tables", "notebooks"]),
-    ("command line", ["cli", "cli_eval", "cli_sweep", "__main__"]),
+    ("applications", ["session", "scenarios", "tables", "notebooks", "segment"]),
+    ("command line", ["cli", "cli_eval", "cli_sweep", "cli_segment", "cli_tables", "cli_notebooks", "__main__"]),
 ]
 """Layer name -> its modules (``""``: the package's ``__init__``; ``x.*``: every module of subpackage ``x``)."""
-CLI_HOSTS = {"tables", "notebooks"}
-"""Library modules that still hold their sub-command's argparse code (``s2c2seg tables`` / ``notebooks``)."""
+CLI_HOSTS: set[str] = set()
+"""Library modules allowed to hold argparse code (none: every sub-command has its ``cli_*`` module)."""
 
 
 def _modules() -> dict[str, Path]:
