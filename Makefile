@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m s2c2seg.lab
 	touch $(STAMP)
 
-.PHONY: env lab lint notebooks test test-slow benchmarks-doc
+.PHONY: env lab lint notebooks test test-slow benchmarks-doc mutation
 env: $(STAMP)
 
 lint: $(STAMP)
@@ -36,3 +36,12 @@ test-slow: $(STAMP)
 # docs/benchmarks.md from the benchmarks' JSON results (benchmarks/results/*.json) and notes (benchmarks/notes/*.md)
 benchmarks-doc: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/report.py
+
+# Mutation testing (not in CI): mutmut mutates the released modules, the paper CSS / CSG, the views and the presets
+# one change at a time and runs the tests that cover each ([tool.mutmut] in pyproject.toml); the report, with every
+# equivalent survivor and its reason (tools/mutation_equivalents.yaml), is written to docs/mutation.md.
+mutation: $(STAMP)
+	$(PY) -m pip install -c constraints.txt -e '.[mutation]'
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run
+	$(PY) tools/mutation_report.py > docs/mutation.md.tmp; status=$$?; mv docs/mutation.md.tmp docs/mutation.md; \
+	  cat docs/mutation.md | head -12; exit $$status
