@@ -170,15 +170,15 @@ def test_a_reused_workspace_gives_the_numbers_of_fresh_buffers():
         assert all(torch.equal(a, b) for a, b in zip(reused, fresh)), (c, hw, dil)
 
 
-def test_released_downstream_benchmark_runs_both_codes_and_says_random_tensors(monkeypatch, capsys):
+def test_released_downstream_benchmark_runs_both_codes_and_says_random_tensors(monkeypatch, capsys, tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.syspath_prepend(str(root / "benchmarks"))
     import released_downstream
 
-    out = released_downstream.main(["--points", "2", "--no-per-image", "--before", str(root),
-                                    "--threads", str(torch.get_num_threads())])  # leaves the session's threads
+    out = released_downstream.main(["--points", "2", "--no-per-image", "--before", str(root), "--out-dir",
+                                    str(tmp_path), "--threads", str(torch.get_num_threads())])  # keeps the threads
     assert out["points"] == 2 and out["same_labels"] == 2  # this checkout against itself: the same label maps
     assert all(len(t["shared"]) == len(t["fresh"]) == 2 for t in out["times"].values()) and len(out["times"]) == 2
     text = capsys.readouterr().out
