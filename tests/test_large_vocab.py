@@ -260,7 +260,7 @@ backend = build_backend("random", size="tiny", cache_dir=tempfile.mkdtemp(),
 vocab = Vocabulary.from_names([f"class{i}" for i in range(20000)])
 image = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
 bundle = backend.encode(Sample("big", image, np.zeros((32, 40), np.int64)), vocab, spec.protocol)
-assert bundle.window_local.shape[:2] == (1, 20000) and bundle.meta["storage"] != "exact"
+assert bundle.window_local.shape[:2] == (1, 20000)  # 102 MB float32: within the budget, exact
 assert spec.predict(bundle).label_map.shape == (32, 40)
 print(bundle.meta["storage"], "OK")
 """
