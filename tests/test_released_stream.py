@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from capped import run_capped  # tests/ is on the path, as for fakes
 
 from s2c2seg.budget import MemoryBudget
 from s2c2seg.data.protocols import Protocol
@@ -75,25 +76,10 @@ def test_logits_on_request_and_refused_beyond_the_budget():
         predict(BundleView(bundle, TINY), PROTO, "s2c2seg", preset=preset, return_logits=True)
 
 
-CAP_MB = 4096
-"""Writable address space of the 20,000-class run. The torch build here maps ~3.2 GB of CUDA libraries and cv2
-~0.4 GB more, read-only or executable, which hold no data; the cap is set to 4 GiB plus those mappings, measured
-in the child after its imports (everything the run can write to counts against the 4 GiB)."""
-
-BIG = f"""
-import resource
-import cv2, torch  # the libraries' mappings first, then the cap
+BIG = """  # after capped.CAP_PREAMBLE: 4 GiB writable
 from s2c2seg.data.protocols import Protocol
 from s2c2seg.predict import predict
 from s2c2seg.sim import SimBackend, SimConfig, SimDataset
-mapped = 0
-for line in open("/proc/self/maps"):
-    parts = line.split()
-    lo, hi = (int(v, 16) for v in parts[0].split("-"))
-    if len(parts) > 5 and parts[5].startswith("/") and "w" not in parts[1]:
-        mapped += hi - lo
-cap = {CAP_MB} * 2**20 + mapped
-resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 cfg = SimConfig(seed=0, image_size=(32, 48))
 ds = SimDataset(20000, cfg, 1)
 proto = Protocol(short_side=64, crop=32, stride=16)  # 15 windows of 56 x 56 (padded): O(Q·ph·pw) is 3.7 GB
@@ -110,9 +96,6 @@ print(bundle.meta["storage"], "OK")
 @pytest.mark.slow
 def test_20000_classes_default_method_under_a_cap():
     """SIMULATED, 20,000 classes, the default options (window storage by the budget): released and paper."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", BIG], capture_output=True, text=True, timeout=900, check=False)
+    out = run_capped(BIG)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("OK")
