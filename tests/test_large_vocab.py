@@ -246,31 +246,3 @@ def test_20000_classes_real_path_encode_and_predict_under_a_cap():
     out = subprocess.run([sys.executable, "-c", BIG_REAL], capture_output=True, text=True, timeout=900, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("OK")
-
-
-BIG_DEFAULT = """  # after capped.CAP_PREAMBLE: 4 GiB writable
-import tempfile
-import numpy as np
-from s2c2seg.data import Protocol, Sample, Vocabulary
-from s2c2seg.factories import build_backend
-from s2c2seg.runspec import resolve_run
-spec = resolve_run("s2c2seg", protocol=Protocol(short_side=32, crop=0, stride=1))  # the default method (released)
-backend = build_backend("random", size="tiny", cache_dir=tempfile.mkdtemp(),
-                        config=spec.encode.segmenter_config())  # the default options: window_storage="auto"
-vocab = Vocabulary.from_names([f"class{i}" for i in range(20000)])
-image = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
-bundle = backend.encode(Sample("big", image, np.zeros((32, 40), np.int64)), vocab, spec.protocol)
-assert bundle.window_local.shape[:2] == (1, 20000)  # 102 MB float32: within the budget, exact
-assert spec.predict(bundle).label_map.shape == (32, 40)
-print(bundle.meta["storage"], "OK")
-"""
-
-
-@pytest.mark.slow
-def test_20000_classes_default_method_real_path_under_a_cap():
-    """RANDOM WEIGHTS (tiny): 20,000 classes, one 32 x 40 image, the default method and options, 4 GiB writable."""
-    from capped import run_capped  # tests/ is on the path, as for fakes
-
-    out = run_capped(BIG_DEFAULT, timeout=3600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().endswith("OK")
