@@ -12,6 +12,12 @@ import sys
 import time
 
 
+def wall_text(seconds: float) -> str:
+    """``225.04`` -> ``"3 min 45.0 s"`` (whole minutes, then the seconds left)."""
+    minutes, rest = divmod(float(seconds), 60.0)
+    return f"{int(minutes)} min {rest:04.1f} s"
+
+
 def main(argv: list[str]) -> int:
     if "--" not in argv or argv.index("--") == 0 or argv.index("--") == len(argv) - 1:
         print("usage: python tools/timed.py LABEL -- COMMAND [ARGS...]", file=sys.stderr)
@@ -22,7 +28,7 @@ def main(argv: list[str]) -> int:
     status = subprocess.call(cmd)
     wall = time.perf_counter() - t0
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
-    print(f"{label}: {wall / 60:.0f} min {wall % 60:04.1f} s wall, peak RSS {peak_gb:.2f} GiB (largest process), "
+    print(f"{label}: {wall_text(wall)} wall, peak RSS {peak_gb:.2f} GiB (largest process), "
           f"exit status {status}", flush=True)
     return status
 
