@@ -99,6 +99,15 @@ def add_output_arguments(ap: argparse.ArgumentParser, quick: str | None = None) 
                          f"{QUICK_RESULTS.relative_to(REPO)})")
 
 
+def parse_quick(ap: argparse.ArgumentParser, argv, quick_values: dict) -> argparse.Namespace:
+    """``ap.parse_args(argv)``, with ``quick_values`` set over the parsed values when ``--quick`` is given."""
+    args = ap.parse_args(argv)
+    if args.quick:
+        for k, v in quick_values.items():
+            setattr(args, k, v)
+    return args
+
+
 def revision() -> dict:
     """``{"commit": HEAD, "dirty": uncommitted changes to tracked files}`` of the repository (None where git fails)."""
     def git(*a):

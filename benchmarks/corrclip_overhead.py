@@ -30,15 +30,8 @@ import time
 import numpy as np
 import torch
 from bench_common import (
-    Run,
-    add_output_arguments,
-    add_protocol_arguments,
-    figure,
-    peak_rss_gb,
-    protocol_from_args,
-    quick_backend,
-    target,
-)
+    Run, add_output_arguments, add_protocol_arguments, figure, parse_quick, peak_rss_gb, protocol_from_args,
+    quick_backend, target)
 
 QUICK = {"size": "tiny", "repeats": 1, "regions": 6, "image_hw": (48, 64), "short_side": 48, "crop": 32,
          "stride": 16}
@@ -66,10 +59,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--image-hw", type=int, nargs=2, default=(375, 500), metavar=("H", "W"))
     add_protocol_arguments(ap)
     add_output_arguments(ap, quick="tiny models, one small image and protocol (the smoke test)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
+    args = parse_quick(ap, argv, QUICK)
     run = Run("corrclip_overhead", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)

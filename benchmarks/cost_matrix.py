@@ -33,14 +33,8 @@ import time
 import numpy as np
 import torch
 from bench_common import (
-    Run,
-    add_output_arguments,
-    add_protocol_arguments,
-    figure,
-    protocol_from_args,
-    quick_backend,
-    target,
-)
+    Run, add_output_arguments, add_protocol_arguments, figure, parse_quick, protocol_from_args, quick_backend,
+    target)
 from corrclip_overhead import sam_like_regions
 from probes import STAGES, Probes
 
@@ -152,10 +146,7 @@ def parse(argv):
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     add_protocol_arguments(ap)
     add_output_arguments(ap, quick="tiny models, one small image and protocol (the smoke test)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
+    args = parse_quick(ap, argv, QUICK)
     return args
 
 

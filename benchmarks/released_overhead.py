@@ -36,16 +36,8 @@ import time
 import numpy as np
 import torch
 from bench_common import (
-    Run,
-    add_output_arguments,
-    add_protocol_arguments,
-    figure,
-    header,
-    peak_rss_gb,
-    protocol_from_args,
-    quick_backend,
-    target,
-)
+    Run, add_output_arguments, add_protocol_arguments, figure, header, parse_quick, peak_rss_gb, protocol_from_args,
+    quick_backend, target)
 
 TARGET = 1.5
 """Issue 10's target for ProxyCLIP + released over ProxyCLIP alone."""
@@ -80,10 +72,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--cache-dir", default=None, help="text-embedding cache to reuse across runs (default: temporary)")
     add_protocol_arguments(ap)
     add_output_arguments(ap, quick="tiny models, one small image and protocol (the smoke test)")
-    args = ap.parse_args(argv)
-    if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
+    args = parse_quick(ap, argv, QUICK)
     record = Run("released_overhead", argv, args.out_dir, args.quick)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import Run, add_output_arguments, add_protocol_arguments, figure, protocol_from_args, target
+from bench_common import (Run, add_output_arguments, add_protocol_arguments, figure, parse_quick, protocol_from_args,
+                          target)
 
 from s2c2seg.data import get_protocol, load_dataset, vocabulary
 from s2c2seg.data.fixtures import write_fixture
@@ -107,10 +108,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
     add_protocol_arguments(ap)
     add_output_arguments(ap, quick="tiny models, 2 small images, a small protocol (the smoke test)")
-    args = ap.parse_args(argv)
+    args = parse_quick(ap, argv, QUICK)
     if args.quick:
-        for k, v in QUICK.items():
-            setattr(args, k, v)
         args.points = min(args.points, 4)
     released = args.preset != "paper"
     run = Run("sweep_cost_released" if released else "sweep_cost", argv, args.out_dir, args.quick,

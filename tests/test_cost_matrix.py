@@ -19,27 +19,19 @@ NEEDED = {"alone": set(), "paper": {"paper"}, "released": {"window"}, "released+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    import sys
-
-    sys.path.insert(0, str(BENCH))
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # benchmarks/ on the path for this import only
+        mp.syspath_prepend(str(BENCH))
         import cost_matrix
 
         out_dir = tmp_path_factory.mktemp("cost_matrix")
         out = cost_matrix.main(["--quick", "--out-dir", str(out_dir)])
-    finally:
-        sys.path.remove(str(BENCH))
     return out, json.loads((out_dir / "cost_matrix.json").read_text())
 
 
-def test_quick_mode_covers_the_matrix_and_writes_a_valid_result(quick):
-    import sys
+def test_quick_mode_covers_the_matrix_and_writes_a_valid_result(quick, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_common
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_common
-    finally:
-        sys.path.remove(str(BENCH))
     out, saved = quick
     bench_common.validate(saved, "cost_matrix.json")
     assert saved["mode"] == "quick" and saved["label"] == "RANDOM WEIGHTS (tiny test models)"

@@ -6,12 +6,10 @@ from pathlib import Path
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "timed.py"
 
 
-def test_wall_text_whole_minutes_then_seconds():
-    sys.path.insert(0, str(TOOL.parent))
-    try:
-        from timed import wall_text
-    finally:
-        sys.path.remove(str(TOOL.parent))
+def test_wall_text_whole_minutes_then_seconds(monkeypatch):
+    monkeypatch.syspath_prepend(str(TOOL.parent))
+    from timed import wall_text
+
     assert wall_text(236.46) == "3 min 56.5 s"  # not "4 min": minutes are whole, not rounded
     assert wall_text(125.0) == "2 min 05.0 s"
     assert wall_text(5) == "0 min 05.0 s"
