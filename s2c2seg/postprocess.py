@@ -17,7 +17,7 @@ import torch
 from .data.protocols import Protocol
 
 __all__ = ["BACKGROUND_LABEL", "synonym_max", "query_probabilities", "area_prune", "postprocess",
-           "streamed_postprocess", "streamed_softmax_means"]
+           "streamed_postprocess", "streamed_softmax_means", "log_sum_exp_step"]
 
 BACKGROUND_LABEL = 0
 """The label ``prob_thd`` assigns and the class ``area_thd`` never prunes (the anchors' class 0)."""
@@ -145,13 +145,7 @@ def _running_argmax(view: StreamedMaps, scale: float, classes: torch.Tensor | No
         value, idx = synonym_max(x, inverse, present.numel()).max(dim=0)
         label = present[idx]
         if classes is None:
-            top = x.amax(dim=0)
-            if m is None:
-                m, z = top, torch.exp(x - top).sum(dim=0)
-            else:
-                new_m = torch.maximum(m, top)
-                z = z * torch.exp(m - new_m) + torch.exp(x - new_m).sum(dim=0)
-                m = new_m
+            m, z = log_sum_exp_step(m, z, x)
         if best is None:
             best, cls = value, label
         else:
@@ -159,6 +153,16 @@ def _running_argmax(view: StreamedMaps, scale: float, classes: torch.Tensor | No
             best = torch.where(better, value, best)
             cls = torch.where(better, label, cls)
     return cls, best, m, z
+
+
+def log_sum_exp_step(m: torch.Tensor | None, z: torch.Tensor | None, x: torch.Tensor):
+    """One block of a running log-sum-exp over rows: ``(M, Z)`` of the rows so far (None at the start) and the
+    block ``x`` (rows, ...) -> the max over all rows and ``Z = Σ exp(x − M)``, rescaled to the new max."""
+    top = x.amax(dim=0)
+    if m is None:
+        return top, torch.exp(x - top).sum(dim=0)
+    new = torch.maximum(m, top)
+    return new, z * torch.exp(m - new) + torch.exp(x - new).sum(dim=0)
 
 
 def streamed_postprocess(view: StreamedMaps, protocol: Protocol) -> tuple[torch.Tensor, bool]:

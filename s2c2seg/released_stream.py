@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import torch
 
 from .data.protocols import Protocol
-from .postprocess import BACKGROUND_LABEL, synonym_max
+from .postprocess import BACKGROUND_LABEL, log_sum_exp_step, synonym_max
 from .refine import window_confidence
 from .released_post import PostConfig, background_threshold, image_at
 from .spatial_refine import RefineWorkspace, image_affinity, spatial_refine_many
@@ -57,14 +57,7 @@ def log_sum_exp(blocks: Iterable[torch.Tensor], scale: float) -> tuple[torch.Ten
     """Per pixel ``(M, Z)``: the max of ``scale·x`` over all rows and ``Z = Σ exp(scale·x − M)``, block by block."""
     m = z = None
     for x in blocks:
-        x = x.float() * float(scale)
-        top = x.amax(dim=0)
-        if m is None:
-            m, z = top, torch.exp(x - top).sum(dim=0)
-        else:
-            new = torch.maximum(m, top)
-            z = z * torch.exp(m - new) + torch.exp(x - new).sum(dim=0)
-            m = new
+        m, z = log_sum_exp_step(m, z, x.float() * float(scale))
     return m, z
 
 
